@@ -1,0 +1,182 @@
+"""Command line: thin Typer commands that parse arguments and call one library function each.
+
+Errors from user input (PolyheadError) print one line to stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
+from rich.console import Console
+from rich.table import Table
+
+from polyhead.errors import PolyheadError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="polyhead: one encoder, many task heads.")
+console = Console()
+err_console = Console(stderr=True)
+logger = logging.getLogger("polyhead.cli")
+
+
+def read_text_lines(file: Path) -> list[str]:
+    """Non-empty lines of a UTF-8 text file, or a one-line error."""
+    if not file.is_file():
+        raise PolyheadError(f"--file {file}: no such file")
+    try:
+        lines = [line.strip() for line in file.read_text(encoding="utf-8").splitlines()]
+    except UnicodeDecodeError as exc:
+        raise PolyheadError(f"--file {file}: not UTF-8 text (byte {exc.start}); convert it to UTF-8") from exc
+    lines = [line for line in lines if line]
+    if not lines:
+        raise PolyheadError(f"--file {file} is empty: give one text per line")
+    return lines
+
+
+def gather_texts(texts: list[str] | None, file: Path | None) -> list[str]:
+    if texts and file:
+        raise PolyheadError("give texts as arguments or --file, not both")
+    if file:
+        return read_text_lines(file)
+    if not texts:
+        raise PolyheadError("no texts given: pass TEXT arguments or --file FILE (one text per line)")
+    return texts
+
+
+@app.command()
+def encode(
+    texts: Annotated[list[str] | None, typer.Argument(help="Sentences to embed.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="UTF-8 file, one text per line.")] = None,
+    model: Annotated[str, typer.Option(help="'default', an HF encoder directory or a polyhead model directory.")] = "default",
+    pooling: Annotated[str, typer.Option(help="mean, cls, max or mean_sqrt_len.")] = "mean",
+    projection_dim: Annotated[int | None, typer.Option(help="Add a (randomly initialised) projection to this size.")] = None,
+    no_normalize: Annotated[bool, typer.Option("--no-normalize", help="Skip L2 normalisation.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write the vectors to this .npy file.")] = None,
+    similarity: Annotated[bool, typer.Option("--similarity", help="Print pairwise cosine similarities.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
+) -> None:
+    """Embed sentences: print the dimension and first values, a similarity table, or write .npy."""
+    import numpy as np
+
+    from polyhead.modeling.encoder import SentenceEncoder
+
+    items = gather_texts(texts, file)
+    if out is not None and out.suffix != ".npy":
+        raise PolyheadError(f"--out {out}: must end in .npy")
+    encoder = SentenceEncoder.from_pretrained(model, pooling=pooling, projection_dim=projection_dim, normalize=not no_normalize)
+    vectors = np.asarray(encoder.encode(items, batch_size=batch_size, precision=precision, show_progress=len(items) > 1000))
+    console.print(f"{len(items)} texts -> dimension {vectors.shape[1]}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, vectors)
+        console.print(f"wrote {out}")
+    elif not similarity:
+        for text, vec in zip(items[:20], vectors, strict=False):
+            console.print(f"{short(text)}  [{', '.join(f'{x:.4f}' for x in vec[:5])}, ...]")
+    if similarity:
+        console.print(similarity_table(items, vectors))
+
+
+def short(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def similarity_table(texts: list[str], vectors: object) -> Table:
+    """Pairwise cosine similarities, highest first."""
+    import numpy as np
+
+    v = np.asarray(vectors, dtype=np.float64)
+    v = v / np.clip(np.linalg.norm(v, axis=1, keepdims=True), 1e-12, None)
+    sims = v @ v.T
+    pairs = sorted(((sims[i, j], i, j) for i in range(len(texts)) for j in range(i + 1, len(texts))), reverse=True)
+    table = Table(title="Cosine similarity, high to low")
+    table.add_column("text A")
+    table.add_column("text B")
+    table.add_column("cosine", justify="right")
+    for score, i, j in pairs[:50]:
+        table.add_row(short(texts[i], 45), short(texts[j], 45), f"{score:.4f}")
+    return table
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="A polyhead model directory.")],
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to predict.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="UTF-8 file, one text per line.")] = None,
+    tasks: Annotated[str | None, typer.Option(help="Comma-separated task names (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
+) -> None:
+    """Run every head (or --tasks) on texts: a table per text, or JSON lines."""
+    from polyhead.modeling.multitask import MultiTaskModel
+
+    items = gather_texts(texts, file)
+    model = MultiTaskModel.from_pretrained(model_dir)
+    names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    results = model.predict(items, tasks=names, batch_size=batch_size, precision=precision)
+    for text, result in zip(items, results, strict=True):
+        if as_json:
+            sys.stdout.write(json.dumps({"text": text, **result}) + "\n")
+        else:
+            console.print(prediction_table(text, result))
+
+
+def prediction_table(text: str, result: dict) -> Table:
+    table = Table(title=short(text, 100), title_justify="left")
+    table.add_column("task")
+    table.add_column("prediction")
+    for task, out in result.items():
+        if "label" in out:
+            shown = f"{out['label']} ({out['score']:.3f})"
+        elif "labels" in out:
+            shown = ", ".join(out["labels"]) or "(none)"
+        elif "entities" in out:
+            shown = "; ".join(f"{e['text']} [{e['type']}] {e['score']:.2f}" for e in out["entities"]) or "(no entities)"
+        else:
+            shown = f"{out['score']:.4f}"
+        table.add_row(task, shown)
+    return table
+
+
+def setup_logging(verbose: bool = False) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+    )
+    logging.getLogger("polyhead").setLevel(logging.INFO)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def main() -> None:
+    """Console-script entry point: user errors -> one line on stderr, exit status 2."""
+    setup_logging()
+    try:
+        app(standalone_mode=False)
+    except PolyheadError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except ClickException as exc:  # usage errors: bad option values, missing arguments
+        if isinstance(exc, NoArgsIsHelpError):
+            exc.show()
+            raise SystemExit(0) from None
+        err_console.print(f"error: {exc.format_message()}", markup=False, highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("aborted", markup=False)
+        raise SystemExit(130) from None

@@ -1,0 +1,1 @@
+"""nn.Modules only: encoder, pooling, heads, the multi-task model. Never imports training/ or data/."""

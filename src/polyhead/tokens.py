@@ -1,0 +1,96 @@
+"""Words, sub-tokens and BIO spans: the glue between word-level labels and sub-token models.
+
+Used by the data collator (training) and by prediction, so both align words the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# Label id that the loss skips: CrossEntropyLoss's default ignore_index.
+IGNORE_INDEX = -100
+
+# Words as a CoNLL file would hold them: URLs, @mentions/#hashtags and words (with inner ' or -) whole;
+# every other non-space character (punctuation) on its own.
+WORD_RE = re.compile(r"https?://\S+|[@#]?\w+(?:[-'’]\w+)*|[^\w\s]")
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    start: int
+    end: int
+
+
+def split_words(text: str) -> list[Word]:
+    """Split raw text into words with character offsets (``text[start:end] == word``)."""
+    return [Word(m.group(), m.start(), m.end()) for m in WORD_RE.finditer(text)]
+
+
+def words_from_tokens(tokens: Sequence[str]) -> tuple[str, list[Word]]:
+    """Pre-tokenised input: join with single spaces and compute offsets into the joined text."""
+    words, pos = [], 0
+    for token in tokens:
+        words.append(Word(token, pos, pos + len(token)))
+        pos += len(token) + 1
+    return " ".join(tokens), words
+
+
+def tokenize_words(tokenizer: Any, words: Sequence[Sequence[str]], max_length: int) -> list[dict[str, Any]]:
+    """Tokenise word lists; each result has the id lists plus ``word_ids`` (word index per sub-token).
+
+    Special tokens get word id None. Words cut off by ``max_length`` have no sub-token.
+    """
+    enc = tokenizer([list(w) for w in words], is_split_into_words=True, truncation=True, max_length=max_length)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+    out = []
+    for i in range(len(words)):
+        item: dict[str, Any] = {k: enc[k][i] for k in keys}
+        item["word_ids"] = enc.word_ids(i)
+        out.append(item)
+    return out
+
+
+def align_labels(word_ids: Sequence[int | None], word_labels: Sequence[int]) -> list[int]:
+    """Word label on the first sub-token of each word, IGNORE_INDEX on the rest and on special tokens."""
+    aligned, previous = [], None
+    for word_id in word_ids:
+        if word_id is None or word_id == previous:
+            aligned.append(IGNORE_INDEX)
+        else:
+            aligned.append(word_labels[word_id])
+        previous = word_id
+    return aligned
+
+
+def first_subtoken_positions(word_ids: Sequence[int | None]) -> dict[int, int]:
+    """word index -> position of its first sub-token (words cut by truncation are absent)."""
+    positions: dict[int, int] = {}
+    for pos, word_id in enumerate(word_ids):
+        if word_id is not None and word_id not in positions:
+            positions[word_id] = pos
+    return positions
+
+
+def decode_bio(tags: Sequence[str], scores: Sequence[float]) -> list[tuple[str, int, int, float]]:
+    """Word-level BIO tags -> spans (type, first word, last word inclusive, mean word score).
+
+    An I-X that doesn't continue a span of type X starts a new one (as seqeval's default mode reads it).
+    """
+    spans: list[tuple[str, int, int, float]] = []
+    current: list[Any] | None = None  # [type, start, end, score sum]
+    for i, tag in enumerate(list(tags) + ["O"]):
+        prefix, kind = (tag[:2], tag[2:]) if tag != "O" else ("O", "")
+        continues = current is not None and prefix == "I-" and kind == current[0]
+        if current is not None and not continues:
+            spans.append((current[0], current[1], current[2], current[3] / (current[2] - current[1] + 1)))
+            current = None
+        if continues and current is not None:
+            current[2] = i
+            current[3] += scores[i]
+        elif prefix in ("B-", "I-"):
+            current = [kind, i, i, scores[i]]
+    return spans

@@ -1,0 +1,63 @@
+"""Shared fixtures: a random tiny BERT (hidden 32, 2 layers) with the real MiniLM tokenizer, offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def make_tiny_model_dir(path: Path, seed: int = 0) -> Path:
+    """Write a random tiny BERT encoder directory (config.json, model.safetensors, tokenizer)."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from polyhead.modeling.encoder import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve_model_path("default")))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(seed)
+    model = BertModel(config, add_pooling_layer=False)
+    model.save_pretrained(str(path), safe_serialization=True)
+    tokenizer.save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture
+def tiny_encoder(tiny_model_dir: Path):
+    from polyhead.modeling.encoder import SentenceEncoder
+
+    return SentenceEncoder.from_pretrained(tiny_model_dir, max_length=64)
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The real all-MiniLM-L6-v2 (seconds to load): for parity and quality tests."""
+    from polyhead.modeling.encoder import SentenceEncoder
+
+    return SentenceEncoder.from_pretrained("default")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA}")
+    return SHARED_DATA
