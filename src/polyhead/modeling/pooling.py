@@ -22,7 +22,8 @@ class Pooling(nn.Module):
     def __init__(self, mode: str = "mean") -> None:
         super().__init__()
         if mode not in POOLING_MODES:
-            raise PolyheadError(f"unknown pooling {mode!r}; valid pooling modes are: {', '.join(POOLING_MODES)}")
+            valid = ", ".join(POOLING_MODES)
+            raise PolyheadError(f"unknown pooling {mode!r}; valid pooling modes are: {valid}")
         self.mode = mode
 
     def forward(self, token_embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -34,7 +35,9 @@ class Pooling(nn.Module):
             # Padding gets the lowest finite value, so it can't win even where every real value is negative.
             floor = torch.finfo(token_embeddings.dtype).min
             return token_embeddings.masked_fill(mask == 0, floor).max(dim=1).values
-        summed = (token_embeddings * mask).sum(dim=1)
+        # masked_fill, not multiplication: inf/nan in padded positions (possible in low precision) must not
+        # leak in, since inf * 0 is nan.
+        summed = token_embeddings.masked_fill(mask == 0, 0.0).sum(dim=1)
         counts = mask.sum(dim=1).clamp(min=1e-9)  # same clamp as sentence-transformers' Pooling
         if self.mode == "mean":
             return summed / counts

@@ -1,0 +1,208 @@
+"""SentenceEncoder: encode() contract, bad input, and parity with sentence-transformers on the real MiniLM."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from polyhead.errors import ModelDirError, PolyheadError
+from polyhead.modeling.encoder import SentenceEncoder, resolve_model_path
+
+TEXTS = [
+    "The cat sat on the mat.",
+    "A considerably longer sentence, with commas, numbers like 42 and several clauses in it.",
+    "Short.",
+    "Transformers turn text into vectors.",
+    "",
+    "Yet another sentence of middling length for the batcher.",
+]
+
+
+def one_line(exc: BaseException) -> str:
+    message = str(exc)
+    assert message and "\n" not in message, message
+    return message
+
+
+# ----------------------------------------------------------------------- encode() contract (tiny model)
+def test_encode_restores_input_order(tiny_encoder: SentenceEncoder) -> None:
+    batched = tiny_encoder.encode(TEXTS, batch_size=2)
+    single = np.stack([tiny_encoder.encode(t) for t in TEXTS])
+    assert batched.shape == (len(TEXTS), tiny_encoder.dim)
+    assert np.allclose(batched, single, atol=1e-5)
+    # rows really differ, so a permutation would be caught
+    assert not np.allclose(batched[0], batched[1], atol=1e-3)
+
+
+def test_encode_small_token_budget_still_restores_order(tiny_encoder: SentenceEncoder) -> None:
+    reference = tiny_encoder.encode(TEXTS, batch_size=64, max_tokens=None)
+    assert np.allclose(tiny_encoder.encode(TEXTS, batch_size=64, max_tokens=20), reference, atol=1e-5)
+
+
+def test_encode_empty_list(tiny_encoder: SentenceEncoder) -> None:
+    out = tiny_encoder.encode([])
+    assert isinstance(out, np.ndarray) and out.shape == (0, tiny_encoder.dim)
+    assert tiny_encoder.encode([], convert_to="torch").shape == (0, tiny_encoder.dim)
+
+
+def test_encode_single_string_gives_a_vector(tiny_encoder: SentenceEncoder) -> None:
+    out = tiny_encoder.encode("hello world")
+    assert out.shape == (tiny_encoder.dim,)
+    assert np.allclose(out, tiny_encoder.encode(["hello world"])[0], atol=1e-6)
+
+
+def test_encode_convert_to_torch(tiny_encoder: SentenceEncoder) -> None:
+    out = tiny_encoder.encode(TEXTS[:2], convert_to="torch")
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.shape == (2, tiny_encoder.dim)
+    assert not out.requires_grad
+    with pytest.raises(PolyheadError, match="convert_to"):
+        tiny_encoder.encode(TEXTS, convert_to="list")  # type: ignore[arg-type]
+
+
+def test_empty_string_gives_a_defined_finite_vector(tiny_encoder: SentenceEncoder) -> None:
+    out = tiny_encoder.encode(["", "something", ""])
+    assert np.isfinite(out).all()
+    assert np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(out[0], out[2])  # deterministic: the special tokens alone
+    assert np.allclose(out[0], tiny_encoder.encode(""), atol=1e-6)
+
+
+def test_whitespace_only_string_is_like_empty(tiny_encoder: SentenceEncoder) -> None:
+    assert np.allclose(tiny_encoder.encode("   "), tiny_encoder.encode(""), atol=1e-6)
+
+
+def test_non_string_text_is_an_error(tiny_encoder: SentenceEncoder) -> None:
+    with pytest.raises(PolyheadError, match="text 1 is a int"):
+        tiny_encoder.encode(["fine", 3])  # type: ignore[list-item]
+
+
+def test_encode_leaves_training_mode_alone(tiny_encoder: SentenceEncoder) -> None:
+    tiny_encoder.train()
+    tiny_encoder.encode(["x"])
+    assert tiny_encoder.training
+
+
+def test_truncation_to_max_length(tiny_model_dir: Path) -> None:
+    enc = SentenceEncoder.from_pretrained(tiny_model_dir, max_length=8)
+    ids = enc.tokenize_lists(["word " * 50])[0]["input_ids"]
+    assert len(ids) == 8
+    assert enc.encode("word " * 50).shape == (enc.dim,)
+    # max_length never exceeds the model's position embeddings (128 for the tiny model)
+    assert SentenceEncoder.from_pretrained(tiny_model_dir, max_length=10_000).max_length == 128
+
+
+def test_similarity_matrix(tiny_encoder: SentenceEncoder) -> None:
+    sims = tiny_encoder.similarity(["a b c", "d e f"], ["a b c", "x", "y"])
+    assert sims.shape == (2, 3)
+    assert sims[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert tiny_encoder.similarity(["a", "b", "c"]).shape == (3, 3)
+
+
+def test_settings(tiny_model_dir: Path) -> None:
+    enc = SentenceEncoder.from_pretrained(
+        tiny_model_dir, pooling="max", projection_dim=8, normalize=False, max_length=32
+    )
+    s = enc.settings()
+    assert (s["pooling"], s["projection_dim"], s["normalize"], s["max_length"], s["hidden_size"]) == (
+        "max", 8, False, 32, 32
+    )
+
+
+# ----------------------------------------------------------------------- bad input
+def test_unknown_pooling(tiny_model_dir: Path) -> None:
+    with pytest.raises(PolyheadError) as info:
+        SentenceEncoder.from_pretrained(tiny_model_dir, pooling="median")
+    assert "valid pooling modes are: mean, cls, max, mean_sqrt_len" in one_line(info.value)
+
+
+def test_model_path_that_does_not_exist(tmp_path: Path) -> None:
+    with pytest.raises(ModelDirError) as info:
+        SentenceEncoder.from_pretrained(tmp_path / "nope")
+    assert "not available locally" in one_line(info.value)
+
+
+def test_directory_that_is_not_a_model(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ModelDirError) as info:
+        SentenceEncoder.from_pretrained(tmp_path)
+    assert "is not a model directory" in one_line(info.value)
+
+
+def test_file_instead_of_directory(tmp_path: Path) -> None:
+    file = tmp_path / "model.txt"
+    file.write_text("x")
+    with pytest.raises(ModelDirError, match="not a model directory"):
+        SentenceEncoder.from_pretrained(file)
+
+
+def test_hub_name_while_offline() -> None:
+    with pytest.raises(ModelDirError) as info:
+        SentenceEncoder.from_pretrained("sentence-transformers/all-mpnet-base-v2")
+    message = one_line(info.value)
+    assert "sentence-transformers/all-mpnet-base-v2" in message and "offline" in message
+
+
+def test_hf_directory_with_pickled_weights_is_refused(tmp_path: Path, tiny_model_dir: Path) -> None:
+    import shutil
+
+    model = shutil.copytree(tiny_model_dir, tmp_path / "m")
+    (model / "pytorch_model.bin").write_bytes(b"not really")
+    with pytest.raises(ModelDirError) as info:
+        SentenceEncoder.from_pretrained(model)
+    assert "pytorch_model.bin" in one_line(info.value)
+
+
+def test_hf_directory_without_safetensors(tmp_path: Path, tiny_model_dir: Path) -> None:
+    import shutil
+
+    model = shutil.copytree(tiny_model_dir, tmp_path / "m")
+    (model / "model.safetensors").unlink()
+    with pytest.raises(ModelDirError, match="no model.safetensors"):
+        SentenceEncoder.from_pretrained(model)
+
+
+def test_default_resolves_to_the_package() -> None:
+    path = resolve_model_path("default")
+    assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+
+
+# ----------------------------------------------------------------------- real model (slow)
+def sst2_sentences(shared_data: Path, n: int) -> list[str]:
+    with open(shared_data / "sst2" / "test.tsv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return [r["text"] for r in rows[:n]]
+
+
+@pytest.mark.slow
+def test_parity_with_sentence_transformers(minilm: SentenceEncoder, shared_data: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    texts = sst2_sentences(shared_data, 256)
+    assert len(texts) == 256
+    reference = SentenceTransformer(str(resolve_model_path("default")), device="cpu")
+    theirs = reference.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+    ours = minilm.encode(texts, batch_size=32)
+    assert ours.shape == theirs.shape == (256, 384)
+    cosine = (ours * theirs).sum(axis=1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1))
+    assert cosine.min() >= 0.99999, f"worst cosine {cosine.min():.7f} at {texts[int(cosine.argmin())]!r}"
+
+
+@pytest.mark.slow
+def test_default_settings_match_the_published_model(minilm: SentenceEncoder) -> None:
+    assert (minilm.dim, minilm.pooling.mode, minilm.normalize, minilm.max_length) == (384, "mean", True, 256)
+
+
+@pytest.mark.slow
+def test_paraphrase_scores_higher_than_unrelated(minilm: SentenceEncoder) -> None:
+    sims = minilm.similarity(
+        ["A man is playing a guitar."],
+        ["Someone is playing an instrument.", "The stock market fell sharply on Monday."],
+    )
+    assert sims[0, 0] > sims[0, 1] + 0.2, sims
+    s = minilm.similarity(["How do I reset my password?"], ["I forgot my password, how can I change it?",
+                                                             "What time does the bakery open?"])
+    assert s[0, 0] > s[0, 1], s
