@@ -145,6 +145,88 @@ def prediction_table(text: str, result: dict) -> Table:
     return table
 
 
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="YAML config (see docs/config.md).")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set training.epochs=1 (repeatable).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Run directory (default runs/<name>-<time>).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output from its latest checkpoint.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+) -> None:
+    """Train every task of CONFIG on one shared encoder; writes the model and logs to the run directory."""
+    from polyhead.config import load_config
+    from polyhead.training.trainer import Trainer, TrainingInterrupted
+
+    cfg = load_config(config, set_ or [])
+    if resume and output is None:
+        raise PolyheadError("--resume needs --output: the run directory to continue")
+    out = output or default_run_dir(cfg.name)
+    console.print(f"[bold]polyhead train[/] {config} -> {out}")
+    trainer = Trainer(cfg, out, resume=resume, show_progress=not quiet, report=console.print)
+    try:
+        trainer.run()
+    except TrainingInterrupted as exc:
+        err_console.print(str(exc), markup=False)
+        raise SystemExit(130) from None
+    console.print(f"model: {out / 'model'}\nmetrics: {out / 'metrics.jsonl'}  curves: {out / 'training_curves.png'}")
+
+
+def default_run_dir(name: str) -> Path:
+    import time
+
+    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@app.command()
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="A polyhead model directory.")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="The config whose data to evaluate on.")],
+    split: Annotated[str, typer.Option(help="dev or test.")] = "test",
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Per-task metrics of a saved model on the dev or test split of a config's data."""
+    from polyhead.config import load_config
+    from polyhead.training.api import evaluate_model
+
+    if split not in ("dev", "test", "train"):
+        raise PolyheadError(f"--split {split!r}: valid: dev, test, train")
+    metrics = evaluate_model(model_dir, load_config(config, set_ or []), split)
+    if as_json:
+        sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
+        return
+    table = Table(title=f"{model_dir} on {split}")
+    table.add_column("task")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for task, values in metrics.items():
+        for name, value in values.items():
+            table.add_row(task, name, f"{value:.4f}")
+    console.print(table)
+
+
+@app.command()
+def demo(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Run directory (default runs/demo-<time>).")] = None,
+    data_dir: Annotated[Path, typer.Option(help="Where the demo data splits are written.")] = Path("runs/demo-data"),
+    quick: Annotated[bool, typer.Option("--quick", help="A few steps only: checks the whole path in seconds.")] = False,
+    data_only: Annotated[bool, typer.Option("--data-only", help="Only write the data splits.")] = False,
+) -> None:
+    """Train and show a three-task model (topic, sentiment, entities) on real data from pip packages."""
+    from polyhead.demo import run_demo
+    from polyhead.demo_data import write_demo_data
+
+    if data_only:
+        counts = write_demo_data(data_dir)
+        console.print(f"wrote demo data to {data_dir}: {counts}")
+        return
+    out = output or default_run_dir("demo")
+    if out.exists() and any(out.iterdir()):
+        raise PolyheadError(f"{out} already exists and is not empty; choose another --output")
+    console.print(f"[bold]polyhead demo[/]: run directory {out} (each run gets its own; nothing is overwritten)")
+    run_demo(out, data_dir, quick, console)
+
+
 def setup_logging(verbose: bool = False) -> None:
     from rich.logging import RichHandler
 

@@ -1,0 +1,285 @@
+"""Typed training config: pydantic models (extra="forbid"), YAML loading with line numbers, dotted overrides.
+
+A config has three sections: ``encoder``, ``tasks`` (name -> type, data, head, loss weight) and
+``training``. Every key is documented in docs/config.md. Errors name the file, line, key path and the
+valid choices; nothing here reaches into modules (builders turn it into constructor arguments).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from polyhead.errors import ConfigError
+
+TaskType = Literal["classification", "multilabel", "regression", "token_classification", "similarity"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class EncoderConfig(Strict):
+    model: str = "default"
+    pooling: Literal["mean", "cls", "max", "mean_sqrt_len"] = "mean"
+    projection_dim: int | None = Field(None, gt=0)
+    normalize: bool = True
+    max_length: int = Field(128, ge=8, le=8192)
+
+
+class DataConfig(Strict):
+    train: str
+    dev: str | None = None
+    test: str | None = None
+    format: Literal["tsv", "csv", "jsonl", "conll"] | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    pair_column: str | None = None
+    tokens_column: str = "tokens"
+    label_separator: str | None = None
+    conll_token_column: int = 0
+    conll_tag_column: int = -1
+    limit: int | None = Field(None, gt=0, description="read at most this many examples per split")
+    dev_fraction: float | None = Field(None, gt=0, lt=1, description="carve a seeded dev split from train")
+    test_fraction: float | None = Field(None, gt=0, lt=1, description="carve a seeded test split from train")
+
+
+class HeadConfig(Strict):
+    hidden: list[int] = Field(default_factory=list)
+    activation: Literal["gelu", "relu", "tanh"] = "gelu"
+    dropout: float = Field(0.1, ge=0, lt=1)
+    threshold: float = Field(0.5, gt=0, lt=1)
+    loss: Literal["cosine", "cosent"] = "cosent"
+
+
+class TaskConfig(Strict):
+    type: TaskType
+    data: DataConfig
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    loss_weight: float = Field(1.0, ge=0)
+    labels: list[str] | None = None
+
+
+class FreezeConfig(Strict):
+    mode: Literal["none", "all", "encoder", "embeddings"] = "none"
+    layers_below: int = Field(0, ge=0)
+    heads: list[str] = Field(default_factory=list)
+
+
+class GradualUnfreezingConfig(Strict):
+    every: int = Field(..., gt=0)
+    unit: Literal["steps", "epochs"] = "epochs"
+
+
+class OptimizerConfig(Strict):
+    lr: float = Field(5e-5, gt=0)
+    head_lr: float | None = Field(None, gt=0)
+    projection_lr: float | None = Field(None, gt=0)
+    layer_decay: float = Field(1.0, gt=0, le=1)
+    weight_decay: float = Field(0.01, ge=0)
+
+
+class SchedulerConfig(Strict):
+    type: Literal["linear", "cosine", "constant"] = "linear"
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+
+
+class SamplingConfig(Strict):
+    strategy: Literal["round_robin", "proportional", "temperature"] = "proportional"
+    temperature: float = Field(2.0, gt=0)
+
+
+class EarlyStoppingConfig(Strict):
+    metric: str = Field("mean", description="'mean' (mean of each task's primary dev metric) or 'task/metric'")
+    patience: int | None = Field(None, gt=0)
+
+
+class StageConfig(Strict):
+    name: str | None = None
+    tasks: list[str] | None = None
+    epochs: int = Field(1, gt=0)
+    freeze: FreezeConfig = Field(default_factory=FreezeConfig)
+    gradual_unfreezing: GradualUnfreezingConfig | None = None
+    optimizer: OptimizerConfig | None = None
+
+
+class StsEvalConfig(Strict):
+    file: str
+    sentence1_column: str = "sentence1"
+    sentence2_column: str = "sentence2"
+    score_column: str = "score"
+
+
+class TrainingConfig(Strict):
+    seed: int = 42
+    epochs: int = Field(3, gt=0)
+    steps_per_epoch: int | None = Field(None, gt=0)
+    batch_size: int = Field(32, gt=0)
+    eval_batch_size: int = Field(64, gt=0)
+    gradient_accumulation: int = Field(1, gt=0)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    loss_weighting: Literal["static", "uncertainty"] = "static"
+    freeze: FreezeConfig = Field(default_factory=FreezeConfig)
+    gradual_unfreezing: GradualUnfreezingConfig | None = None
+    stages: list[StageConfig] | None = None
+    cache_embeddings: bool = True
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    sts_eval: StsEvalConfig | None = None
+    checkpoint_steps: int | None = Field(None, gt=0)
+    keep_checkpoints: int = Field(2, gt=0)
+    log_with: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=lambda: ["tensorboard"])
+    bucket_by_length: bool = True
+    num_threads: int | None = Field(None, gt=0)
+
+
+class Config(Strict):
+    name: str = "polyhead"
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    tasks: dict[str, TaskConfig]
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @model_validator(mode="after")
+    def check_references(self) -> Config:
+        if not self.tasks:
+            raise ValueError("at least one task is needed under 'tasks'")
+        known = list(self.tasks)
+        for i, stage in enumerate(self.training.stages or []):
+            for name in (stage.tasks or []) + stage.freeze.heads:
+                if name not in known:
+                    raise ValueError(f"training.stages[{i}] names unknown task {name!r}; tasks: {', '.join(known)}")
+        for name in self.training.freeze.heads:
+            if name not in known:
+                raise ValueError(f"training.freeze.heads names unknown task {name!r}; tasks: {', '.join(known)}")
+        for name, task in self.tasks.items():
+            if task.type == "similarity" and not task.data.pair_column:
+                raise ValueError(f"tasks.{name}.data.pair_column is required for a similarity task")
+        return self
+
+
+# ------------------------------------------------------------------------------------------ loading
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """'training.optimizer.lr=3e-5' -> (['training', 'optimizer', 'lr'], 3e-05); values parsed as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.epochs=1")
+    key, raw = item.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"--set {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc.problem})") from exc
+    return key.strip().split("."), value
+
+
+def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
+    node = data
+    for i, part in enumerate(path[:-1]):
+        if not isinstance(node.get(part, {}), dict):
+            raise ConfigError(f"--set {'.'.join(path)}: {'.'.join(path[: i + 1])} is not a section")
+        node = node.setdefault(part, {})
+    node[path[-1]] = value
+
+
+def key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Line number (1-based) of every mapping key in a YAML document, by key path."""
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, prefix: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                path = (*prefix, str(key.value))
+                lines[path] = key.start_mark.line + 1
+                walk(value, path)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[(*prefix, str(i))] = item.start_mark.line + 1
+                walk(item, (*prefix, str(i)))
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def format_validation_error(exc: ValidationError, source: str, lines: dict[tuple[str, ...], int]) -> str:
+    err = exc.errors()[0]
+    loc = tuple(str(p) for p in err["loc"])
+    key = ".".join(loc) or "(top level)"
+    line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+    where = f"{source}:{line}" if line else source
+    message = err["msg"]
+    if err["type"] == "extra_forbidden":
+        valid = valid_keys(loc[:-1])
+        message = f"unknown key {loc[-1]!r}" + (f"; valid keys: {', '.join(valid)}" if valid else "")
+    elif err["type"] == "missing":
+        message = "required key is missing"
+    more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
+    return f"{where}: {key}: {message}{more}"
+
+
+def valid_keys(parent: tuple[str, ...]) -> list[str]:
+    """The field names allowed at a config path (following the models through dicts and lists)."""
+    model: Any = Config
+    skip_next = False  # after `tasks` (a dict) or `stages` (a list) comes a task name or an index
+    for part in parent:
+        if skip_next:
+            skip_next = False
+            continue
+        field = model.model_fields.get(part)
+        model = sub_model(field.annotation) if field is not None else None
+        if model is None:
+            return []
+        skip_next = "dict[" in str(field.annotation) or "list[" in str(field.annotation)
+    return list(model.model_fields)
+
+
+def sub_model(annotation: Any) -> Any:
+    """The pydantic model inside an annotation like ``X | None``, ``list[X]`` or ``dict[str, X]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = sub_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config, apply ``--set`` overrides and validate; errors carry file:line and key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a YAML mapping with 'encoder', 'tasks', 'training'")
+    for item in overrides or []:
+        apply_override(data, *parse_override(item))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path), key_lines(text))) from exc
+
+
+def resolve_path(value: str) -> Path:
+    """Data paths: ``~`` and ``$VARS`` expanded; relative paths are relative to the current directory."""
+    return Path(os.path.expandvars(os.path.expanduser(value)))

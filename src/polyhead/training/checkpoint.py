@@ -1,0 +1,149 @@
+"""Atomic training checkpoints (safetensors + JSON, never pickle) and exact resume.
+
+Layout under ``<run>/checkpoints/``::
+
+    step-00000120/  model.safetensors  optimizer.safetensors  state.json
+    latest.json     {"checkpoint": "step-00000120"}
+
+A checkpoint is written into a temporary directory, flushed, and renamed into place; ``latest.json``
+moves last (also by rename), so a crash at any moment leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from polyhead.errors import PolyheadError
+
+logger = logging.getLogger(__name__)
+
+LATEST = "latest.json"
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def save_tensors_atomic(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer state_dict into tensors (for safetensors) and JSON (the rest)."""
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, state in sd["state"].items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{pid}.{key}"] = value
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    for pid, values in meta["scalars"].items():
+        state.setdefault(int(pid), {}).update(values)
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    extra_modules: dict[str, nn.Module],
+    state: dict[str, Any],
+    keep: int = 2,
+) -> Path:
+    """Write checkpoint ``step`` atomically and move ``latest.json`` to it; prune old ones."""
+    root = run_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{step:08d}"
+    tmp = root / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    tensors = dict(model.state_dict())
+    for prefix, module in extra_modules.items():
+        tensors.update({f"__{prefix}__.{k}": v for k, v in module.state_dict().items()})
+    tensors["__rng__.torch"] = torch.get_rng_state()
+    save_tensors_atomic(tensors, tmp / "model.safetensors")
+    opt_tensors, opt_meta = optimizer_state(optimizer)
+    save_tensors_atomic(opt_tensors, tmp / "optimizer.safetensors")
+    write_json_atomic(tmp / "state.json", {**state, "optimizer": opt_meta, "step": step})
+    fsync_dir(tmp)
+    final = root / name
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    fsync_dir(root)
+    write_json_atomic(root / LATEST, {"checkpoint": name, "step": step})
+    for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    pointer = run_dir / "checkpoints" / LATEST
+    if not pointer.is_file():
+        return None
+    try:
+        name = json.loads(pointer.read_text())["checkpoint"]
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise PolyheadError(f"{pointer} is corrupt; delete it to resume from an earlier checkpoint") from exc
+    path = run_dir / "checkpoints" / name
+    if not (path / "state.json").is_file():
+        raise PolyheadError(f"{pointer} points to {path}, which is incomplete")
+    return path
+
+
+def load_checkpoint(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, extra_modules: dict[str, nn.Module]
+) -> dict[str, Any]:
+    """Restore model, extra modules, optimizer and torch RNG; returns the trainer state dict."""
+    tensors = load_file(str(path / "model.safetensors"))
+    torch.set_rng_state(tensors.pop("__rng__.torch"))
+    for prefix, module in extra_modules.items():
+        mark = f"__{prefix}__."
+        module.load_state_dict({k[len(mark):]: tensors.pop(k) for k in list(tensors) if k.startswith(mark)})
+    model.load_state_dict(tensors, strict=True)
+    state = json.loads((path / "state.json").read_text())
+    load_optimizer_state(optimizer, load_file(str(path / "optimizer.safetensors")), state.pop("optimizer"))
+    return state

@@ -1,0 +1,92 @@
+"""Numbers out of training: metrics.jsonl (one JSON object per log call), TensorBoard, a PNG of curves."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class MetricsLog:
+    """Append-only metrics.jsonl plus optional TensorBoard events.
+
+    On resume the file is cut back to the lines the checkpoint had seen, so no step is logged twice.
+    """
+
+    def __init__(self, out: Path, log_with: list[str], resume_lines: int | None = None) -> None:
+        self.path = out / "metrics.jsonl"
+        lines = self.path.read_text().splitlines() if self.path.is_file() else []
+        if resume_lines is not None:
+            lines = lines[:resume_lines]
+        else:
+            lines = []
+        self.path.write_text("".join(line + "\n" for line in lines))
+        self.lines = len(lines)
+        self.global_step = max((json.loads(line).get("step", 0) for line in lines), default=0)
+        self.file = open(self.path, "a")  # noqa: SIM115 - kept open for the run
+        self.writer: Any = None
+        if "tensorboard" in log_with:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=self.global_step or None)
+        for tracker in log_with:
+            if tracker != "tensorboard":
+                logger.warning("tracker %r is not wired in this version; only tensorboard and metrics.jsonl are written", tracker)
+
+    def write(self, step: int, values: dict[str, float], **extra: Any) -> None:
+        record = {"step": step, **extra, **{k: float(v) for k, v in values.items()}}
+        self.file.write(json.dumps(record) + "\n")
+        self.lines += 1
+        self.global_step = step
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(key, float(value), step)
+
+    def flush(self) -> None:
+        self.file.flush()
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self) -> None:
+        self.file.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def plot_curves(metrics_file: Path, out_png: Path) -> Path | None:
+    """Training loss per task (by step) and dev metrics per task (by step), one PNG with two panels."""
+    if not metrics_file.is_file():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    series: dict[str, list[tuple[int, float]]] = {}
+    for rec in records:
+        for key, value in rec.items():
+            if key.startswith(("train/loss/", "dev/")) and isinstance(value, float | int):
+                series.setdefault(key, []).append((rec["step"], value))
+    if not series:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for key, points in series.items():
+        axis = left if key.startswith("train/") else right
+        if axis is right and not key.endswith(("/accuracy", "/f1", "/spearman", "/micro_f1", "/macro_f1")):
+            continue
+        xs, ys = zip(*points, strict=True)
+        axis.plot(xs, ys, label=key.split("/", 1)[1], marker="o" if axis is right else None)
+    left.set_title("training loss per task")
+    right.set_title("dev metrics per task")
+    for axis in (left, right):
+        axis.set_xlabel("step")
+        if axis.lines:
+            axis.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return out_png

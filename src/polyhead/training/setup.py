@@ -1,0 +1,116 @@
+"""Builders: config -> examples, label lists, model, task groups. Plain arguments into modules."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from polyhead.config import Config, DataConfig, TaskConfig, resolve_path
+from polyhead.data.readers import Example, ReaderOptions, read_examples, split_examples
+from polyhead.data.vocab import build_labels, unseen_labels
+from polyhead.errors import ConfigError, DataError
+from polyhead.modeling.encoder import SentenceEncoder
+from polyhead.modeling.heads import TaskSpec
+from polyhead.modeling.multitask import MultiTaskModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskData:
+    train: list[Example]
+    dev: list[Example] = field(default_factory=list)
+    test: list[Example] = field(default_factory=list)
+
+
+def reader_options(data: DataConfig) -> ReaderOptions:
+    return ReaderOptions(
+        format=data.format,
+        text_column=data.text_column,
+        label_column=data.label_column,
+        pair_column=data.pair_column,
+        tokens_column=data.tokens_column,
+        label_separator=data.label_separator,
+        conll_token_column=data.conll_token_column,
+        conll_tag_column=data.conll_tag_column,
+        limit=data.limit,
+    )
+
+
+def read_split(task: str, data: DataConfig, split: str, task_type: str) -> list[Example]:
+    value = getattr(data, split)
+    if value is None:
+        return []
+    path = resolve_path(value)
+    if not path.is_file():
+        raise DataError(
+            f"tasks.{task}.data.{split}: file {value!r} not found (relative paths are read from the current directory)"
+        )
+    return read_examples(path, task_type, reader_options(data))
+
+
+def load_task_data(name: str, task: TaskConfig, seed: int) -> TaskData:
+    """Read train/dev/test; carve dev/test from train when the config asks (seeded, deterministic)."""
+    data = task.data
+    train = read_split(name, data, "train", task.type)
+    dev = read_split(name, data, "dev", task.type)
+    test = read_split(name, data, "test", task.type)
+    if data.test_fraction and not test:
+        train, test = split_examples(train, data.test_fraction, seed)
+    if data.dev_fraction and not dev:
+        train, dev = split_examples(train, data.dev_fraction, seed + 1)
+    return TaskData(train, dev, test)
+
+
+def load_all_data(config: Config) -> dict[str, TaskData]:
+    return {name: load_task_data(name, task, config.training.seed) for name, task in config.tasks.items()}
+
+
+def build_specs(config: Config, data: dict[str, TaskData]) -> dict[str, TaskSpec]:
+    """Label lists from the training split (or the config), checked; unseen dev/test labels reported."""
+    specs = {}
+    for name, task in config.tasks.items():
+        labels = list(task.labels) if task.labels else build_labels(task.type, data[name].train)
+        for split in ("dev", "test"):
+            unseen = unseen_labels(task.type, labels, getattr(data[name], split))
+            if unseen:
+                logger.warning("task %s: %s labels not seen in train (predicted as never): %s", name, split, unseen)
+        head = task.head
+        specs[name] = TaskSpec(
+            type=task.type, labels=labels, hidden=list(head.hidden), activation=head.activation,
+            dropout=head.dropout, threshold=head.threshold, loss=head.loss,
+        )
+    return specs
+
+
+def build_model(config: Config, specs: dict[str, TaskSpec]) -> MultiTaskModel:
+    enc = config.encoder
+    encoder = SentenceEncoder.from_pretrained(
+        enc.model, pooling=enc.pooling, projection_dim=enc.projection_dim, normalize=enc.normalize,
+        max_length=enc.max_length,
+    )
+    torch.manual_seed(config.training.seed)  # the projection and heads initialise the same way every run
+    if encoder.dense is not None:
+        encoder.dense.linear.reset_parameters()
+    return MultiTaskModel(encoder, specs)
+
+
+def task_groups(config: Config, tasks: list[str]) -> dict[str, list[str]]:
+    """Tasks reading the same training file (same reader settings but label columns) share batches."""
+    groups: dict[Any, list[str]] = {}
+    for name in tasks:
+        d = config.tasks[name].data
+        if config.tasks[name].type == "similarity":
+            key: Any = ("pairs", name)
+        else:
+            key = (d.train, d.format, d.limit, d.dev_fraction, d.test_fraction)
+        groups.setdefault(key, []).append(name)
+    return {"+".join(members): members for members in groups.values()}
+
+
+def check_stage_tasks(config: Config) -> None:
+    if config.training.stages is not None and not config.training.stages:
+        raise ConfigError("training.stages is an empty list; give at least one stage or remove the key")

@@ -1,0 +1,531 @@
+"""The training recipe: setup -> stages -> epochs -> steps, with evaluation, early stopping, checkpoints.
+
+``Trainer(config, output_dir).run()`` trains every task of the config (or each stage's tasks in turn),
+writes metrics.jsonl, TensorBoard events, training_curves.png, results.json, checkpoints, and the final
+model directory ``<output>/model``. ``resume=True`` continues exactly from the latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors.torch import load_file
+from torch import nn
+
+from polyhead.config import Config, FreezeConfig, GradualUnfreezingConfig, OptimizerConfig, StageConfig, resolve_path
+from polyhead.data.collate import EncodedGroup, collate, encode_group, epoch_batches
+from polyhead.errors import PolyheadError
+from polyhead.evaluation.evaluator import evaluate_task, sts_spearman
+from polyhead.evaluation.metrics import PRIMARY_METRIC
+from polyhead.modeling.encoder import autocast
+from polyhead.modeling.multitask import MultiTaskModel
+from polyhead.runtime import check_precision
+from polyhead.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_tensors_atomic
+from polyhead.training.freezing import (
+    GradualUnfreezer,
+    apply_freezing,
+    check_trainable,
+    frozen_parameter_names,
+)
+from polyhead.training.losses import build_weighting, task_loss
+from polyhead.training.param_groups import build_param_groups, describe_groups, format_group_table
+from polyhead.training.sampling import TaskSampler
+from polyhead.training.metrics_log import MetricsLog, plot_curves
+from polyhead.training.setup import TaskData, build_model, build_specs, load_all_data, task_groups
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingInterrupted(Exception):
+    """Raised after Ctrl-C: a checkpoint was saved; the message says how to resume."""
+
+
+@dataclass
+class Stage:
+    name: str
+    tasks: list[str]
+    epochs: int
+    freeze: FreezeConfig
+    gradual: GradualUnfreezingConfig | None
+    optimizer: OptimizerConfig
+
+
+def resolve_stages(config: Config) -> list[Stage]:
+    t = config.training
+    if not t.stages:
+        return [Stage("train", list(config.tasks), t.epochs, t.freeze, t.gradual_unfreezing, t.optimizer)]
+    stages = []
+    for i, s in enumerate(t.stages):
+        stages.append(stage_from_config(i, s, config))
+    return stages
+
+
+def stage_from_config(i: int, s: StageConfig, config: Config) -> Stage:
+    return Stage(
+        s.name or f"stage{i + 1}", list(s.tasks or config.tasks), s.epochs, s.freeze,
+        s.gradual_unfreezing, s.optimizer or config.training.optimizer,
+    )
+
+
+def lr_lambda(kind: str, warmup: int, total: int) -> Callable[[int], float]:
+    def fn(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if kind == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        if kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return max(0.0, 1.0 - progress)
+
+    return fn
+
+
+class Trainer:
+    """Owns setup, the loop, evaluation and checkpoints; nothing in it is specific to one model."""
+
+    def __init__(
+        self,
+        config: Config,
+        output_dir: str | Path,
+        resume: bool = False,
+        show_progress: bool = False,
+        report: Callable[[Any], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.out = Path(output_dir)
+        self.resume = resume
+        self.show_progress = show_progress
+        self.report = report or (lambda item: logger.info("%s", item))
+        self.interrupted = False
+        check_precision(config.training.precision)
+
+    # ------------------------------------------------------------------ setup
+    def prepare_output(self) -> None:
+        """Refuse to clobber a previous run; check the directory is writable with room to spare."""
+        if self.resume:
+            if latest_checkpoint(self.out) is None:
+                raise PolyheadError(f"--resume: no checkpoint in {self.out}/checkpoints to resume from")
+            return
+        if self.out.exists() and any(self.out.iterdir()):
+            raise PolyheadError(
+                f"output directory {self.out} is not empty; pass --resume to continue it or choose another --output"
+            )
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            probe = self.out / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise PolyheadError(f"output directory {self.out} is not writable: {exc.strerror}") from exc
+        free = shutil.disk_usage(self.out).free
+        if free < 500 * 2**20:
+            raise PolyheadError(f"only {free // 2**20} MiB free under {self.out}; training needs at least 500 MiB")
+
+    def setup(self) -> None:
+        cfg = self.config
+        if cfg.training.num_threads:
+            torch.set_num_threads(cfg.training.num_threads)
+        self.data: dict[str, TaskData] = load_all_data(cfg)
+        specs = build_specs(cfg, self.data)
+        self.model: MultiTaskModel = build_model(cfg, specs)
+        self.specs = specs
+        self.stages = resolve_stages(cfg)
+        for stage in self.stages:  # every stage must have something to train, before anything runs
+            frozen = self.frozen_names(stage)
+            trainable = [n for n, _ in self.trainable_in(stage, frozen)]
+            if not trainable and stage.gradual is None:
+                raise_nothing_to_train(stage)
+        self.weighting = build_weighting(cfg.training.loss_weighting, {t: c.loss_weight for t, c in cfg.tasks.items()})
+        self.score_scale = {
+            t: max((abs(float(ex.label)) for ex in self.data[t].train), default=1.0) or 1.0
+            for t, s in specs.items() if s.type == "similarity"
+        }
+        self.groups: dict[str, EncodedGroup] = {}
+        for gname, members in task_groups(cfg, list(cfg.tasks)).items():
+            self.groups[gname] = encode_group(gname, self.model.encoder, specs, {t: self.data[t].train for t in members})
+        self.sts_pairs = read_sts(cfg)
+
+    def frozen_names(self, stage: Stage) -> set[str]:
+        f = stage.freeze
+        return frozen_parameter_names(self.model, f.mode, f.layers_below, list(f.heads))
+
+    def trainable_in(self, stage: Stage, frozen: set[str]) -> list[tuple[str, nn.Parameter]]:
+        """Parameters the stage's optimizer holds: not frozen, and no heads of tasks outside the stage."""
+        inactive = [f"heads.{t}." for t in self.model.tasks if t not in stage.tasks]
+        return [
+            (n, p) for n, p in self.model.named_parameters()
+            if n not in frozen and not any(n.startswith(prefix) for prefix in inactive)
+        ]
+
+    # ------------------------------------------------------------------ main
+    def run(self, stop_after_steps: int | None = None) -> dict[str, Any]:
+        """Train every stage; returns the results (also written to results.json)."""
+        self.prepare_output()
+        started = time.time()
+        self.setup()
+        (self.out / "config.yaml").write_text(yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
+        state: dict[str, Any] = {"stage": 0, "global_step": 0, "elapsed": 0.0}
+        checkpoint = latest_checkpoint(self.out) if self.resume else None
+        if checkpoint is not None:
+            state = json.loads((checkpoint / "state.json").read_text())
+            self.report(f"resuming from {checkpoint} (stage {state['stage'] + 1}, step {state['global_step']})")
+        self.log = MetricsLog(self.out, self.config.training.log_with, resume_lines=state.get("metrics_lines"))
+        self.stop_after = stop_after_steps
+        previous_handler = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, self.on_sigint)
+        try:
+            for index in range(state["stage"], len(self.stages)):
+                self.run_stage(index, checkpoint if index == state["stage"] else None)
+                checkpoint = None
+        finally:
+            signal.signal(signal.SIGINT, previous_handler)
+            self.log.close()
+        return self.finish(time.time() - started + float(state.get("elapsed", 0.0)))
+
+    def on_sigint(self, signum: int, frame: Any) -> None:
+        if self.interrupted:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.interrupted = True
+        logger.warning("interrupt received: saving a checkpoint after this step (Ctrl-C again to abort)")
+
+    def run_stage(self, index: int, checkpoint: Path | None) -> None:
+        stage, cfg = self.stages[index], self.config.training
+        frozen = self.frozen_names(stage)
+        apply_freezing(self.model, frozen)
+        unfreezer = GradualUnfreezer(self.model, stage.gradual.every, always_frozen=frozen) if stage.gradual else None
+        include = {n for n, _ in self.trainable_in(stage, frozen)}
+        if unfreezer is None:
+            check_trainable(self.model, f"stage {stage.name!r}")
+        extra = {"loss_weights": list(self.weighting.parameters())} if any(True for _ in self.weighting.parameters()) else None
+        opt = stage.optimizer
+        groups = build_param_groups(
+            self.model, lr=opt.lr, head_lr=opt.head_lr, projection_lr=opt.projection_lr,
+            layer_decay=opt.layer_decay, weight_decay=opt.weight_decay, include=include, extra=extra,
+        )
+        self.report(format_group_table(describe_groups(self.model, groups)))
+        optimizer = torch.optim.AdamW(groups)
+        encoder_frozen = unfreezer is None and all(
+            not p.requires_grad for n, p in self.model.named_parameters() if n.startswith("encoder.")
+        )
+        stage_groups = {g: grp for g, grp in self.groups.items() if any(t in stage.tasks for t in grp.tasks)}
+        cache = self.build_cache(stage_groups) if encoder_frozen and cfg.cache_embeddings else None
+        sampler = TaskSampler(
+            {g: len(grp) for g, grp in stage_groups.items()}, cfg.sampling.strategy, cfg.sampling.temperature,
+            seed=cfg.seed + index,
+        )
+        steps_per_epoch = cfg.steps_per_epoch or self.epoch_steps(stage_groups, sampler)
+        total = steps_per_epoch * stage.epochs
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lr_lambda(cfg.scheduler.type, int(cfg.scheduler.warmup_ratio * total), total)
+        )
+        st: dict[str, Any] = {
+            "stage": index, "epoch": 0, "step_in_epoch": 0, "stage_step": 0,
+            "global_step": self.log.global_step, "positions": {g: [0, 0] for g in stage_groups},
+            "best": None, "best_epoch": None, "bad_epochs": 0, "elapsed": 0.0,
+        }
+        modules = {"weighting": self.weighting}
+        if checkpoint is not None:
+            st = load_checkpoint(checkpoint, self.model, optimizer, modules)
+            sampler.load_state_dict(st["sampler"])
+            if unfreezer is not None:
+                unfreezer.load_state_dict(st["unfreezer"])
+            scheduler.last_epoch = st["stage_step"]
+        elif unfreezer is not None:
+            unfreezer.step(0)
+        self.report(
+            f"stage {stage.name}: tasks {', '.join(stage.tasks)}; {stage.epochs} epoch(s) x {steps_per_epoch} steps"
+            f" (batch {cfg.batch_size} x accumulation {cfg.gradient_accumulation})"
+            + ("; encoder frozen: training heads on cached embeddings" if cache is not None else "")
+        )
+        stage_started = time.time() - float(st.get("elapsed", 0.0))
+        ctx = StepContext(stage, stage_groups, cache, optimizer, scheduler, sampler, unfreezer, encoder_frozen)
+        while st["epoch"] < stage.epochs:
+            self.train_epoch(ctx, st, steps_per_epoch)
+            if self.interrupted or self.stop_after_reached(st):
+                st["elapsed"] = time.time() - stage_started
+                self.checkpoint(ctx, st)
+                raise TrainingInterrupted(
+                    f"stopped at step {st['global_step']}; checkpoint saved. Resume with: "
+                    f"polyhead train <config> --output {self.out} --resume"
+                )
+            st["epoch"] += 1
+            st["step_in_epoch"] = 0
+            if unfreezer is not None and stage.gradual and stage.gradual.unit == "epochs":
+                self.announce(unfreezer.step(st["epoch"]))
+            stop = self.end_of_epoch(stage, st)
+            st["elapsed"] = time.time() - stage_started
+            self.checkpoint(ctx, st)
+            if stop:
+                self.report(f"early stopping: no improvement for {st['bad_epochs']} epoch(s)")
+                break
+        best = self.out / "best_model.safetensors"
+        if st["best"] is not None and best.is_file():
+            self.model.load_state_dict(load_file(str(best)), strict=True)
+            self.report(f"stage {stage.name}: kept the best epoch ({st['best_epoch']}, {st['best']:.4f})")
+            best.unlink()
+
+    def stop_after_reached(self, st: dict[str, Any]) -> bool:
+        return self.stop_after is not None and st["global_step"] >= self.stop_after
+
+    def announce(self, names: list[str]) -> None:
+        if names:
+            self.report(f"gradual unfreezing: now training {', '.join(names)}")
+
+    def epoch_steps(self, groups: dict[str, EncodedGroup], sampler: TaskSampler) -> int:
+        """One pass over the largest group: its batches divided by the chance of picking it."""
+        bs = self.config.training.batch_size * self.config.training.gradient_accumulation
+        largest = max(groups, key=lambda g: len(groups[g]))
+        return max(1, math.ceil(math.ceil(len(groups[largest]) / bs) / sampler.probabilities[largest]))
+
+    # ------------------------------------------------------------------ steps
+    def next_batch(self, ctx: StepContext, st: dict[str, Any], gname: str) -> list[int]:
+        cfg, group = self.config.training, ctx.groups[gname]
+        epoch, pos = st["positions"][gname]
+        batches = epoch_batches(group.lengths, cfg.batch_size, cfg.seed, epoch, gname, cfg.bucket_by_length)
+        if pos >= len(batches):
+            epoch, pos = epoch + 1, 0
+            batches = epoch_batches(group.lengths, cfg.batch_size, cfg.seed, epoch, gname, cfg.bucket_by_length)
+        st["positions"][gname] = [epoch, pos + 1]
+        return batches[pos]
+
+    def forward_batch(self, ctx: StepContext, gname: str, indices: list[int]) -> dict[str, torch.Tensor]:
+        group = ctx.groups[gname]
+        tasks = [t for t in group.tasks if t in ctx.stage.tasks]
+        features, targets = collate(group, indices, self.specs, self.model.encoder.pad_token_id)
+        with autocast(self.config.training.precision):
+            if ctx.cache is not None:
+                feats = ctx.cache.features(gname, indices, features["attention_mask"])
+            else:
+                feats = self.model.encoder(features)
+            outputs = self.model.run_heads(feats, tasks)
+            return {t: task_loss(self.specs[t], outputs[t], targets[t], self.score_scale.get(t, 1.0)) for t in tasks}
+
+    def train_epoch(self, ctx: StepContext, st: dict[str, Any], steps: int) -> None:
+        cfg = self.config.training
+        self.model.train()
+        if ctx.encoder_frozen:
+            self.model.encoder.eval()  # a frozen encoder is a fixed feature extractor: no dropout
+        bar = progress_bar(steps, st["step_in_epoch"], f"{ctx.stage.name} epoch {st['epoch'] + 1}", self.show_progress)
+        running: dict[str, list[float]] = {}
+        while st["step_in_epoch"] < steps:
+            for _ in range(cfg.gradient_accumulation):
+                gname = ctx.sampler.sample()
+                losses = self.forward_batch(ctx, gname, self.next_batch(ctx, st, gname))
+                total = self.weighting(losses) / cfg.gradient_accumulation
+                total.backward()
+                for t, loss in losses.items():
+                    running.setdefault(t, []).append(float(loss.detach()))
+            if cfg.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_([p for g in ctx.optimizer.param_groups for p in g["params"]], cfg.max_grad_norm)
+            ctx.optimizer.step()
+            ctx.scheduler.step()
+            ctx.optimizer.zero_grad(set_to_none=True)
+            st["step_in_epoch"] += 1
+            st["stage_step"] += 1
+            st["global_step"] += 1
+            if ctx.unfreezer is not None and ctx.stage.gradual and ctx.stage.gradual.unit == "steps":
+                self.announce(ctx.unfreezer.step(st["stage_step"]))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix({t: f"{v[-1]:.3f}" for t, v in running.items()})
+            if st["global_step"] % 10 == 0 or st["step_in_epoch"] == steps:
+                self.log_losses(st, running, ctx)
+                running = {}
+            if cfg.checkpoint_steps and st["global_step"] % cfg.checkpoint_steps == 0:
+                self.checkpoint(ctx, st)
+            if self.interrupted or self.stop_after_reached(st):
+                break
+        if bar is not None:
+            bar.close()
+
+    def log_losses(self, st: dict[str, Any], running: dict[str, list[float]], ctx: StepContext) -> None:
+        values = {f"train/loss/{t}": sum(v) / len(v) for t, v in running.items() if v}
+        values["train/lr"] = ctx.scheduler.get_last_lr()[-1]
+        values.update({f"train/loss_weight/{t}": w for t, w in self.weighting.weights().items() if t in ctx.stage.tasks})
+        self.log.write(st["global_step"], values, stage=ctx.stage.name, epoch=st["epoch"])
+
+    def checkpoint(self, ctx: StepContext, st: dict[str, Any]) -> None:
+        st["sampler"] = ctx.sampler.state_dict()
+        if ctx.unfreezer is not None:
+            st["unfreezer"] = ctx.unfreezer.state_dict()
+        st["metrics_lines"] = self.log.lines
+        self.log.flush()
+        save_checkpoint(self.out, st["global_step"], self.model, ctx.optimizer, {"weighting": self.weighting},
+                        st, keep=self.config.training.keep_checkpoints)
+
+    # ------------------------------------------------------------------ evaluation
+    def end_of_epoch(self, stage: Stage, st: dict[str, Any]) -> bool:
+        """Dev metrics per task; keeps the best model; returns True when early stopping triggers."""
+        metrics = self.evaluate_split("dev", stage.tasks)
+        values = {f"dev/{t}/{k}": v for t, m in metrics.items() for k, v in m.items()}
+        if self.sts_pairs:
+            values["dev/sts/spearman"] = sts_spearman(self.model, self.sts_pairs, self.config.training.eval_batch_size)
+        self.log.write(st["global_step"], values, stage=stage.name, epoch=st["epoch"])
+        if metrics:
+            self.report(metrics_summary(f"{stage.name} epoch {st['epoch']} dev", metrics))
+        score = self.selection_score(metrics)
+        if score is None:
+            return False
+        if st["best"] is None or score > st["best"]:
+            st["best"], st["best_epoch"], st["bad_epochs"] = score, st["epoch"], 0
+            save_tensors_atomic(dict(self.model.state_dict()), self.out / "best_model.safetensors")
+            return False
+        st["bad_epochs"] += 1
+        patience = self.config.training.early_stopping.patience
+        return patience is not None and st["bad_epochs"] >= patience
+
+    def selection_score(self, metrics: dict[str, dict[str, float]]) -> float | None:
+        name = self.config.training.early_stopping.metric
+        if not metrics:
+            return None
+        if name == "mean":
+            scores = [m[PRIMARY_METRIC[self.specs[t].type]] for t, m in metrics.items()]
+            return sum(scores) / len(scores)
+        task, _, metric = name.partition("/")
+        if task not in metrics or metric not in metrics[task]:
+            raise PolyheadError(
+                f"training.early_stopping.metric {name!r}: no such dev metric; have: "
+                + ", ".join(f"{t}/{k}" for t, m in metrics.items() for k in m)
+            )
+        value = metrics[task][metric]
+        return -value if metric == "mse" else value
+
+    def evaluate_split(self, split: str, tasks: list[str]) -> dict[str, dict[str, float]]:
+        bs, prec = self.config.training.eval_batch_size, self.config.training.precision
+        return {
+            t: evaluate_task(self.model, t, getattr(self.data[t], split), bs, prec)
+            for t in tasks if getattr(self.data[t], split)
+        }
+
+    def build_cache(self, groups: dict[str, EncodedGroup]) -> EmbeddingCache:
+        return EmbeddingCache.build(self.model, groups, self.config.training.eval_batch_size, self.config.training.precision)
+
+    # ------------------------------------------------------------------ end
+    def finish(self, wall_time: float) -> dict[str, Any]:
+        model_dir = self.model.save_pretrained(self.out / "model", overwrite=True)
+        tasks = list(self.model.tasks)
+        results: dict[str, Any] = {
+            "name": self.config.name,
+            "seed": self.config.training.seed,
+            "wall_time_s": round(wall_time, 1),
+            "trainable_params": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
+            "total_params": sum(p.numel() for p in self.model.parameters()),
+            "dev": self.evaluate_split("dev", tasks),
+            "test": self.evaluate_split("test", tasks),
+            "loss_weights": self.weighting.weights(),
+            "model_dir": str(model_dir),
+        }
+        if self.sts_pairs:
+            results["sts_spearman"] = sts_spearman(self.model, self.sts_pairs)
+        from polyhead.io import library_versions
+
+        results["library_versions"] = library_versions()
+        (self.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        plot_curves(self.out / "metrics.jsonl", self.out / "training_curves.png")
+        for split in ("dev", "test"):
+            if results[split]:
+                self.report(metrics_summary(f"final {split}", results[split]))
+        return results
+
+
+@dataclass
+class StepContext:
+    stage: Stage
+    groups: dict[str, EncodedGroup]
+    cache: EmbeddingCache | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    sampler: TaskSampler
+    unfreezer: GradualUnfreezer | None
+    encoder_frozen: bool
+
+
+class EmbeddingCache:
+    """Encoder outputs computed once per example, for stages whose encoder is frozen.
+
+    Holds ``sentence_embedding`` (n, dim) per group and, for groups with a token task, each example's
+    token vectors (len_i, hidden), padded per batch to the same width the uncached collator pads to.
+    """
+
+    def __init__(self) -> None:
+        self.sentence: dict[str, torch.Tensor] = {}
+        self.tokens: dict[str, list[torch.Tensor]] = {}
+
+    @classmethod
+    def build(cls, model: MultiTaskModel, groups: dict[str, EncodedGroup], batch_size: int, precision: str) -> EmbeddingCache:
+        cache = cls()
+        for gname, group in groups.items():
+            encs = [it["enc"] for it in group.items] + [it["pair"] for it in group.items if "pair" in it]
+            want_tokens = any(model.tasks[t].level == "token" for t in group.tasks)
+            sentence = torch.zeros((len(encs), model.encoder.dim))
+            tokens: list[torch.Tensor] = [torch.empty(0)] * len(encs)
+            for batch, features in model.encoder.iter_batches(encs, batch_size, None, False, precision):
+                out = model.encoder(features)
+                sentence[batch] = out["sentence_embedding"].float()
+                if want_tokens:
+                    for row, i in enumerate(batch):
+                        tokens[i] = out["token_embeddings"][row, : len(encs[i]["input_ids"])].float().clone()
+            cache.sentence[gname] = sentence
+            if want_tokens:
+                cache.tokens[gname] = tokens
+        return cache
+
+    def features(self, gname: str, indices: list[int], attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        n = len(self.sentence[gname]) // (2 if len(attention_mask) == 2 * len(indices) else 1)
+        rows = indices + [n + i for i in indices] if len(attention_mask) == 2 * len(indices) else indices
+        feats = {"sentence_embedding": self.sentence[gname][rows], "attention_mask": attention_mask}
+        if gname in self.tokens:
+            width = attention_mask.shape[1]
+            vectors = [self.tokens[gname][i] for i in rows]
+            padded = torch.zeros((len(rows), width, vectors[0].shape[-1]))
+            for row, v in enumerate(vectors):
+                padded[row, : len(v)] = v
+            feats["token_embeddings"] = padded
+        return feats
+
+
+def raise_nothing_to_train(stage: Stage) -> None:
+    raise PolyheadError(
+        f"stage {stage.name!r}: freezing (mode={stage.freeze.mode!r}, layers_below={stage.freeze.layers_below}, "
+        f"heads={stage.freeze.heads}) leaves nothing to train for tasks {stage.tasks}; "
+        "unfreeze something (training.freeze) or use `polyhead evaluate` to only evaluate"
+    )
+
+
+def read_sts(config: Config) -> list[tuple[str, str, float]]:
+    sts = config.training.sts_eval
+    if sts is None:
+        return []
+    from polyhead.data.readers import ReaderOptions, read_examples
+
+    opts = ReaderOptions(text_column=sts.sentence1_column, pair_column=sts.sentence2_column, label_column=sts.score_column)
+    path = resolve_path(sts.file)
+    if not path.is_file():
+        raise PolyheadError(f"training.sts_eval.file: {sts.file!r} not found")
+    return [(ex.text, ex.text_pair or "", float(ex.label)) for ex in read_examples(path, "similarity", opts)]
+
+
+def metrics_summary(title: str, metrics: dict[str, dict[str, float]]) -> str:
+    parts = [f"{t}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()) for t, m in metrics.items()]
+    return f"{title} | " + " | ".join(parts)
+
+
+def progress_bar(total: int, start: int, desc: str, show: bool) -> Any:
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, desc=desc, unit="step", leave=False, dynamic_ncols=True)
+
