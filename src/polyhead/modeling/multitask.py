@@ -61,14 +61,20 @@ class MultiTaskModel(nn.Module):
             return list(self.tasks)
         unknown = [t for t in tasks if t not in self.tasks]
         if unknown:
-            raise PolyheadError(f"unknown task(s) {', '.join(map(repr, unknown))}; valid: {', '.join(self.tasks)}")
+            raise PolyheadError(
+                f"unknown task(s) {', '.join(map(repr, unknown))}; valid: {', '.join(self.tasks)}"
+            )
         return list(tasks)
 
-    def run_heads(self, features: dict[str, torch.Tensor], tasks: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    def run_heads(
+        self, features: dict[str, torch.Tensor], tasks: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
         """Apply heads to encoder features (also to cached ``sentence_embedding`` tensors)."""
         return {name: self.heads[name](features) for name in self.check_tasks(tasks)}
 
-    def forward(self, features: dict[str, torch.Tensor], tasks: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, features: dict[str, torch.Tensor], tasks: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
         """features: ``input_ids``/``attention_mask`` (batch, seq_len) -> {task: output}.
 
         Outputs: classification/multilabel (batch, labels); regression (batch,); token_classification
@@ -81,7 +87,9 @@ class MultiTaskModel(nn.Module):
         """The shared sentence embeddings, exactly as ``SentenceEncoder.encode`` gives them."""
         return self.encoder.encode(texts, **kwargs)
 
-    def similarity(self, a: str | Sequence[str], b: str | Sequence[str] | None = None, **kwargs: Any) -> np.ndarray:
+    def similarity(
+        self, a: str | Sequence[str], b: str | Sequence[str] | None = None, **kwargs: Any
+    ) -> np.ndarray:
         return self.encoder.similarity(a, b, **kwargs)
 
     def predict(
@@ -98,11 +106,15 @@ class MultiTaskModel(nn.Module):
         """
         names = [t for t in self.check_tasks(tasks) if self.tasks[t].type != "similarity"]
         items = [texts] if isinstance(texts, str) else list(texts)
-        need_words = any(self.tasks[t].level == "token" for t in names) or any(not isinstance(x, str) for x in items)
+        need_words = any(self.tasks[t].level == "token" for t in names) or any(
+            not isinstance(x, str) for x in items
+        )
         words: list[list[Word]] = []
         if need_words:
             words = [as_words(x, i) for i, x in enumerate(items)]
-            encodings = tokenize_words(self.encoder.tokenizer, [[w.text for w in ws] for ws in words], self.encoder.max_length)
+            encodings = tokenize_words(
+                self.encoder.tokenizer, [[w.text for w in ws] for ws in words], self.encoder.max_length
+            )
         else:
             encodings = self.encoder.tokenize_lists(items)  # type: ignore[arg-type]
         results: list[dict[str, Any]] = [{} for _ in items]
@@ -116,7 +128,10 @@ class MultiTaskModel(nn.Module):
                         out = outputs[name][row].float()
                         if self.tasks[name].level == "token":
                             word_ids = encodings[index]["word_ids"]
-                            results[index][name] = self.decode_tokens(name, out, word_ids, words[index])
+                            source = item_text(items[index])
+                            results[index][name] = self.decode_tokens(
+                                name, out, word_ids, words[index], source
+                            )
                         else:
                             results[index][name] = self.decode_sentence(name, out)
         finally:
@@ -135,10 +150,25 @@ class MultiTaskModel(nn.Module):
             }
         probs = torch.softmax(output, dim=-1).tolist()
         best = int(np.argmax(probs))
-        return {"label": spec.labels[best], "score": probs[best], "probabilities": dict(zip(spec.labels, probs, strict=True))}
+        return {
+            "label": spec.labels[best],
+            "score": probs[best],
+            "probabilities": dict(zip(spec.labels, probs, strict=True)),
+        }
 
-    def decode_tokens(self, name: str, logits: torch.Tensor, word_ids: list[int | None], words: list[Word]) -> dict[str, Any]:
-        """logits: (seq_len, tags) -> word tags from first sub-tokens -> entity spans with offsets."""
+    def decode_tokens(
+        self,
+        name: str,
+        logits: torch.Tensor,
+        word_ids: list[int | None],
+        words: list[Word],
+        text: str | None = None,
+    ) -> dict[str, Any]:
+        """logits: (seq_len, tags) -> word tags from first sub-tokens -> entity spans with offsets.
+
+        ``text`` is the raw input (or the words joined by single spaces); an entity's ``text`` is
+        ``text[start:end]``, so spacing inside an entity is kept as the user wrote it.
+        """
         spec = self.tasks[name]
         positions = first_subtoken_positions(word_ids)
         probs = torch.softmax(logits, dim=-1)
@@ -155,7 +185,9 @@ class MultiTaskModel(nn.Module):
         entities = [
             {
                 "type": kind,
-                "text": " ".join(w.text for w in words[first : last + 1]),
+                "text": text[words[first].start : words[last].end]
+                if text is not None
+                else " ".join(w.text for w in words[first : last + 1]),
                 "start": words[first].start,
                 "end": words[last].end,
                 "word_start": first,
@@ -164,8 +196,16 @@ class MultiTaskModel(nn.Module):
             }
             for kind, first, last, score in decode_bio(tags, scores)
         ]
+        # Words after the last one with a sub-token were cut only if the sequence hit max_length; otherwise
+        # they are words the tokenizer maps to nothing (e.g. a zero-width space), not truncation.
+        hit_limit = len(word_ids) >= self.encoder.max_length
         kept = max(positions) + 1 if positions else 0
-        return {"entities": entities, "tags": tags, "truncated_words": len(words) - kept}
+        return {"entities": entities, "tags": tags, "truncated_words": len(words) - kept if hit_limit else 0}
+
+
+def item_text(item: TextInput) -> str:
+    """The text that character offsets point into: the raw string, or pre-tokenised words joined by spaces."""
+    return item if isinstance(item, str) else words_from_tokens(list(item))[0]
 
 
 def as_words(item: TextInput, index: int) -> list[Word]:
