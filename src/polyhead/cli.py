@@ -29,9 +29,12 @@ def read_text_lines(file: Path) -> list[str]:
     if not file.is_file():
         raise PolyheadError(f"--file {file}: no such file")
     try:
-        lines = [line.strip() for line in file.read_text(encoding="utf-8").splitlines()]
+        lines = [line.strip() for line in file.read_text(encoding="utf-8-sig").splitlines()]
     except UnicodeDecodeError as exc:
-        raise PolyheadError(f"--file {file}: not UTF-8 text (byte {exc.start}); convert it to UTF-8") from exc
+        line_no = exc.object[: exc.start].count(b"\n") + 1
+        raise PolyheadError(
+            f"--file {file}:{line_no}: not UTF-8 text (byte {exc.start}); convert the file to UTF-8"
+        ) from exc
     lines = [line for line in lines if line]
     if not lines:
         raise PolyheadError(f"--file {file} is empty: give one text per line")

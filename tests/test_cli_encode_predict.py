@@ -1,0 +1,166 @@
+"""`polyhead encode` and `polyhead predict`: output, files, and one-line errors with exit status 2.
+
+Error cases run the real console script in a subprocess (exit status, no traceback); the successful
+runs use Typer's in-process runner to stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from polyhead.cli import app
+from polyhead.modeling.encoder import SentenceEncoder
+from polyhead.modeling.heads import TaskSpec
+from polyhead.modeling.multitask import MultiTaskModel
+
+runner = CliRunner()
+TASKS = {
+    "topic": TaskSpec("classification", ["sports", "politics"]),
+    "rating": TaskSpec("regression"),
+    "ner": TaskSpec("token_classification", ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]),
+    "aspects": TaskSpec("multilabel", ["food", "service"]),
+}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    encoder = SentenceEncoder.from_pretrained(tiny_model_dir, max_length=64)
+    return MultiTaskModel(encoder, TASKS).save_pretrained(tmp_path_factory.mktemp("cli") / "model")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "polyhead", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+# ----------------------------------------------------------------------- errors (subprocess)
+def test_encode_empty_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    assert_user_error(run_cli("encode", "--file", str(empty)), "empty.txt is empty")
+
+
+def test_encode_non_utf8_file(tmp_path: Path) -> None:
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("first line\ncafé crème\n".encode("latin-1"))
+    assert_user_error(run_cli("encode", "--file", str(latin)), "latin1.txt:2", "not UTF-8")
+
+
+def test_encode_missing_file(tmp_path: Path) -> None:
+    assert_user_error(run_cli("encode", "--file", str(tmp_path / "nope.txt")), "no such file")
+
+
+def test_encode_unknown_pooling(tiny_model_dir: Path) -> None:
+    assert_user_error(
+        run_cli("encode", "--model", str(tiny_model_dir), "--pooling", "median", "hi"),
+        "'median'",
+        "mean, cls, max, mean_sqrt_len",
+    )
+
+
+def test_encode_missing_model(tmp_path: Path) -> None:
+    assert_user_error(run_cli("encode", "--model", str(tmp_path / "nope"), "hi"), "not available locally")
+
+
+def test_encode_directory_that_is_not_a_model(tmp_path: Path) -> None:
+    assert_user_error(run_cli("encode", "--model", str(tmp_path), "hi"), "is not a model directory")
+
+
+def test_encode_hub_name_offline() -> None:
+    assert_user_error(
+        run_cli("encode", "--model", "sentence-transformers/all-mpnet-base-v2", "hi"),
+        "sentence-transformers/all-mpnet-base-v2",
+        "offline",
+    )
+
+
+def test_predict_unknown_task(model_dir: Path) -> None:
+    assert_user_error(run_cli("predict", str(model_dir), "hi", "--tasks", "topic,sentimnet"), "'sentimnet'")
+
+
+def test_predict_not_a_model_directory(tiny_model_dir: Path) -> None:
+    assert_user_error(run_cli("predict", str(tiny_model_dir), "hi"), "polyhead.json is missing")
+
+
+# ----------------------------------------------------------------------- encode
+def test_encode_prints_dimension_and_values(tiny_model_dir: Path) -> None:
+    result = invoke("encode", "--model", str(tiny_model_dir), "A first sentence.", "A second one.")
+    assert "2 texts -> dimension 32" in result.output
+    assert "A first sentence." in result.output and "..." in result.output
+
+
+def test_encode_projection_and_out_file(tiny_model_dir: Path, tmp_path: Path) -> None:
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\ufeffone line\n\nanother line\n", encoding="utf-8")  # BOM and blank lines
+    out = tmp_path / "vectors.npy"
+    result = invoke("encode", "--model", str(tiny_model_dir), "--file", str(texts), "--out", str(out))
+    assert "wrote" in result.output
+    vectors = np.load(out)
+    expected = SentenceEncoder.from_pretrained(tiny_model_dir).encode(["one line", "another line"])
+    assert np.allclose(vectors, expected, atol=1e-6)
+
+    model = str(tiny_model_dir)
+    invoke("encode", "--model", model, "--projection-dim", "8", "--no-normalize", "x", "--out", str(out))
+    vec = np.load(out)
+    assert vec.shape == (1, 8) and not np.isclose(np.linalg.norm(vec), 1.0)
+
+
+def test_encode_similarity_table(tiny_model_dir: Path) -> None:
+    result = invoke("encode", "--model", str(tiny_model_dir), "--similarity", "cat", "a cat", "stock market")
+    assert "Cosine similarity, high to low" in result.output
+    assert result.output.count("stock market") == 2  # paired with each of the two others
+
+
+def test_encode_out_must_be_npy(tiny_model_dir: Path, tmp_path: Path) -> None:
+    args = ["encode", "--model", str(tiny_model_dir), "x", "--out", str(tmp_path / "v.csv")]
+    result = runner.invoke(app, args)
+    assert result.exit_code != 0 and "must end in .npy" in str(result.exception)
+
+
+# ----------------------------------------------------------------------- predict
+def test_predict_table(model_dir: Path) -> None:
+    result = invoke("predict", str(model_dir), "John lives in Rome.", "The vote was close.")
+    for task in TASKS:
+        assert task in result.output
+    assert "John lives in Rome." in result.output
+
+
+def test_predict_json_lines_match_the_library(model_dir: Path, tmp_path: Path) -> None:
+    texts = ["John lives in Rome.", "The vote was close."]
+    file = tmp_path / "in.txt"
+    file.write_text("\n".join(texts) + "\n")
+    result = invoke("predict", str(model_dir), "--file", str(file), "--json", "--tasks", "topic,ner")
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    assert [r["text"] for r in rows] == texts
+    expected = MultiTaskModel.from_pretrained(model_dir).predict(texts, tasks=["topic", "ner"])
+    for row, exp in zip(rows, expected, strict=True):
+        assert set(row) == {"text", "topic", "ner"}
+        assert row["topic"]["label"] == exp["topic"]["label"]
+        assert row["ner"]["tags"] == exp["ner"]["tags"]
