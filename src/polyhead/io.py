@@ -43,7 +43,11 @@ def library_versions() -> dict[str, str]:
 
     import polyhead
 
-    return {"polyhead": polyhead.__version__, "torch": torch.__version__, "transformers": transformers.__version__}
+    return {
+        "polyhead": polyhead.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
 
 
 # --------------------------------------------------------------------------------------------- saving
@@ -56,7 +60,9 @@ def save_pretrained(model: MultiTaskModel | SentenceEncoder, path: Path, overwri
     path = Path(path)
     if path.exists() and any(path.iterdir()):
         if not overwrite:
-            raise PolyheadError(f"{path} already exists and is not empty; choose another directory or pass overwrite")
+            raise PolyheadError(
+                f"{path} already exists and is not empty; choose another directory or pass overwrite"
+            )
         if not (path / CONFIG_NAME).is_file():
             raise PolyheadError(f"{path} is not a polyhead model directory; refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +115,9 @@ def write_sentence_transformers_files(encoder: SentenceEncoder, out: Path) -> No
         "pooling_mode_mean_sqrt_len_tokens": mode == "mean_sqrt_len",
     }
     write_json(out / "1_Pooling" / "config.json", pooling)
-    modules.append({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"})
+    modules.append(
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}
+    )
     if encoder.dense is not None:
         linear = encoder.dense.linear
         dense = {
@@ -121,13 +129,24 @@ def write_sentence_transformers_files(encoder: SentenceEncoder, out: Path) -> No
         write_json(out / "2_Dense" / "config.json", dense)
         state = {k: v.detach().contiguous().cpu() for k, v in encoder.dense.state_dict().items()}
         save_file(state, str(out / "2_Dense" / "model.safetensors"), metadata={"format": "pt"})
-        modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+        modules.append(
+            {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}
+        )
     if encoder.normalize:
         idx = len(modules)
         (out / f"{idx}_Normalize").mkdir()
-        modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Normalize", "type": "sentence_transformers.models.Normalize"})
+        modules.append(
+            {
+                "idx": idx,
+                "name": str(idx),
+                "path": f"{idx}_Normalize",
+                "type": "sentence_transformers.models.Normalize",
+            }
+        )
     write_json(out / "modules.json", modules)
-    write_json(out / "sentence_bert_config.json", {"max_seq_length": encoder.max_length, "do_lower_case": False})
+    write_json(
+        out / "sentence_bert_config.json", {"max_seq_length": encoder.max_length, "do_lower_case": False}
+    )
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -150,7 +169,8 @@ def read_config(path: Path) -> dict[str, Any]:
         raise ModelDirError(f"{file}: 'format_version' is missing or not an integer")
     if version > FORMAT_VERSION:
         raise ModelDirError(
-            f"{file} has format version {version}, newer than this polyhead reads ({FORMAT_VERSION}); upgrade polyhead"
+            f"{file} has format version {version}, newer than this polyhead reads ({FORMAT_VERSION}); "
+            "upgrade polyhead"
         )
     for key in ("encoder", "tasks"):
         if not isinstance(config.get(key), dict):
@@ -164,7 +184,9 @@ def load_weights(file: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(file))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelDirError(f"{file} is not a readable safetensors file (truncated or corrupt?): {exc}") from exc
+        raise ModelDirError(
+            f"{file} is not a readable safetensors file (truncated or corrupt?): {exc}"
+        ) from exc
 
 
 def load_strict(module: nn.Module, state: dict[str, torch.Tensor], file: Path) -> None:
@@ -173,11 +195,14 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], file: Path) -
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise ModelDirError(f"{file} doesn't match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ModelDirError(
+            f"{file} doesn't match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     for key, tensor in state.items():
         if tuple(tensor.shape) != tuple(expected[key].shape):
             raise ModelDirError(
-                f"{file}: '{key}' has shape {tuple(tensor.shape)}, the model expects {tuple(expected[key].shape)}"
+                f"{file}: '{key}' has shape {tuple(tensor.shape)}, "
+                f"the model expects {tuple(expected[key].shape)}"
                 " (does the label list in polyhead.json match the weights?)"
             )
     module.load_state_dict(state, strict=True)

@@ -44,7 +44,9 @@ def tokenize_words(tokenizer: Any, words: Sequence[Sequence[str]], max_length: i
 
     Special tokens get word id None. Words cut off by ``max_length`` have no sub-token.
     """
-    enc = tokenizer([list(w) for w in words], is_split_into_words=True, truncation=True, max_length=max_length)
+    enc = tokenizer(
+        [list(w) for w in words], is_split_into_words=True, truncation=True, max_length=max_length
+    )
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
     out = []
     for i in range(len(words)):

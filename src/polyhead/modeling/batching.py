@@ -34,9 +34,7 @@ def length_sorted_batches(
     return batches
 
 
-def pad_batch(
-    encodings: Sequence[dict[str, list[int]]], pad_token_id: int
-) -> dict[str, torch.Tensor]:
+def pad_batch(encodings: Sequence[dict[str, list[int]]], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Pad token-id lists to the longest in the batch.
 
     Returns ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when present): (batch, seq_len).

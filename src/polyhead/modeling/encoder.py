@@ -91,6 +91,8 @@ class SentenceEncoder(nn.Module):
     ``token_embeddings`` (batch, seq_len, hidden) and ``sentence_embedding`` (batch, dim).
     """
 
+    transformer: Any  # an HF PreTrainedModel (AutoModel); Any so `.config` and `.save_pretrained` type-check
+
     def __init__(
         self,
         transformer: nn.Module,
@@ -105,7 +107,7 @@ class SentenceEncoder(nn.Module):
         self.transformer = transformer
         self.tokenizer = tokenizer
         self.pooling = Pooling(pooling)
-        hidden = int(transformer.config.hidden_size)
+        hidden = int(self.transformer.config.hidden_size)
         self.dense = Dense(hidden, projection_dim) if projection_dim else None
         self.normalize = normalize
         model_max = getattr(transformer.config, "max_position_embeddings", max_length) or max_length
@@ -134,7 +136,9 @@ class SentenceEncoder(nn.Module):
             return load_encoder(path, attn_implementation=attn_implementation)
         Pooling(pooling)  # validate before the (slower) model load
         transformer, tokenizer = load_transformer(path, attn_implementation)
-        return cls(transformer, tokenizer, pooling, projection_dim, normalize, max_length, name=str(name_or_path))
+        return cls(
+            transformer, tokenizer, pooling, projection_dim, normalize, max_length, name=str(name_or_path)
+        )
 
     @property
     def hidden_size(self) -> int:
@@ -178,7 +182,9 @@ class SentenceEncoder(nn.Module):
         return int(self.tokenizer.pad_token_id or 0)
 
     # ----------------------------------------------------------------- forward
-    def forward(self, features: dict[str, torch.Tensor], normalize: bool | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, features: dict[str, torch.Tensor], normalize: bool | None = None
+    ) -> dict[str, torch.Tensor]:
         inputs = {k: features[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in features}
         token_embeddings = self.transformer(**inputs).last_hidden_state  # (batch, seq_len, hidden)
         pooled = self.pooling(token_embeddings, features["attention_mask"])  # (batch, hidden)
@@ -237,12 +243,13 @@ class SentenceEncoder(nn.Module):
         finally:
             self.train(was_training)
 
-    def similarity(self, a: str | Sequence[str], b: str | Sequence[str] | None = None, **kwargs: Any) -> np.ndarray:
+    def similarity(
+        self, a: str | Sequence[str], b: str | Sequence[str] | None = None, **kwargs: Any
+    ) -> np.ndarray:
         """Cosine similarities: (len(a), len(b)), or (len(a), len(a)) when ``b`` is None."""
         ea = self.encode([a] if isinstance(a, str) else a, normalize=True, **kwargs)
         eb = ea if b is None else self.encode([b] if isinstance(b, str) else b, normalize=True, **kwargs)
         return np.asarray(ea) @ np.asarray(eb).T
-
 
 
 def check_texts(texts: Sequence[Any]) -> None:

@@ -49,7 +49,9 @@ class TaskSpec:
         return "token" if self.type == "token_classification" else "sentence"
 
 
-def mlp(in_features: int, out_features: int, hidden: list[int], activation: str, dropout: float) -> nn.Sequential:
+def mlp(
+    in_features: int, out_features: int, hidden: list[int], activation: str, dropout: float
+) -> nn.Sequential:
     """Dropout -> [Linear -> activation -> Dropout]* -> Linear."""
     if activation not in ACTIVATIONS:
         raise PolyheadError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
@@ -72,7 +74,8 @@ class Head(nn.Module):
         super().__init__()
         if len(spec.labels) < self.min_labels:
             raise PolyheadError(
-                f"a {spec.type} head needs at least {self.min_labels} labels, got {len(spec.labels)}: {spec.labels}"
+                f"a {spec.type} head needs at least {self.min_labels} labels, "
+                f"got {len(spec.labels)}: {spec.labels}"
             )
         self.spec = spec
         in_features = token_dim if self.level == "token" else sentence_dim
