@@ -206,3 +206,21 @@ def test_paraphrase_scores_higher_than_unrelated(minilm: SentenceEncoder) -> Non
     s = minilm.similarity(["How do I reset my password?"], ["I forgot my password, how can I change it?",
                                                              "What time does the bakery open?"])
     assert s[0, 0] > s[0, 1], s
+
+
+# ----------------------------------------------------------------------- batching
+def test_length_sorted_batches() -> None:
+    from polyhead.modeling.batching import length_sorted_batches
+
+    lengths = [3, 10, 5, 10, 2]
+    assert length_sorted_batches(lengths, batch_size=2) == [[1, 3], [2, 0], [4]]  # longest first
+    # at most 20 padded tokens per batch: 2 x 10 fits, then 5+3+2 -> 3 x 5 = 15 fits
+    assert length_sorted_batches(lengths, batch_size=8, max_tokens=20) == [[1, 3], [2, 0, 4]]
+    # a text longer than the budget still gets its own batch
+    assert length_sorted_batches([50, 1], batch_size=8, max_tokens=20) == [[0], [1]]
+    assert length_sorted_batches([], batch_size=4) == []
+
+
+def test_bad_batch_size(tiny_encoder: SentenceEncoder) -> None:
+    with pytest.raises(PolyheadError, match="batch_size must be >= 1, got 0"):
+        tiny_encoder.encode(["x"], batch_size=0)

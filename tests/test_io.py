@@ -272,3 +272,7 @@ def test_copied_directory_still_loads(model_dir: Path, tmp_path: Path) -> None:
     copy = shutil.copytree(model_dir, tmp_path / "elsewhere")
     shutil.rmtree(model_dir)
     assert set(MultiTaskModel.from_pretrained(copy).tasks) == set(TASKS)
+
+
+def test_file_instead_of_a_model_directory(model_dir: Path) -> None:
+    assert "is a file, not a directory" in error_of(model_dir / "polyhead.json")

@@ -246,7 +246,8 @@ def load_encoder(path: Path, attn_implementation: str = "eager") -> SentenceEnco
 def load_pretrained(path: Path, attn_implementation: str = "eager") -> MultiTaskModel:
     """A MultiTaskModel from its directory; every weight and every label list is checked."""
     if not path.is_dir():
-        raise ModelDirError(f"model directory {path} does not exist")
+        what = "is a file, not a directory" if path.exists() else "does not exist"
+        raise ModelDirError(f"model directory {path} {what}")
     config = read_config(path)
     encoder = load_encoder(path, attn_implementation)
     try:

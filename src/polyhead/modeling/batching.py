@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
+from polyhead.errors import PolyheadError
+
 
 def length_sorted_batches(
     lengths: Sequence[int], batch_size: int, max_tokens: int | None = None
@@ -17,7 +19,7 @@ def length_sorted_batches(
     ``max_tokens`` padded tokens (batch size x longest length). The caller restores the input order.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise PolyheadError(f"batch_size must be >= 1, got {batch_size}")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []
