@@ -193,3 +193,43 @@ def test_zero_width_word_is_not_truncation(tiny_encoder: SentenceEncoder) -> Non
     model = rigged_ner_model(tiny_encoder, {"Rome": "B-LOC"})
     (result,) = model.predict(["Rome \u200b"])
     assert result["ner"]["tags"] == ["B-LOC", "O"] and result["ner"]["truncated_words"] == 0
+
+
+# ----------------------------------------------------------------------- real CoNLL data
+def read_conll(path, limit: int) -> list[tuple[list[str], list[str]]]:
+    sentences, words, tags = [], [], []
+    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
+        if not line.strip():
+            if words:
+                sentences.append((words, tags))
+                words, tags = [], []
+                if len(sentences) == limit:
+                    break
+            continue
+        word, tag = line.split("\t")[0], line.split("\t")[-1]
+        words.append(word)
+        tags.append(tag)
+    return sentences
+
+
+@pytest.mark.slow
+def test_alignment_on_real_tweets(tokenizer, shared_data) -> None:
+    """WNUT-17 tweets (emoji, URLs, odd punctuation): every word that has sub-tokens gets exactly one
+    label, on its first sub-token; words the tokenizer drops get none; truncation drops the tail."""
+    sentences = read_conll(shared_data / "wnut17" / "train.conll", limit=400)
+    assert len(sentences) == 400
+    words = [w for w, _ in sentences]
+    for max_length in (512, 16):
+        encodings = tokenize_words(tokenizer, words, max_length=max_length)
+        for (ws, _tags), enc in zip(sentences, encodings, strict=True):
+            labels = list(range(len(ws)))
+            aligned = align_labels(enc["word_ids"], labels)
+            kept = [x for x in aligned if x != IGNORE_INDEX]
+            assert kept == sorted(set(kept)), "a word labelled twice or out of order"
+            present = set(first_subtoken_positions(enc["word_ids"]))
+            assert set(kept) == present
+            if len(enc["input_ids"]) < max_length:  # not truncated: only words without sub-tokens are missing
+                assert all(tokenizer.tokenize(ws[i]) == [] for i in set(labels) - present)
+            else:  # truncated: the kept words are a prefix; only the tail (past the last kept word) is cut
+                last = max(present)
+                assert all(i in present or tokenizer.tokenize(ws[i]) == [] for i in range(last))
