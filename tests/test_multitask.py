@@ -222,6 +222,8 @@ def test_similarity_overfit(tiny_encoder: SentenceEncoder, tmp_path: Path) -> No
     assert np.allclose([float(loaded.similarity(a, b)[0, 0]) for a, b, _ in pairs], sims, atol=1e-5)
     firsts = [a for a, _, _ in pairs]
     assert np.allclose(loaded.encode(firsts), model.encode(firsts), atol=1e-6)
+    one_by_one = np.stack([loaded.encode(t) for t in firsts])
+    assert np.allclose(loaded.encode(firsts, batch_size=4), one_by_one, atol=1e-5)
 
 
 # ----------------------------------------------------------------------- several heads, one pass
