@@ -26,7 +26,7 @@ def fit(
     model: MultiTaskModel, loss_fn: Callable[[], torch.Tensor], steps: int = STEPS, lr: float = 3e-3
 ) -> list[float]:
     """A few dozen plain AdamW steps on the whole model; returns the loss per step."""
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # passes for every seed tried (0-7); fixed so a failure is reproducible
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model.train()
     losses = []
@@ -114,7 +114,7 @@ def test_multilabel_overfit(tiny_encoder: SentenceEncoder, tmp_path: Path) -> No
     def loss() -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(model(features)["aspects"], target)
 
-    losses = fit(model, loss, steps=60)
+    losses = fit(model, loss, steps=100)
     assert_learned(losses)
     predictions = model.predict(texts)
     assert [p["aspects"]["labels"] for p in predictions] == gold
@@ -130,7 +130,7 @@ def test_regression_overfit(tiny_encoder: SentenceEncoder, tmp_path: Path) -> No
     features = tiny_encoder.tokenize(texts)
     target = torch.tensor(gold)
 
-    losses = fit(model, lambda: F.mse_loss(model(features)["rating"], target), steps=60)
+    losses = fit(model, lambda: F.mse_loss(model(features)["rating"], target), steps=100)
     assert_learned(losses)
     scores = [p["rating"]["score"] for p in model.predict(texts)]
     assert np.allclose(scores, gold, atol=0.15), scores
