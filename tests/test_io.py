@@ -98,9 +98,10 @@ def test_loaded_model_is_in_eval_mode(model_dir: Path) -> None:
     assert not model.training and not model.encoder.training
 
 
-def test_encoder_from_a_polyhead_directory(model_dir: Path) -> None:
+def test_encoder_from_a_polyhead_directory(model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     model = MultiTaskModel.from_pretrained(model_dir)
     encoder = SentenceEncoder.from_pretrained(model_dir, pooling="cls")  # the directory's settings win
+    assert "saved encoder settings are used" in caplog.text
     assert encoder.pooling.mode == "mean" and encoder.dim == 16
     assert np.array_equal(encoder.encode(TEXTS), model.encode(TEXTS))
 

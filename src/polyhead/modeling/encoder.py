@@ -133,6 +133,9 @@ class SentenceEncoder(nn.Module):
         if (path / "polyhead.json").is_file():
             from polyhead.io import load_encoder
 
+            asked = (pooling, projection_dim, normalize, max_length) != ("mean", None, True, 256)
+            if asked:
+                logger.warning("%s is a polyhead model directory: its saved encoder settings are used", path)
             return load_encoder(path, attn_implementation=attn_implementation)
         Pooling(pooling)  # validate before the (slower) model load
         transformer, tokenizer = load_transformer(path, attn_implementation)
