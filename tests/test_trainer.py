@@ -22,7 +22,8 @@ def make(tmp_path: Path, model_dir: Path, **training) -> Config:
 
 
 def test_two_group_training_writes_a_complete_run(tmp_path: Path, tiny_model_dir: Path) -> None:
-    cfg = make(tmp_path, tiny_model_dir, log_with=["tensorboard"], epochs=3, steps_per_epoch=12)
+    cfg = make(tmp_path, tiny_model_dir, log_with=["tensorboard"], epochs=3, steps_per_epoch=16,
+               optimizer={"lr": 2e-3, "head_lr": 3e-2})
     results = Trainer(cfg, tmp_path / "run").run()
     run = tmp_path / "run"
     for name in ("metrics.jsonl", "results.json", "training_curves.png", "config.yaml", "model/polyhead.json"):
@@ -41,8 +42,8 @@ def test_two_group_training_writes_a_complete_run(tmp_path: Path, tiny_model_dir
 
 
 def test_resume_continues_exactly(tmp_path: Path, tiny_model_dir: Path) -> None:
-    full = Trainer(make(tmp_path / "a", tiny_model_dir), tmp_path / "a" / "run")
     (tmp_path / "a").mkdir()
+    full = Trainer(make(tmp_path / "a", tiny_model_dir), tmp_path / "a" / "run")
     full.run()
     (tmp_path / "b").mkdir()
     cfg = make(tmp_path / "b", tiny_model_dir)

@@ -118,8 +118,7 @@ def write_demo_data(out: Path, seed: int = 13, sample: int | None = None) -> dic
                 text = "\n\n".join("\n".join(f"{tok}\t{tag}" for tok, tag in sent) for sent in items) + "\n"
                 (out / f"{name}_{part}.conll").write_text(text, encoding="utf-8")
             else:
-                with open(out / f"{name}_{part}.tsv", "w", encoding="utf-8", newline="") as f:
-                    writer = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
-                    writer.writerow(["label", "text"])
-                    writer.writerows((label, text) for text, label in items)
+                # one_line() removed tabs and newlines, so plain TSV needs no quoting
+                lines = ["label\ttext"] + [f"{label}\t{text}" for text, label in items]
+                (out / f"{name}_{part}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return counts

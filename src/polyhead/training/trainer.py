@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import signal
 import time
@@ -107,7 +108,7 @@ class Trainer:
         self.out = Path(output_dir)
         self.resume = resume
         self.show_progress = show_progress
-        self.report = report or (lambda item: logger.info("%s", item))
+        self.report = report or log_renderable
         self.interrupted = False
         check_precision(config.training.precision)
 
@@ -515,6 +516,18 @@ def read_sts(config: Config) -> list[tuple[str, str, float]]:
     if not path.is_file():
         raise PolyheadError(f"training.sts_eval.file: {sts.file!r} not found")
     return [(ex.text, ex.text_pair or "", float(ex.label)) for ex in read_examples(path, "similarity", opts)]
+
+
+def log_renderable(item: Any) -> None:
+    """Default report: rich tables rendered to plain text, into the log."""
+    if isinstance(item, str):
+        logger.info("%s", item)
+        return
+    from rich.console import Console
+
+    console = Console(width=120, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(item)
+    logger.info("\n%s", console.export_text())
 
 
 def metrics_summary(title: str, metrics: dict[str, dict[str, float]]) -> str:

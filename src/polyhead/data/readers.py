@@ -1,0 +1,233 @@
+"""Readers for TSV/CSV/JSONL/CoNLL files -> Example lists, with file:line in every error."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from polyhead.errors import DataError
+
+FORMATS = ("tsv", "csv", "jsonl", "conll")
+SUFFIXES = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".conll": "conll", ".txt": "conll",
+            ".bio": "conll", ".iob": "conll"}
+SENTENCE_TYPES = ("classification", "multilabel", "regression", "similarity")
+
+
+@dataclass
+class Example:
+    """One example: ``text`` (for token tasks the words joined by spaces) and its label.
+
+    ``label``: a class name (classification), a list of names (multilabel), a float (regression,
+    similarity), or a BIO tag per word (token_classification, then ``words`` holds the words).
+    """
+
+    text: str
+    label: str | list[str] | float | None
+    words: list[str] | None = None
+    text_pair: str | None = None
+    source: str = ""
+
+
+@dataclass
+class ReaderOptions:
+    format: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    pair_column: str | None = None
+    tokens_column: str = "tokens"
+    label_separator: str | None = None
+    conll_token_column: int = 0
+    conll_tag_column: int = -1
+    limit: int | None = None
+
+
+def detect_format(path: Path, options: ReaderOptions) -> str:
+    if options.format:
+        if options.format not in FORMATS:
+            raise DataError(f"{path}: unknown format {options.format!r}; valid: {', '.join(FORMATS)}")
+        return options.format
+    fmt = SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{path}: can't tell the format from the suffix {path.suffix!r}; set data.format to one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def read_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {exc.start}); convert the file to UTF-8") from exc
+    return text.splitlines()
+
+
+def read_examples(path: str | Path, task_type: str, options: ReaderOptions | None = None) -> list[Example]:
+    """Read one split. Token tasks need CoNLL or JSONL; sentence tasks TSV/CSV/JSONL."""
+    path = Path(path)
+    options = options or ReaderOptions()
+    fmt = detect_format(path, options)
+    lines = read_lines(path)
+    if task_type == "token_classification":
+        if fmt == "conll":
+            rows = conll_rows(path, lines, options)
+        elif fmt == "jsonl":
+            rows = jsonl_token_rows(path, lines, options)
+        else:
+            raise DataError(f"{path}: token_classification reads CoNLL or JSONL files, not {fmt}")
+    elif fmt == "conll":
+        raise DataError(f"{path}: a {task_type} task reads TSV/CSV/JSONL, not CoNLL")
+    elif fmt == "jsonl":
+        rows = (sentence_example(path, n, rec, task_type, options) for n, rec in jsonl_records(path, lines))
+    else:
+        rows = table_rows(path, lines, fmt, task_type, options)
+    examples = []
+    for example in rows:
+        examples.append(example)
+        if options.limit and len(examples) >= options.limit:
+            break
+    if not examples:
+        raise DataError(f"{path}: no examples found")
+    return examples
+
+
+def table_rows(path: Path, lines: list[str], fmt: str, task_type: str, options: ReaderOptions) -> Iterator[Example]:
+    # TSV: tab-separated, quotes are ordinary characters (as in SST, TREC, STS-B); CSV: RFC 4180 quoting.
+    reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv" else csv.reader(lines)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DataError(f"{path}: the file is empty (expected a header line)") from None
+    header = [h.strip() for h in header]
+    wanted = [options.text_column, options.label_column] + ([options.pair_column] if options.pair_column else [])
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise DataError(f"{path}:1: column(s) {', '.join(map(repr, missing))} not in the header; columns: {', '.join(header)}")
+    index = {name: header.index(name) for name in wanted}
+    for n, cols in enumerate(reader, start=2):
+        if not cols or all(not c.strip() for c in cols):
+            continue
+        if len(cols) != len(header):
+            raise DataError(f"{path}:{n}: {len(cols)} columns, the header has {len(header)}")
+        record = {name: cols[i] for name, i in index.items()}
+        yield sentence_example(path, n, record, task_type, options)
+
+
+def jsonl_records(path: Path, lines: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{n}: invalid JSON ({exc.msg})") from exc
+        if not isinstance(record, dict):
+            raise DataError(f"{path}:{n}: each line must be a JSON object")
+        yield n, record
+
+
+def field(path: Path, n: int, record: dict[str, Any], key: str) -> Any:
+    if key not in record:
+        raise DataError(f"{path}:{n}: field {key!r} is missing; fields: {', '.join(map(str, record))}")
+    return record[key]
+
+
+def sentence_example(path: Path, n: int, record: dict[str, Any], task_type: str, options: ReaderOptions) -> Example:
+    source = f"{path}:{n}"
+    text = field(path, n, record, options.text_column)
+    if not isinstance(text, str) or not text.strip():
+        raise DataError(f"{source}: empty text in {options.text_column!r}")
+    raw = field(path, n, record, options.label_column)
+    pair = None
+    if options.pair_column:
+        pair = field(path, n, record, options.pair_column)
+        if not isinstance(pair, str) or not pair.strip():
+            raise DataError(f"{source}: empty text in {options.pair_column!r}")
+    label: Any
+    if task_type in ("regression", "similarity"):
+        try:
+            label = float(raw)
+        except (TypeError, ValueError):
+            raise DataError(f"{source}: label {raw!r} in {options.label_column!r} is not a number") from None
+        if label != label or label in (float("inf"), float("-inf")):
+            raise DataError(f"{source}: label {raw!r} is not a finite number")
+    elif task_type == "multilabel":
+        if isinstance(raw, list):
+            label = [str(x) for x in raw]
+        elif isinstance(raw, str):
+            label = [x.strip() for x in raw.split(options.label_separator)] if options.label_separator else [raw.strip()]
+            label = [x for x in label if x]
+        else:
+            raise DataError(f"{source}: multilabel label must be a list or a separated string, got {raw!r}")
+    else:
+        if isinstance(raw, list | dict) or raw is None or str(raw).strip() == "":
+            raise DataError(f"{source}: label {raw!r} in {options.label_column!r} is not a class name")
+        label = str(raw).strip()
+    return Example(text=text.strip(), label=label, text_pair=pair.strip() if pair else None, source=source)
+
+
+def jsonl_token_rows(path: Path, lines: list[str], options: ReaderOptions) -> Iterator[Example]:
+    for n, record in jsonl_records(path, lines):
+        words = field(path, n, record, options.tokens_column)
+        tags = field(path, n, record, options.label_column)
+        if not isinstance(words, list) or not isinstance(tags, list):
+            raise DataError(f"{path}:{n}: {options.tokens_column!r} and {options.label_column!r} must be lists")
+        yield token_example(path, n, [str(w) for w in words], [str(t) for t in tags])
+
+
+def token_example(path: Path, n: int, words: list[str], tags: list[str]) -> Example:
+    if len(words) != len(tags):
+        raise DataError(f"{path}:{n}: {len(words)} tokens but {len(tags)} tags")
+    if not words:
+        raise DataError(f"{path}:{n}: a sentence without tokens")
+    if any(not w.strip() for w in words):
+        raise DataError(f"{path}:{n}: an empty token")
+    bad = [t for t in tags if t != "O" and not (t[:2] in ("B-", "I-") and len(t) > 2)]
+    if bad:
+        raise DataError(f"{path}:{n}: tag {bad[0]!r} is not a BIO tag ('O', 'B-TYPE', 'I-TYPE')")
+    return Example(text=" ".join(words), label=tags, words=words, source=f"{path}:{n}")
+
+
+def conll_rows(path: Path, lines: list[str], options: ReaderOptions) -> Iterator[Example]:
+    """Whitespace/tab separated columns, one token a line, blank line between sentences; -DOCSTART- skipped."""
+    words: list[str] = []
+    tags: list[str] = []
+    start, width = 0, None
+    for n, line in enumerate([*lines, ""], start=1):
+        if not line.strip():
+            if words:
+                yield token_example(path, start, words, tags)
+            words, tags = [], []
+            continue
+        cols = line.split("\t") if "\t" in line else line.split()
+        if cols[0].startswith("-DOCSTART-"):
+            continue
+        width = width or len(cols)
+        if len(cols) != width or len(cols) < 2:
+            raise DataError(f"{path}:{n}: {len(cols)} columns, expected {width if width >= 2 else 'at least 2'} (token and tag)")
+        try:
+            word, tag = cols[options.conll_token_column], cols[options.conll_tag_column]
+        except IndexError:
+            raise DataError(f"{path}:{n}: no column {options.conll_tag_column} (the line has {len(cols)})") from None
+        if not words:
+            start = n
+        words.append(word.strip())
+        tags.append(tag.strip())
+
+
+def split_examples(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Seeded split: (rest, held-out share); the same inputs always give the same split."""
+    if not 0 < fraction < 1:
+        raise DataError(f"a split fraction must be between 0 and 1, got {fraction}")
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    cut = max(1, round(fraction * len(examples)))
+    held = set(order[:cut])
+    return [e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held]
