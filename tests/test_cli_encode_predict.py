@@ -164,3 +164,14 @@ def test_predict_json_lines_match_the_library(model_dir: Path, tmp_path: Path) -
         assert set(row) == {"text", "topic", "ner"}
         assert row["topic"]["label"] == exp["topic"]["label"]
         assert row["ner"]["tags"] == exp["ner"]["tags"]
+
+
+def test_markup_like_text_is_printed_as_written(tiny_model_dir: Path, model_dir: Path) -> None:
+    """Rich would read "[/]" or "[red]" in user text as markup (and crash on "[/]")."""
+    texts = ["a [/] b", "[red]hello\\"]
+    for extra in ([], ["--similarity"]):
+        result = invoke("encode", "--model", str(tiny_model_dir), *texts, *extra)
+        assert "a [/] b" in result.output and "[red]hello\\" in result.output
+        assert "[red]hello\\\\" not in result.output
+    result = invoke("predict", str(model_dir), "[/] Rome [b]")
+    assert "[/] Rome [b]" in result.output

@@ -15,6 +15,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from polyhead.errors import PolyheadError
 
@@ -78,16 +79,21 @@ def encode(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         np.save(out, vectors)
-        console.print(f"wrote {out}")
+        console.print(f"wrote {out}", markup=False)
     elif not similarity:
         for text, vec in zip(items[:20], vectors, strict=False):
-            console.print(f"{short(text)}  [{', '.join(f'{x:.4f}' for x in vec[:5])}, ...]")
+            console.print(f"{short(text)}  [{', '.join(f'{x:.4f}' for x in vec[:5])}, ...]", markup=False)
     if similarity:
         console.print(similarity_table(items, vectors))
 
 
 def short(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def cell(text: str, width: int = 60) -> Text:
+    """User text for a Rich table: cut, and never read as markup, so text like "[/]" shows as written."""
+    return Text(short(text, width))
 
 
 def similarity_table(texts: list[str], vectors: object) -> Table:
@@ -103,7 +109,7 @@ def similarity_table(texts: list[str], vectors: object) -> Table:
     table.add_column("text B")
     table.add_column("cosine", justify="right")
     for score, i, j in pairs[:50]:
-        table.add_row(short(texts[i], 45), short(texts[j], 45), f"{score:.4f}")
+        table.add_row(cell(texts[i], 45), cell(texts[j], 45), f"{score:.4f}")
     return table
 
 
@@ -132,7 +138,7 @@ def predict(
 
 
 def prediction_table(text: str, result: dict) -> Table:
-    table = Table(title=short(text, 100), title_justify="left")
+    table = Table(title=cell(text, 100), title_justify="left")
     table.add_column("task")
     table.add_column("prediction")
     for task, out in result.items():
@@ -144,7 +150,7 @@ def prediction_table(text: str, result: dict) -> Table:
             shown = "; ".join(f"{e['text']} [{e['type']}] {e['score']:.2f}" for e in out["entities"]) or "(no entities)"
         else:
             shown = f"{out['score']:.4f}"
-        table.add_row(task, shown)
+        table.add_row(Text(task), Text(shown))
     return table
 
 
