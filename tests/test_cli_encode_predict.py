@@ -138,6 +138,11 @@ def test_encode_similarity_table(tiny_model_dir: Path) -> None:
     assert result.output.count("stock market") == 2  # paired with each of the two others
 
 
+def test_encode_similarity_needs_two_texts(tiny_model_dir: Path) -> None:
+    result = runner.invoke(app, ["encode", "--model", str(tiny_model_dir), "--similarity", "alone"])
+    assert result.exit_code != 0 and "at least two texts" in str(result.exception)
+
+
 def test_encode_out_must_be_npy(tiny_model_dir: Path, tmp_path: Path) -> None:
     args = ["encode", "--model", str(tiny_model_dir), "x", "--out", str(tmp_path / "v.csv")]
     result = runner.invoke(app, args)

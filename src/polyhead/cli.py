@@ -73,6 +73,8 @@ def encode(
     items = gather_texts(texts, file)
     if out is not None and out.suffix != ".npy":
         raise PolyheadError(f"--out {out}: must end in .npy")
+    if similarity and len(items) < 2:
+        raise PolyheadError(f"--similarity compares texts pairwise: give at least two texts, got {len(items)}")
     encoder = SentenceEncoder.from_pretrained(model, pooling=pooling, projection_dim=projection_dim, normalize=not no_normalize)
     vectors = np.asarray(encoder.encode(items, batch_size=batch_size, precision=precision, show_progress=len(items) > 1000))
     console.print(f"{len(items)} texts -> dimension {vectors.shape[1]}")
