@@ -277,3 +277,11 @@ def test_copied_directory_still_loads(model_dir: Path, tmp_path: Path) -> None:
 
 def test_file_instead_of_a_model_directory(model_dir: Path) -> None:
     assert "is a file, not a directory" in error_of(model_dir / "polyhead.json")
+
+
+def test_save_onto_a_file_is_refused(tiny_encoder: SentenceEncoder, tmp_path: Path) -> None:
+    file = tmp_path / "model"
+    file.write_text("x")
+    with pytest.raises(PolyheadError, match="is a file"):
+        MultiTaskModel(tiny_encoder, {"rating": TaskSpec("regression")}).save_pretrained(file)
+    assert file.read_text() == "x"

@@ -58,6 +58,8 @@ def save_pretrained(model: MultiTaskModel | SentenceEncoder, path: Path, overwri
     polyhead model directory, so nothing else the user had is lost.
     """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise PolyheadError(f"{path} is a file; save_pretrained needs a directory path")
     if path.exists() and any(path.iterdir()):
         if not overwrite:
             raise PolyheadError(
