@@ -88,7 +88,8 @@ class SentenceEncoder(nn.Module):
     """Text -> fixed-length vector: transformer, pooling, optional projection and normalisation.
 
     ``forward`` takes and returns a features dict with the keys ``input_ids``, ``attention_mask``,
-    ``token_embeddings`` (batch, seq_len, hidden) and ``sentence_embedding`` (batch, dim).
+    ``token_embeddings`` (batch, seq_len, hidden), ``pooled_embedding`` (batch, dim; before normalisation,
+    what sentence heads read) and ``sentence_embedding`` (batch, dim; the embedding users get).
     """
 
     transformer: Any  # an HF PreTrainedModel (AutoModel); Any so `.config` and `.save_pretrained` type-check
@@ -193,9 +194,11 @@ class SentenceEncoder(nn.Module):
         pooled = self.pooling(token_embeddings, features["attention_mask"])  # (batch, hidden)
         if self.dense is not None:
             pooled = self.dense(pooled)  # (batch, dim)
-        if self.normalize if normalize is None else normalize:
-            pooled = l2_normalize(pooled)
-        return {**features, "token_embeddings": token_embeddings, "sentence_embedding": pooled}
+        embedding = l2_normalize(pooled) if (self.normalize if normalize is None else normalize) else pooled
+        # Heads read `pooled_embedding` (before normalisation): a unit vector has coordinates of about
+        # 1/sqrt(dim), which makes a linear head learn several times slower at the same learning rate.
+        return {**features, "token_embeddings": token_embeddings, "pooled_embedding": pooled,
+                "sentence_embedding": embedding}
 
     # ----------------------------------------------------------------- inference
     def encode(

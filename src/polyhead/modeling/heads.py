@@ -1,8 +1,8 @@
 """Task heads: small modules on the sentence embedding or on token vectors.
 
-Every head reads the features dict produced by the encoder (``sentence_embedding``: (batch, dim),
-``token_embeddings``: (batch, seq_len, hidden)) and returns raw outputs (logits or scores); losses and
-decoding live elsewhere.
+Every head reads the features dict produced by the encoder (``pooled_embedding``: (batch, dim), the
+sentence vector before L2 normalisation; ``token_embeddings``: (batch, seq_len, hidden)) and returns raw
+outputs (logits or scores); losses and decoding live elsewhere.
 """
 
 from __future__ import annotations
@@ -85,8 +85,11 @@ class Head(nn.Module):
         return len(spec.labels)
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        key = "token_embeddings" if self.level == "token" else "sentence_embedding"
-        return self.net(features[key])
+        if self.level == "token":
+            return self.net(features["token_embeddings"])
+        # the pooled vector before L2 normalisation (see SentenceEncoder.forward); features that only
+        # carry `sentence_embedding` (e.g. from another producer) work too
+        return self.net(features.get("pooled_embedding", features["sentence_embedding"]))
 
 
 @register("head", "classification")
