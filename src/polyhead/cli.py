@@ -238,6 +238,34 @@ def demo(
     run_demo(out, data_dir, quick, console)
 
 
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories (results.json) or benchmark result .json files.")],
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Write the tables as Markdown here.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a bar chart (PNG) here.")] = None,
+) -> None:
+    """Per-task test metrics, STS, parameters and time of finished runs side by side; multi- vs single-task."""
+    from polyhead.compare import compare as compare_runs
+    from polyhead.compare import plot as plot_runs
+
+    result = compare_runs(runs)
+    for title, (header, rows) in (("Runs", result["table"]), ("Did multi-task help?", result["multitask"])):
+        if not rows:
+            continue
+        table = Table(title=title)
+        for col in header:
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(result["markdown"] + "\n")
+        console.print(f"wrote {markdown}")
+    if plot is not None:
+        console.print(f"wrote {plot_runs(result['strategies'], plot)}")
+
+
 def setup_logging(verbose: bool = False) -> None:
     from rich.logging import RichHandler
 
