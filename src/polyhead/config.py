@@ -112,6 +112,7 @@ class StsEvalConfig(Strict):
     sentence1_column: str = "sentence1"
     sentence2_column: str = "sentence2"
     score_column: str = "score"
+    each_epoch: bool = True
 
 
 class TrainingConfig(Strict):

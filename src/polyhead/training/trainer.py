@@ -371,7 +371,8 @@ class Trainer:
         """Dev metrics per task; keeps the best model; returns True when early stopping triggers."""
         metrics = self.evaluate_split("dev", stage.tasks)
         values = {f"dev/{t}/{k}": v for t, m in metrics.items() for k, v in m.items()}
-        if self.sts_pairs:
+        sts = self.config.training.sts_eval
+        if self.sts_pairs and sts is not None and sts.each_epoch:
             values["dev/sts/spearman"] = sts_spearman(self.model, self.sts_pairs, self.config.training.eval_batch_size)
         self.log.write(st["global_step"], values, stage=stage.name, epoch=st["epoch"])
         if metrics:
