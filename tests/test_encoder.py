@@ -183,10 +183,12 @@ def test_parity_with_sentence_transformers(minilm: SentenceEncoder, shared_data:
 
     texts = sst2_sentences(shared_data, 256)
     assert len(texts) == 256
+    texts += [" ".join(texts[i : i + 12]) for i in range(0, 48, 12)]  # > 256 tokens: truncation must match
     reference = SentenceTransformer(str(resolve_model_path("default")), device="cpu")
     theirs = reference.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
     ours = minilm.encode(texts, batch_size=32)
-    assert ours.shape == theirs.shape == (256, 384)
+    assert ours.shape == theirs.shape == (260, 384)
+    assert max(len(ids["input_ids"]) for ids in minilm.tokenize_lists(texts)) == 256
     cosine = (ours * theirs).sum(axis=1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1))
     assert cosine.min() >= 0.99999, f"worst cosine {cosine.min():.7f} at {texts[int(cosine.argmin())]!r}"
 
