@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,13 @@ def save_tensors_atomic(tensors: dict[str, torch.Tensor], path: Path) -> None:
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def inject_fault(point: str, step: int) -> None:
+    """Fault injection for the crash-safety tests: POLYHEAD_FAULT=checkpoint-write:STEP kills the
+    process with SIGKILL in the middle of writing that step's checkpoint. Unset in normal use."""
+    if os.environ.get("POLYHEAD_FAULT") == f"{point}:{step}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -105,6 +113,7 @@ def save_checkpoint(
         tensors.update({f"__{prefix}__.{k}": v for k, v in module.state_dict().items()})
     tensors["__rng__.torch"] = torch.get_rng_state()
     save_tensors_atomic(tensors, tmp / "model.safetensors")
+    inject_fault("checkpoint-write", step)
     opt_tensors, opt_meta = optimizer_state(optimizer)
     save_tensors_atomic(opt_tensors, tmp / "optimizer.safetensors")
     write_json_atomic(tmp / "state.json", {**state, "optimizer": opt_meta, "step": step})

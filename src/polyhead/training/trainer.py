@@ -48,6 +48,10 @@ from polyhead.training.setup import TaskData, build_model, build_specs, load_all
 logger = logging.getLogger(__name__)
 
 
+# What a run writes before its first checkpoint (safe to remove when restarting an unfinished run).
+RUN_ARTIFACTS = {"config.yaml", "metrics.jsonl", "tensorboard", "checkpoints", "best_model.safetensors", ".write-test"}
+
+
 class TrainingInterrupted(Exception):
     """Raised after Ctrl-C: a checkpoint was saved; the message says how to resume."""
 
@@ -116,9 +120,9 @@ class Trainer:
     def prepare_output(self) -> None:
         """Refuse to clobber a previous run; check the directory is writable with room to spare."""
         if self.resume:
-            if latest_checkpoint(self.out) is None:
-                raise PolyheadError(f"--resume: no checkpoint in {self.out}/checkpoints to resume from")
-            return
+            if latest_checkpoint(self.out) is not None:
+                return
+            self.restart_unfinished()
         if self.out.exists() and any(self.out.iterdir()):
             raise PolyheadError(
                 f"output directory {self.out} is not empty; pass --resume to continue it or choose another --output"
@@ -133,6 +137,18 @@ class Trainer:
         free = shutil.disk_usage(self.out).free
         if free < 500 * 2**20:
             raise PolyheadError(f"only {free // 2**20} MiB free under {self.out}; training needs at least 500 MiB")
+
+    def restart_unfinished(self) -> None:
+        """--resume before the first checkpoint: a run killed that early restarts from the beginning,
+        provided its directory holds nothing but what a run writes."""
+        found = {p.name for p in self.out.iterdir()} if self.out.is_dir() else set()
+        if not found or found - RUN_ARTIFACTS:
+            raise PolyheadError(f"--resume: no checkpoint in {self.out}/checkpoints to resume from")
+        logger.warning("no checkpoint yet in %s: restarting the run from the beginning", self.out)
+        for name in found:
+            path = self.out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        self.resume = False
 
     def setup(self) -> None:
         cfg = self.config
