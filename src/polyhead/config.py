@@ -159,6 +159,18 @@ class Config(Strict):
         for name in self.training.freeze.heads:
             if name not in known:
                 raise ValueError(f"training.freeze.heads names unknown task {name!r}; tasks: {', '.join(known)}")
+        metric = self.training.early_stopping.metric
+        if metric != "mean":
+            from polyhead.evaluation.metrics import METRIC_NAMES
+
+            task_name, _, metric_name = metric.partition("/")
+            if task_name not in self.tasks:
+                raise ValueError(f"training.early_stopping.metric {metric!r}: unknown task; use 'mean' or 'task/metric' "
+                                 f"with a task among {', '.join(known)}")
+            valid = METRIC_NAMES[self.tasks[task_name].type]
+            if metric_name not in valid:
+                raise ValueError(f"training.early_stopping.metric {metric!r}: valid metrics for {task_name}: "
+                                 + ", ".join(f"{task_name}/{m}" for m in valid))
         for name, task in self.tasks.items():
             if task.type == "similarity" and not task.data.pair_column:
                 raise ValueError(f"tasks.{name}.data.pair_column is required for a similarity task")
@@ -225,8 +237,10 @@ def format_validation_error(exc: ValidationError, source: str, lines: dict[tuple
         message = f"unknown key {loc[-1]!r}" + (f"; valid keys: {', '.join(valid)}" if valid else "")
     elif err["type"] == "missing":
         message = "required key is missing"
+    elif err["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
     more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
-    return f"{where}: {key}: {message}{more}"
+    return f"{where}: {message}{more}" if not loc else f"{where}: {key}: {message}{more}"
 
 
 def valid_keys(parent: tuple[str, ...]) -> list[str]:

@@ -14,6 +14,14 @@ PRIMARY_METRIC = {
     "token_classification": "f1",
     "similarity": "spearman",
 }
+# Every metric name compute_metrics returns, per task type.
+METRIC_NAMES = {
+    "classification": ("accuracy", "macro_f1"),
+    "multilabel": ("micro_f1", "macro_f1", "subset_accuracy"),
+    "regression": ("pearson", "spearman", "mse"),
+    "token_classification": ("f1", "precision", "recall", "accuracy"),
+    "similarity": ("pearson", "spearman", "mse"),
+}
 
 
 def finite(value: float) -> float:
