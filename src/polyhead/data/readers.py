@@ -15,6 +15,8 @@ from polyhead.errors import DataError
 FORMATS = ("tsv", "csv", "jsonl", "conll")
 SUFFIXES = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".conll": "conll", ".txt": "conll",
             ".bio": "conll", ".iob": "conll"}
+# A text field may be long (a whole article), but not unbounded: 16 MiB, then a DataError.
+csv.field_size_limit(16 * 2**20)
 SENTENCE_TYPES = ("classification", "multilabel", "regression", "similarity")
 
 
@@ -105,13 +107,22 @@ def table_rows(path: Path, lines: list[str], fmt: str, task_type: str, options: 
         header = next(reader)
     except StopIteration:
         raise DataError(f"{path}: the file is empty (expected a header line)") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}:1: {exc}") from exc
     header = [h.strip() for h in header]
     wanted = [options.text_column, options.label_column] + ([options.pair_column] if options.pair_column else [])
     missing = [c for c in wanted if c not in header]
     if missing:
         raise DataError(f"{path}:1: column(s) {', '.join(map(repr, missing))} not in the header; columns: {', '.join(header)}")
     index = {name: header.index(name) for name in wanted}
-    for n, cols in enumerate(reader, start=2):
+    while True:
+        try:
+            cols = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. a field over the size limit, or a stray quote in CSV
+            raise DataError(f"{path}:{reader.line_num}: {exc}") from exc
+        n = reader.line_num  # the (last) line of this record
         if not cols or all(not c.strip() for c in cols):
             continue
         if len(cols) != len(header):
