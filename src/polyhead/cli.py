@@ -266,6 +266,35 @@ def compare(
         console.print(f"wrote {plot_runs(result['strategies'], plot)}")
 
 
+@app.command()
+def serve(
+    model_dir: Annotated[Path, typer.Argument(help="A polyhead model directory.")],
+    host: Annotated[str, typer.Option(help="Interface to bind; loopback unless told otherwise.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    backend: Annotated[str, typer.Option(help="torch (onnx once exported; see docs/serving.md).")] = "torch",
+    max_batch: Annotated[int, typer.Option(min=1, help="Most texts run together in one micro-batch.")] = 64,
+    max_texts: Annotated[int, typer.Option(min=1, help="Most texts per request.")] = 64,
+    max_chars: Annotated[int, typer.Option(min=1, help="Most characters per text.")] = 2000,
+    max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body.")] = 1_000_000,
+    api_key: Annotated[str | None, typer.Option(envvar="POLYHEAD_API_KEY", help="Require this key (X-API-Key).")] = None,
+    no_batching: Annotated[bool, typer.Option("--no-batching", help="Run every request alone.")] = False,
+) -> None:
+    """Serve a model over HTTP: /embed, /predict, /similarity, /health, a page at /, docs at /docs."""
+    import uvicorn
+
+    from polyhead.modeling.multitask import MultiTaskModel
+    from polyhead.serving.app import ServeSettings, create_app
+
+    if backend != "torch":
+        raise PolyheadError(f"--backend {backend!r}: this build serves the torch backend only; valid: torch")
+    model = MultiTaskModel.from_pretrained(model_dir)
+    settings = ServeSettings(max_texts=max_texts, max_chars=max_chars, max_body_bytes=max_body_bytes,
+                             max_batch=max_batch, batching=not no_batching, api_key=api_key, backend=backend,
+                             model_name=str(model_dir))
+    console.print(f"serving {model_dir} on http://{host}:{port}  (docs: /docs, page: /)")
+    uvicorn.run(create_app(model, settings), host=host, port=port, log_level="warning")
+
+
 def setup_logging(verbose: bool = False) -> None:
     from rich.logging import RichHandler
 

@@ -1,0 +1,210 @@
+"""FastAPI app: /embed, /predict, /similarity, /health, /stats, a page at /, OpenAPI docs at /docs.
+
+Requests are checked against limits (texts per request, characters per text, body bytes) and an optional
+API key; inference runs in a worker thread through the micro-batcher, so the event loop never blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from polyhead.serving.batcher import MicroBatcher
+
+logger = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+OPEN_PATHS = {"/", "/health", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"}
+
+
+@dataclass
+class ServeSettings:
+    max_texts: int = 64
+    max_chars: int = 2000
+    max_body_bytes: int = 1_000_000
+    max_batch: int = 64
+    max_wait_ms: float = 5.0
+    batching: bool = True
+    api_key: str | None = None
+    backend: str = "torch"
+    model_name: str = ""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EmbedRequest(Strict):
+    texts: list[str] = Field(..., min_length=1, description="Texts to embed.")
+
+
+class PredictRequest(Strict):
+    texts: list[str] = Field(..., min_length=1)
+    tasks: list[str] | None = Field(None, description="Task names; default: every task.")
+
+
+class SimilarityRequest(Strict):
+    pairs: list[tuple[str, str]] | None = Field(None, description="Score each [a, b] pair.")
+    query: str | None = Field(None, description="Score the query against every text in `texts`.")
+    texts: list[str] | None = None
+
+
+class LimitError(Exception):
+    def __init__(self, status: int, limit: str, value: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.limit, self.value, self.message = status, limit, value, message
+
+
+def error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message, **extra})
+
+
+def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
+    """An app serving ``model`` (a MultiTaskModel, or anything with encode/predict/tasks)."""
+    settings = settings or ServeSettings()
+
+    def run(key: tuple[str, tuple[str, ...] | None], texts: list[str]) -> list[Any]:
+        kind, tasks = key
+        if kind == "embed":
+            return list(np.asarray(model.encode(texts, batch_size=32), dtype=np.float32))
+        return model.predict(texts, tasks=list(tasks) if tasks is not None else None)
+
+    batcher = MicroBatcher(run, settings.max_batch, settings.max_wait_ms / 1000, enabled=settings.batching)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="polyhead", version=_version(), lifespan=lifespan,
+                  description="Sentence embeddings and multi-task predictions from one shared encoder.")
+    app.state.batcher = batcher
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
+            return error(413, f"request body of {declared} bytes exceeds max_body_bytes={settings.max_body_bytes}",
+                         limit="max_body_bytes", value=settings.max_body_bytes)
+        if request.method == "POST":
+            body = await request.body()
+            if len(body) > settings.max_body_bytes:
+                return error(413, f"request body of {len(body)} bytes exceeds max_body_bytes={settings.max_body_bytes}",
+                             limit="max_body_bytes", value=settings.max_body_bytes)
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        return error(422, f"{where}: {first.get('msg')}", detail=jsonable(exc.errors()))
+
+    @app.exception_handler(LimitError)
+    async def too_much(request: Request, exc: LimitError) -> JSONResponse:
+        return error(exc.status, exc.message, limit=exc.limit, value=exc.value)
+
+    def check_key(request: Request) -> None:
+        if settings.api_key is None or request.url.path in OPEN_PATHS:
+            return
+        given = request.headers.get("x-api-key") or ""
+        auth = request.headers.get("authorization") or ""
+        if auth.lower().startswith("bearer "):
+            given = given or auth[7:].strip()
+        if not given or not secrets.compare_digest(given, settings.api_key):
+            raise LimitError(401, "api_key", 0, "missing or wrong API key (send X-API-Key or Authorization: Bearer)")
+
+    def check_texts(texts: list[str]) -> None:
+        if len(texts) > settings.max_texts:
+            raise LimitError(422, "max_texts", settings.max_texts,
+                             f"{len(texts)} texts exceed max_texts={settings.max_texts} per request")
+        for i, text in enumerate(texts):
+            if len(text) > settings.max_chars:
+                raise LimitError(422, "max_chars", settings.max_chars,
+                                 f"texts[{i}] has {len(text)} characters, over max_chars={settings.max_chars}")
+
+    guarded = [Depends(check_key)]
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "model": settings.model_name,
+            "backend": settings.backend,
+            "version": _version(),
+            "dimension": int(model.encoder.dim) if hasattr(model, "encoder") else None,
+            "tasks": {name: {"type": spec.type, "labels": spec.labels} for name, spec in model.tasks.items()},
+            "limits": {"max_texts": settings.max_texts, "max_chars": settings.max_chars,
+                       "max_body_bytes": settings.max_body_bytes},
+            "auth": settings.api_key is not None,
+        }
+
+    @app.get("/stats", dependencies=guarded)
+    async def stats() -> dict[str, Any]:
+        return {**batcher.stats, "batching": settings.batching}
+
+    @app.post("/embed", dependencies=guarded)
+    async def embed(body: EmbedRequest) -> dict[str, Any]:
+        check_texts(body.texts)
+        vectors = await batcher.submit(("embed", None), body.texts)
+        return {"embeddings": [v.tolist() for v in vectors], "dimension": len(vectors[0])}
+
+    @app.post("/predict", dependencies=guarded)
+    async def predict(body: PredictRequest) -> Any:
+        check_texts(body.texts)
+        if body.tasks is not None:
+            unknown = [t for t in body.tasks if t not in model.tasks]
+            if unknown:
+                return error(422, f"unknown task(s) {unknown}; valid tasks: {list(model.tasks)}",
+                             valid_tasks=list(model.tasks))
+        key = ("predict", tuple(body.tasks) if body.tasks is not None else None)
+        return {"predictions": await batcher.submit(key, body.texts)}
+
+    @app.post("/similarity", dependencies=guarded)
+    async def similarity(body: SimilarityRequest) -> Any:
+        if body.pairs:
+            left, right = [a for a, _ in body.pairs], [b for _, b in body.pairs]
+            check_texts(left + right)
+            vectors = await batcher.submit(("embed", None), left + right)
+            a, b = np.stack(vectors[: len(left)]), np.stack(vectors[len(left):])
+            return {"scores": cosine_rows(a, b).tolist()}
+        if body.query is not None and body.texts:
+            check_texts([body.query, *body.texts])
+            vectors = await batcher.submit(("embed", None), [body.query, *body.texts])
+            q, rest = np.stack(vectors[:1]), np.stack(vectors[1:])
+            return {"scores": (unit(rest) @ unit(q)[0]).tolist()}
+        return error(422, "give either `pairs` ([[a, b], ...]) or `query` with `texts`")
+
+    return app
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.clip(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12, None)
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (unit(a) * unit(b)).sum(axis=-1)
+
+
+def jsonable(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: (v if isinstance(v, str | int | float | list | tuple | type(None)) else str(v)) for k, v in e.items()}
+            for e in errors]
+
+
+def _version() -> str:
+    import polyhead
+
+    return polyhead.__version__

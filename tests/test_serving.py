@@ -1,0 +1,191 @@
+"""The HTTP server as a real process on a free loopback port: endpoints, limits, bad input, API key,
+micro-batching, and the page in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+KEY = "s3cret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from polyhead.modeling.encoder import SentenceEncoder
+    from polyhead.modeling.heads import TaskSpec
+    from polyhead.modeling.multitask import MultiTaskModel
+
+    torch.manual_seed(0)
+    encoder = SentenceEncoder.from_pretrained(tiny_model_dir, max_length=32)
+    model = MultiTaskModel(encoder, {
+        "topic": TaskSpec("classification", ["sport", "tech"]),
+        "rating": TaskSpec("regression"),
+        "ner": TaskSpec("token_classification", ["O", "B-PER", "I-PER"]),
+    })
+    return model.save_pretrained(tmp_path_factory.mktemp("serve") / "model")
+
+
+def start(model_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "polyhead", "serve", str(model_dir), "--port", str(port), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read()}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+@pytest.fixture(scope="module")
+def server(served_model: Path):
+    proc, url = start(served_model, "--api-key", KEY, "--max-texts", "4", "--max-chars", "60",
+                      "--max-body-bytes", "3000")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def post(url: str, path: str, body: object, key: str | None = KEY, **kwargs) -> httpx.Response:
+    headers = {"X-API-Key": key} if key else {}
+    return httpx.post(url + path, json=body, headers=headers, timeout=60, **kwargs)
+
+
+def test_health_needs_no_key_and_describes_the_model(server: str) -> None:
+    health = httpx.get(server + "/health").json()
+    assert health["status"] == "ok" and health["backend"] == "torch" and health["auth"] is True
+    assert health["tasks"]["topic"] == {"type": "classification", "labels": ["sport", "tech"]}
+    assert health["tasks"]["ner"]["type"] == "token_classification"
+    assert httpx.get(server + "/docs").status_code == 200
+    assert "/predict" in httpx.get(server + "/openapi.json").json()["paths"]
+
+
+def test_api_key(server: str) -> None:
+    assert post(server, "/embed", {"texts": ["a"]}, key=None).status_code == 401
+    wrong = post(server, "/embed", {"texts": ["a"]}, key="nope")
+    assert wrong.status_code == 401 and "API key" in wrong.json()["error"]
+    bearer = httpx.post(server + "/embed", json={"texts": ["a"]}, headers={"Authorization": f"Bearer {KEY}"})
+    assert bearer.status_code == 200
+
+
+def test_embed(server: str, served_model: Path) -> None:
+    from polyhead.modeling.multitask import MultiTaskModel
+
+    body = post(server, "/embed", {"texts": ["hello world", "a goal"]}).json()
+    assert body["dimension"] == 32 and len(body["embeddings"]) == 2
+    local = MultiTaskModel.from_pretrained(served_model).encode(["hello world", "a goal"])
+    assert torch.allclose(torch.tensor(body["embeddings"]), torch.tensor(local), atol=1e-5)
+
+
+def test_predict_matches_the_library(server: str, served_model: Path) -> None:
+    from polyhead.modeling.multitask import MultiTaskModel
+
+    texts = ["John met Mary in Paris", "new chips"]
+    remote = post(server, "/predict", {"texts": texts}).json()["predictions"]
+    local = MultiTaskModel.from_pretrained(served_model).predict(texts)
+    assert [r["topic"]["label"] for r in remote] == [r["topic"]["label"] for r in local]
+    assert [r["ner"]["tags"] for r in remote] == [r["ner"]["tags"] for r in local]
+    assert remote[0]["rating"]["score"] == pytest.approx(local[0]["rating"]["score"], abs=1e-5)
+    only = post(server, "/predict", {"texts": texts, "tasks": ["topic"]}).json()["predictions"]
+    assert set(only[0]) == {"topic"}
+
+
+def test_unknown_task(server: str) -> None:
+    res = post(server, "/predict", {"texts": ["x"], "tasks": ["topic", "ghost"]})
+    assert res.status_code == 422
+    assert res.json()["valid_tasks"] == ["topic", "rating", "ner"] and "ghost" in res.json()["error"]
+
+
+def test_similarity(server: str) -> None:
+    pairs = post(server, "/similarity", {"pairs": [["a cat", "a cat"], ["a cat", "stock market"]]}).json()["scores"]
+    assert pairs[0] == pytest.approx(1.0, abs=1e-5) and pairs[1] < pairs[0]
+    query = post(server, "/similarity", {"query": "a cat", "texts": ["a cat", "bonds"]}).json()["scores"]
+    assert len(query) == 2 and query[0] == pytest.approx(1.0, abs=1e-5)
+    assert post(server, "/similarity", {"texts": ["x"]}).status_code == 422
+
+
+@pytest.mark.parametrize(("body", "status", "limit"), [
+    ({"texts": ["a"] * 5}, 422, "max_texts"),
+    ({"texts": ["x" * 61]}, 422, "max_chars"),
+    ({"texts": ["x" * 50] * 4, "tasks": ["y" * 3000]}, 413, "max_body_bytes"),
+])
+def test_limits(server: str, body: dict, status: int, limit: str) -> None:
+    res = post(server, "/predict", body)
+    assert res.status_code == status, res.text
+    assert res.json()["limit"] == limit and limit in res.json()["error"]
+
+
+@pytest.mark.parametrize(("content", "field"), [
+    (b"{not json", "JSON"),
+    (b'{"texts": "just a string"}', "texts"),
+    (b'{"texts": [1, 2]}', "texts.0"),
+    (b'{"texts": []}', "texts"),
+    (b'{"texts": ["a"], "extra": 1}', "extra"),
+    (b'{}', "texts"),
+])
+def test_bad_requests(server: str, content: bytes, field: str) -> None:
+    res = httpx.post(server + "/predict", content=content, headers={"X-API-Key": KEY, "Content-Type": "application/json"})
+    assert res.status_code == 422, res.text
+    assert field in res.json()["error"]
+
+
+def test_concurrent_requests_are_batched(server: str) -> None:
+    before = httpx.get(server + "/stats", headers={"X-API-Key": KEY}).json()
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda i: post(server, "/predict", {"texts": [f"sentence number {i}"]}), range(48)))
+    assert all(r.status_code == 200 for r in results)
+    assert [r.json()["predictions"][0]["topic"]["label"] in ("sport", "tech") for r in results]
+    after = httpx.get(server + "/stats", headers={"X-API-Key": KEY}).json()
+    requests, batches = after["requests"] - before["requests"], after["batches"] - before["batches"]
+    assert requests == 48
+    assert batches < requests, f"{batches} batches for {requests} concurrent requests: no micro-batching"
+    assert after["largest_batch"] > 1
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="chromium not installed (CI installs it)")
+def test_page_in_headless_chromium(served_model: Path, tmp_path: Path) -> None:
+    assert CHROMIUM, "chromium is required in CI"
+    proc, url = start(served_model)
+    try:
+        artifacts = Path(__file__).parent / "artifacts"
+        artifacts.mkdir(exist_ok=True)
+        page = f"{url}/?text=John+met+Mary+in+Paris&text=new+chips+ship"
+        flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000"]
+        dom = subprocess.run([*flags, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
+        assert 'data-done="1"' in dom, dom[-2000:]
+        assert "John met Mary in Paris" in dom and 'class="prediction"' in dom
+        assert "topic" in dom and "rating" in dom and "ner" in dom
+        assert 'id="simtable"' in dom  # two sentences -> a similarity matrix
+        shot = artifacts / "serving_page.png"
+        subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1100,900", page], capture_output=True, timeout=120)
+        assert shot.is_file() and shot.read_bytes()[:4] == b"\x89PNG"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
