@@ -127,7 +127,11 @@ def test_similarity(server: str) -> None:
     assert pairs[0] == pytest.approx(1.0, abs=1e-5) and pairs[1] < pairs[0]
     query = post(server, "/similarity", {"query": "a cat", "texts": ["a cat", "bonds"]}).json()["scores"]
     assert len(query) == 2 and query[0] == pytest.approx(1.0, abs=1e-5)
-    assert post(server, "/similarity", {"texts": ["x"]}).status_code == 422
+    matrix = post(server, "/similarity", {"texts": ["a cat", "bonds", "a cat"]}).json()["matrix"]
+    assert len(matrix) == 3 and matrix[0][2] == pytest.approx(1.0, abs=1e-5)
+    assert matrix[0][1] == pytest.approx(matrix[1][0], abs=1e-6)
+    res = post(server, "/similarity", {"query": "a cat"})
+    assert res.status_code == 422 and "pairs" in res.json()["error"]
 
 
 @pytest.mark.parametrize(("body", "status", "limit"), [
@@ -139,6 +143,18 @@ def test_limits(server: str, body: dict, status: int, limit: str) -> None:
     res = post(server, "/predict", body)
     assert res.status_code == status, res.text
     assert res.json()["limit"] == limit and limit in res.json()["error"]
+
+
+def test_chunked_body_over_the_limit_is_cut_off(server: str) -> None:
+    def chunks():  # no Content-Length: httpx sends Transfer-Encoding: chunked
+        yield b'{"texts": ["'
+        for _ in range(100):
+            yield b"x" * 100
+        yield b'"]}'
+
+    headers = {"X-API-Key": KEY, "Content-Type": "application/json"}
+    res = httpx.post(server + "/predict", content=chunks(), headers=headers, timeout=60)
+    assert res.status_code == 413 and res.json()["limit"] == "max_body_bytes"
 
 
 @pytest.mark.parametrize(("content", "field"), [
@@ -167,3 +183,28 @@ def test_concurrent_requests_are_batched(server: str) -> None:
     assert requests == 48
     assert batches < requests, f"{batches} batches for {requests} concurrent requests: no micro-batching"
     assert after["largest_batch"] > 1
+
+
+@pytest.mark.parametrize(("enabled", "batches"), [(True, 1), (False, 10)])
+def test_batcher_groups_concurrent_jobs_unless_disabled(enabled: bool, batches: int) -> None:
+    import asyncio
+
+    from polyhead.serving.batcher import MicroBatcher
+
+    calls: list[list[str]] = []
+
+    def run(key: object, texts: list[str]) -> list[str]:
+        calls.append(texts)
+        return [t.upper() for t in texts]
+
+    async def main() -> list[list[str]]:
+        batcher = MicroBatcher(run, max_batch=64, max_wait=0.2, enabled=enabled)
+        await batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit("k", [f"t{i}", f"u{i}"]) for i in range(10)))
+        finally:
+            await batcher.stop()
+
+    results = asyncio.run(main())
+    assert results == [[f"T{i}", f"U{i}"] for i in range(10)]  # each request gets its own slice, in order
+    assert len(calls) == batches

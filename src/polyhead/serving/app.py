@@ -18,7 +18,9 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from polyhead.errors import PolyheadError
 from polyhead.serving.batcher import MicroBatcher
 
 logger = logging.getLogger(__name__)
@@ -55,7 +57,9 @@ class PredictRequest(Strict):
 class SimilarityRequest(Strict):
     pairs: list[tuple[str, str]] | None = Field(None, description="Score each [a, b] pair.")
     query: str | None = Field(None, description="Score the query against every text in `texts`.")
-    texts: list[str] | None = None
+    texts: list[str] | None = Field(
+        None, description="With `query`: the texts to score; alone: every pair (a matrix)."
+    )
 
 
 class LimitError(Exception):
@@ -75,8 +79,9 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
     def run(key: tuple[str, tuple[str, ...] | None], texts: list[str]) -> list[Any]:
         kind, tasks = key
         if kind == "embed":
-            return list(np.asarray(model.encode(texts, batch_size=32), dtype=np.float32))
-        return model.predict(texts, tasks=list(tasks) if tasks is not None else None)
+            return list(np.asarray(model.encode(texts, batch_size=settings.max_batch), dtype=np.float32))
+        names = list(tasks) if tasks is not None else None
+        return model.predict(texts, tasks=names, batch_size=settings.max_batch)
 
     batcher = MicroBatcher(run, settings.max_batch, settings.max_wait_ms / 1000, enabled=settings.batching)
 
@@ -90,24 +95,17 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
                   description="Sentence embeddings and multi-task predictions from one shared encoder.")
     app.state.batcher = batcher
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
-            return error(413, f"request body of {declared} bytes exceeds max_body_bytes={settings.max_body_bytes}",
-                         limit="max_body_bytes", value=settings.max_body_bytes)
-        if request.method == "POST":
-            body = await request.body()
-            if len(body) > settings.max_body_bytes:
-                return error(413, f"request body of {len(body)} bytes exceeds max_body_bytes={settings.max_body_bytes}",
-                             limit="max_body_bytes", value=settings.max_body_bytes)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
         return error(422, f"{where}: {first.get('msg')}", detail=jsonable(exc.errors()))
+
+    @app.exception_handler(PolyheadError)
+    async def user_error(request: Request, exc: PolyheadError) -> JSONResponse:
+        return error(422, str(exc))
 
     @app.exception_handler(LimitError)
     async def too_much(request: Request, exc: LimitError) -> JSONResponse:
@@ -121,7 +119,9 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
         if auth.lower().startswith("bearer "):
             given = given or auth[7:].strip()
         if not given or not secrets.compare_digest(given, settings.api_key):
-            raise LimitError(401, "api_key", 0, "missing or wrong API key (send X-API-Key or Authorization: Bearer)")
+            raise LimitError(
+                401, "api_key", 0, "missing or wrong API key (send X-API-Key or Authorization: Bearer)"
+            )
 
     def check_texts(texts: list[str]) -> None:
         if len(texts) > settings.max_texts:
@@ -130,7 +130,8 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
         for i, text in enumerate(texts):
             if len(text) > settings.max_chars:
                 raise LimitError(422, "max_chars", settings.max_chars,
-                                 f"texts[{i}] has {len(text)} characters, over max_chars={settings.max_chars}")
+                                 f"texts[{i}] has {len(text)} characters, "
+                                 f"over max_chars={settings.max_chars}")
 
     guarded = [Depends(check_key)]
 
@@ -145,7 +146,7 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
             "model": settings.model_name,
             "backend": settings.backend,
             "version": _version(),
-            "dimension": int(model.encoder.dim) if hasattr(model, "encoder") else None,
+            "dimension": int(model.encoder.dim if hasattr(model, "encoder") else model.dim),
             "tasks": {name: {"type": spec.type, "labels": spec.labels} for name, spec in model.tasks.items()},
             "limits": {"max_texts": settings.max_texts, "max_chars": settings.max_chars,
                        "max_body_bytes": settings.max_body_bytes},
@@ -186,7 +187,11 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
             vectors = await batcher.submit(("embed", None), [body.query, *body.texts])
             q, rest = np.stack(vectors[:1]), np.stack(vectors[1:])
             return {"scores": (unit(rest) @ unit(q)[0]).tolist()}
-        return error(422, "give either `pairs` ([[a, b], ...]) or `query` with `texts`")
+        if body.query is None and body.texts:
+            check_texts(body.texts)
+            vectors = unit(np.stack(await batcher.submit(("embed", None), body.texts)))
+            return {"matrix": (vectors @ vectors.T).tolist()}
+        return error(422, "give `pairs` ([[a, b], ...]), `query` with `texts`, or `texts` alone (a matrix)")
 
     return app
 
@@ -200,11 +205,63 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def jsonable(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: (v if isinstance(v, str | int | float | list | tuple | type(None)) else str(v)) for k, v in e.items()}
-            for e in errors]
+    plain = str | int | float | list | tuple | type(None)
+    return [{k: (v if isinstance(v, plain) else str(v)) for k, v in e.items()} for e in errors]
 
 
 def _version() -> str:
     import polyhead
 
     return polyhead.__version__
+
+
+class BodyLimit:
+    """ASGI middleware: 413 when a request body is over ``max_bytes``, by Content-Length or while streaming.
+
+    A body sent without Content-Length (chunked) is counted as it arrives, so an oversized upload is cut
+    off after ``max_bytes`` instead of being read into memory whole.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length", b"").decode("latin-1")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self.reject(int(declared), scope, receive, send)
+            return
+        chunks, size = [], 0
+        while True:  # read the body up front (it is small by construction) and replay it to the app
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self.reject(size, scope, receive, send, at_least=True)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def reject(
+        self, size: int, scope: Scope, receive: Receive, send: Send, at_least: bool = False
+    ) -> None:
+        what = f"more than {self.max_bytes}" if at_least else str(size)
+        response = error(413, f"request body of {what} bytes exceeds max_body_bytes={self.max_bytes}",
+                         limit="max_body_bytes", value=self.max_bytes)
+        await response(scope, receive, send)

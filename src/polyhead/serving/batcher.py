@@ -26,8 +26,8 @@ class MicroBatcher:
     comparison in the load benchmark).
     """
 
-    def __init__(self, run: Callable[[Any, list[str]], list[Any]], max_batch: int = 64, max_wait: float = 0.005,
-                 enabled: bool = True) -> None:
+    def __init__(self, run: Callable[[Any, list[str]], list[Any]], max_batch: int = 64,
+                 max_wait: float = 0.005, enabled: bool = True) -> None:
         self.run, self.max_batch, self.max_wait, self.enabled = run, max_batch, max_wait, enabled
         self.queue: asyncio.Queue[Job] | None = None
         self.worker: asyncio.Task | None = None
