@@ -1,14 +1,32 @@
-"""polyhead: multi-task sentence transformers, one shared encoder with many task heads."""
+"""polyhead: multi-task sentence transformers, one shared encoder with many task heads.
+
+``SentenceEncoder`` and ``MultiTaskModel`` are imported on first use, so the ONNX backend
+(``polyhead.onnx_backend``) runs without importing torch or transformers at all.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from polyhead.runtime import force_offline
 
 force_offline()
 
 __version__ = "0.1.0"
-
-from polyhead.modeling.encoder import SentenceEncoder  # noqa: E402
-from polyhead.modeling.multitask import MultiTaskModel  # noqa: E402
-
 __all__ = ["MultiTaskModel", "SentenceEncoder", "__version__"]
+
+if TYPE_CHECKING:
+    from polyhead.modeling.encoder import SentenceEncoder
+    from polyhead.modeling.multitask import MultiTaskModel
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SentenceEncoder":
+        from polyhead.modeling.encoder import SentenceEncoder
+
+        return SentenceEncoder
+    if name == "MultiTaskModel":
+        from polyhead.modeling.multitask import MultiTaskModel
+
+        return MultiTaskModel
+    raise AttributeError(f"module 'polyhead' has no attribute {name!r}")

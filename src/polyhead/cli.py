@@ -124,12 +124,12 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
+    backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (after polyhead export).")] = "torch",
 ) -> None:
     """Run every head (or --tasks) on texts: a table per text, or JSON lines."""
-    from polyhead.modeling.multitask import MultiTaskModel
 
     items = gather_texts(texts, file)
-    model = MultiTaskModel.from_pretrained(model_dir)
+    model = load_backend(model_dir, backend)
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     results = model.predict(items, tasks=names, batch_size=batch_size, precision=precision)
     for text, result in zip(items, results, strict=True):
@@ -137,6 +137,17 @@ def predict(
             sys.stdout.write(json.dumps({"text": text, **result}) + "\n")
         else:
             console.print(prediction_table(text, result))
+
+
+def load_backend(model_dir: Path, backend: str):  # type: ignore[no-untyped-def]
+    """torch -> MultiTaskModel; onnx / onnx-int8 -> OnnxModel (same predict/encode API)."""
+    from polyhead.modeling.multitask import MultiTaskModel
+
+    if backend not in ("torch", "onnx", "onnx-int8"):
+        raise PolyheadError(f"--backend {backend!r}: valid: torch, onnx, onnx-int8")
+    if backend == "torch":
+        return MultiTaskModel.from_pretrained(model_dir)
+    return MultiTaskModel.from_pretrained(model_dir, backend="onnx", variant="int8" if backend == "onnx-int8" else "fp32")
 
 
 def prediction_table(text: str, result: dict) -> Table:
@@ -271,7 +282,7 @@ def serve(
     model_dir: Annotated[Path, typer.Argument(help="A polyhead model directory.")],
     host: Annotated[str, typer.Option(help="Interface to bind; loopback unless told otherwise.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
-    backend: Annotated[str, typer.Option(help="torch (onnx once exported; see docs/serving.md).")] = "torch",
+    backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (after polyhead export).")] = "torch",
     max_batch: Annotated[int, typer.Option(min=1, help="Most texts run together in one micro-batch.")] = 64,
     max_texts: Annotated[int, typer.Option(min=1, help="Most texts per request.")] = 64,
     max_chars: Annotated[int, typer.Option(min=1, help="Most characters per text.")] = 2000,
@@ -282,17 +293,35 @@ def serve(
     """Serve a model over HTTP: /embed, /predict, /similarity, /health, a page at /, docs at /docs."""
     import uvicorn
 
-    from polyhead.modeling.multitask import MultiTaskModel
     from polyhead.serving.app import ServeSettings, create_app
 
-    if backend != "torch":
-        raise PolyheadError(f"--backend {backend!r}: this build serves the torch backend only; valid: torch")
-    model = MultiTaskModel.from_pretrained(model_dir)
+    model = load_backend(model_dir, backend)
     settings = ServeSettings(max_texts=max_texts, max_chars=max_chars, max_body_bytes=max_body_bytes,
                              max_batch=max_batch, batching=not no_batching, api_key=api_key, backend=backend,
                              model_name=str(model_dir))
     console.print(f"serving {model_dir} on http://{host}:{port}  (docs: /docs, page: /)")
     uvicorn.run(create_app(model, settings), host=host, port=port, log_level="warning")
+
+
+@app.command(name="export")
+def export_model(
+    model_dir: Annotated[Path, typer.Argument(help="A polyhead model directory.")],
+    format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
+    quantize: Annotated[str | None, typer.Option(help="int8: dynamic quantisation, per-channel weights.")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Run the parity gate against PyTorch.")] = False,
+    sts: Annotated[Path | None, typer.Option(help="STS TSV for the int8 gate (e.g. ../shared/data/stsb/test.tsv).")] = None,
+) -> None:
+    """Export the whole model (encoder, pooling, heads) as one ONNX graph into MODEL_DIR."""
+    if format != "onnx":
+        raise PolyheadError(f"--format {format!r}: valid: onnx")
+    from polyhead.export.onnx import export_onnx
+
+    report = export_onnx(model_dir, quantize=quantize, check=check, sts_file=sts)
+    for file in report["files"]:
+        console.print(f"wrote {file}")
+    for variant, res in report.get("gate", {}).items():
+        console.print(f"parity {variant}: cosine mean {res['cosine_mean']:.6f} min {res['cosine_min']:.6f}, "
+                      f"label agreement {res['label_agreement']:.2%} - passed")
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+TextInput = str | Sequence[str]  # raw text, or a pre-tokenised list of words
+
 # Label id that the loss skips: CrossEntropyLoss's default ignore_index.
 IGNORE_INDEX = -100
 
@@ -96,3 +98,19 @@ def decode_bio(tags: Sequence[str], scores: Sequence[float]) -> list[tuple[str, 
         elif prefix in ("B-", "I-"):
             current = [kind, i, i, scores[i]]
     return spans
+
+
+def item_text(item: TextInput) -> str:
+    """The text that character offsets point into: the raw string, or pre-tokenised words joined by spaces."""
+    return item if isinstance(item, str) else words_from_tokens(list(item))[0]
+
+
+def as_words(item: TextInput, index: int) -> list[Word]:
+    """Words of one prediction input: split raw text, or take a pre-tokenised list as it is."""
+    from polyhead.errors import PolyheadError
+
+    if isinstance(item, str):
+        return split_words(item)
+    if not all(isinstance(w, str) for w in item):
+        raise PolyheadError(f"text {index} must be a string or a list of word strings")
+    return words_from_tokens(list(item))[1]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from polyhead.errors import PolyheadError
 
@@ -41,6 +43,8 @@ def pad_batch(encodings: Sequence[dict[str, list[int]]], pad_token_id: int) -> d
 
     Returns ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when present): (batch, seq_len).
     """
+    import torch  # here, so length_sorted_batches is importable without torch (the ONNX backend)
+
     width = max(len(e["input_ids"]) for e in encodings)
     out: dict[str, torch.Tensor] = {}
     for key, pad in (("input_ids", pad_token_id), ("attention_mask", 0), ("token_type_ids", 0)):

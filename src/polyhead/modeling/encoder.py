@@ -125,11 +125,20 @@ class SentenceEncoder(nn.Module):
         normalize: bool = True,
         max_length: int = 256,
         attn_implementation: str = "eager",
-    ) -> SentenceEncoder:
+        backend: str = "torch",
+        variant: str = "fp32",
+    ) -> Any:
         """Load from ``"default"``, a local HF encoder directory, or a polyhead model directory.
 
-        A polyhead model directory brings its own pooling/projection/normalisation settings.
+        A polyhead model directory brings its own pooling/projection/normalisation settings; with
+        ``backend="onnx"`` it runs on onnxruntime (after ``polyhead export``), without torch.
         """
+        if backend == "onnx":
+            from polyhead.onnx_backend import OnnxModel
+
+            return OnnxModel(Path(name_or_path), variant)
+        if backend != "torch":
+            raise PolyheadError(f"unknown backend {backend!r}; valid: torch, onnx")
         path = resolve_model_path(name_or_path)
         if (path / "polyhead.json").is_file():
             from polyhead.io import load_encoder

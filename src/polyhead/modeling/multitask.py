@@ -11,21 +11,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from polyhead.decoding import decode_sentence, decode_tokens
 from polyhead.errors import PolyheadError
 from polyhead.modeling.encoder import SentenceEncoder
 from polyhead.modeling.heads import TaskSpec, build_head
-from polyhead.tokens import (
-    Word,
-    decode_bio,
-    first_subtoken_positions,
-    split_words,
-    tokenize_words,
-    words_from_tokens,
-)
+from polyhead.tokens import TextInput, Word, as_words, item_text, tokenize_words
 
 logger = logging.getLogger(__name__)
-
-TextInput = str | Sequence[str]  # raw text, or a pre-tokenised list of words
 
 
 class MultiTaskModel(nn.Module):
@@ -43,8 +35,19 @@ class MultiTaskModel(nn.Module):
         )
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> MultiTaskModel:
-        """Load a model directory written by :meth:`save_pretrained` (see docs/model-directory.md)."""
+    def from_pretrained(cls, path: str | Path, backend: str = "torch", variant: str = "fp32", **kwargs: Any) -> Any:
+        """Load a model directory written by :meth:`save_pretrained` (see docs/model-directory.md).
+
+        ``backend="onnx"`` returns a :class:`polyhead.onnx_backend.OnnxModel` with the same
+        encode/similarity/predict API on onnxruntime (``variant``: ``fp32`` or ``int8``), after
+        ``polyhead export``.
+        """
+        if backend == "onnx":
+            from polyhead.onnx_backend import OnnxModel
+
+            return OnnxModel(Path(path), variant)
+        if backend != "torch":
+            raise PolyheadError(f"unknown backend {backend!r}; valid: torch, onnx")
         from polyhead.io import load_pretrained
 
         return load_pretrained(Path(path), **kwargs)
@@ -140,21 +143,7 @@ class MultiTaskModel(nn.Module):
 
     def decode_sentence(self, name: str, output: torch.Tensor) -> dict[str, Any]:
         spec = self.tasks[name]
-        if spec.type == "regression":
-            return {"score": float(output)}
-        if spec.type == "multilabel":
-            probs = torch.sigmoid(output).tolist()
-            return {
-                "labels": [lab for lab, p in zip(spec.labels, probs, strict=True) if p >= spec.threshold],
-                "probabilities": dict(zip(spec.labels, probs, strict=True)),
-            }
-        probs = torch.softmax(output, dim=-1).tolist()
-        best = int(np.argmax(probs))
-        return {
-            "label": spec.labels[best],
-            "score": probs[best],
-            "probabilities": dict(zip(spec.labels, probs, strict=True)),
-        }
+        return decode_sentence(spec.type, spec.labels, spec.threshold, output.detach().float().cpu().numpy())
 
     def decode_tokens(
         self,
@@ -164,53 +153,6 @@ class MultiTaskModel(nn.Module):
         words: list[Word],
         text: str | None = None,
     ) -> dict[str, Any]:
-        """logits: (seq_len, tags) -> word tags from first sub-tokens -> entity spans with offsets.
-
-        ``text`` is the raw input (or the words joined by single spaces); an entity's ``text`` is
-        ``text[start:end]``, so spacing inside an entity is kept as the user wrote it.
-        """
-        spec = self.tasks[name]
-        positions = first_subtoken_positions(word_ids)
-        probs = torch.softmax(logits, dim=-1)
-        tags, scores = [], []
-        for w in range(len(words)):
-            if w in positions:
-                p = probs[positions[w]]
-                best = int(p.argmax())
-                tags.append(spec.labels[best])
-                scores.append(float(p[best]))
-            else:  # cut by max_length, or a word the tokenizer maps to nothing
-                tags.append("O")
-                scores.append(0.0)
-        entities = [
-            {
-                "type": kind,
-                "text": text[words[first].start : words[last].end]
-                if text is not None
-                else " ".join(w.text for w in words[first : last + 1]),
-                "start": words[first].start,
-                "end": words[last].end,
-                "word_start": first,
-                "word_end": last + 1,
-                "score": score,
-            }
-            for kind, first, last, score in decode_bio(tags, scores)
-        ]
-        # Words after the last one with a sub-token were cut only if the sequence hit max_length; otherwise
-        # they are words the tokenizer maps to nothing (e.g. a zero-width space), not truncation.
-        hit_limit = len(word_ids) >= self.encoder.max_length
-        kept = max(positions) + 1 if positions else 0
-        return {"entities": entities, "tags": tags, "truncated_words": len(words) - kept if hit_limit else 0}
-
-
-def item_text(item: TextInput) -> str:
-    """The text that character offsets point into: the raw string, or pre-tokenised words joined by spaces."""
-    return item if isinstance(item, str) else words_from_tokens(list(item))[0]
-
-
-def as_words(item: TextInput, index: int) -> list[Word]:
-    if isinstance(item, str):
-        return split_words(item)
-    if not all(isinstance(w, str) for w in item):
-        raise PolyheadError(f"text {index} must be a string or a list of word strings")
-    return words_from_tokens(list(item))[1]
+        """logits: (seq_len, tags) -> entity spans (see polyhead.decoding.decode_tokens)."""
+        array = logits.detach().float().cpu().numpy()
+        return decode_tokens(self.tasks[name].labels, array, word_ids, words, self.encoder.max_length, text)

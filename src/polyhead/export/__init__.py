@@ -1,0 +1,1 @@
+"""Export: the whole model (encoder, pooling, projection, normalisation, every head) as one ONNX graph."""
