@@ -1,7 +1,8 @@
 """`polyhead encode` and `polyhead predict`: output, files, and one-line errors with exit status 2.
 
-Error cases run the real console script in a subprocess (exit status, no traceback); the successful
-runs use Typer's in-process runner to stay fast.
+Three error cases run the real program in a subprocess (exit status, stderr, no traceback); the other
+error cases call the same entry point, ``polyhead.cli.main``, in-process, and the successful runs use
+Typer's runner, to keep the file fast.
 """
 
 from __future__ import annotations
@@ -45,6 +46,22 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def run_main(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str):
+    """``polyhead.cli.main`` in this process (same error handling as the console script)."""
+    import polyhead.cli
+
+    monkeypatch.setattr(polyhead.cli, "setup_logging", lambda: None)  # keep global logging untouched
+    monkeypatch.setattr(sys, "argv", ["polyhead", *args])
+    capsys.readouterr()
+    try:
+        polyhead.cli.main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["polyhead", *args], code, out, err)
+
+
 def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr + result.stdout
@@ -60,37 +77,47 @@ def invoke(*args: str):
     return result
 
 
-# ----------------------------------------------------------------------- errors (subprocess)
+# ----------------------------------------------------------------------- errors
 def test_encode_empty_file(tmp_path: Path) -> None:
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n")
     assert_user_error(run_cli("encode", "--file", str(empty)), "empty.txt is empty")
 
 
-def test_encode_non_utf8_file(tmp_path: Path) -> None:
+def test_encode_non_utf8_file(tmp_path: Path, capsys, monkeypatch) -> None:
     latin = tmp_path / "latin1.txt"
     latin.write_bytes("first line\ncafé crème\n".encode("latin-1"))
-    assert_user_error(run_cli("encode", "--file", str(latin)), "latin1.txt:2", "not UTF-8")
+    result = run_main(capsys, monkeypatch, "encode", "--file", str(latin))
+    assert_user_error(result, "latin1.txt:2", "not UTF-8")
 
 
-def test_encode_missing_file(tmp_path: Path) -> None:
-    assert_user_error(run_cli("encode", "--file", str(tmp_path / "nope.txt")), "no such file")
+def test_encode_missing_file(tmp_path: Path, capsys, monkeypatch) -> None:
+    result = run_main(capsys, monkeypatch, "encode", "--file", str(tmp_path / "nope.txt"))
+    assert_user_error(result, "no such file")
 
 
-def test_encode_unknown_pooling(tiny_model_dir: Path) -> None:
-    assert_user_error(
-        run_cli("encode", "--model", str(tiny_model_dir), "--pooling", "median", "hi"),
-        "'median'",
-        "mean, cls, max, mean_sqrt_len",
-    )
+def test_encode_no_texts(capsys, monkeypatch) -> None:
+    assert_user_error(run_main(capsys, monkeypatch, "encode"), "no texts given")
 
 
-def test_encode_missing_model(tmp_path: Path) -> None:
-    assert_user_error(run_cli("encode", "--model", str(tmp_path / "nope"), "hi"), "not available locally")
+def test_encode_unknown_pooling(tiny_model_dir: Path, capsys, monkeypatch) -> None:
+    args = ["encode", "--model", str(tiny_model_dir), "--pooling", "median", "hi"]
+    result = run_main(capsys, monkeypatch, *args)
+    assert_user_error(result, "'median'", "mean, cls, max, mean_sqrt_len")
 
 
-def test_encode_directory_that_is_not_a_model(tmp_path: Path) -> None:
-    assert_user_error(run_cli("encode", "--model", str(tmp_path), "hi"), "is not a model directory")
+def test_encode_missing_model(tmp_path: Path, capsys, monkeypatch) -> None:
+    result = run_main(capsys, monkeypatch, "encode", "--model", str(tmp_path / "nope"), "hi")
+    assert_user_error(result, "not available locally")
+
+
+def test_encode_directory_that_is_not_a_model(tmp_path: Path, capsys, monkeypatch) -> None:
+    result = run_main(capsys, monkeypatch, "encode", "--model", str(tmp_path), "hi")
+    assert_user_error(result, "is not a model directory")
+
+
+def test_encode_bad_option_value(capsys, monkeypatch) -> None:
+    assert_user_error(run_main(capsys, monkeypatch, "encode", "--batch-size", "0", "hi"), "batch-size")
 
 
 def test_encode_hub_name_offline() -> None:
@@ -105,8 +132,9 @@ def test_predict_unknown_task(model_dir: Path) -> None:
     assert_user_error(run_cli("predict", str(model_dir), "hi", "--tasks", "topic,sentimnet"), "'sentimnet'")
 
 
-def test_predict_not_a_model_directory(tiny_model_dir: Path) -> None:
-    assert_user_error(run_cli("predict", str(tiny_model_dir), "hi"), "polyhead.json is missing")
+def test_predict_not_a_model_directory(tiny_model_dir: Path, capsys, monkeypatch) -> None:
+    result = run_main(capsys, monkeypatch, "predict", str(tiny_model_dir), "hi")
+    assert_user_error(result, "polyhead.json is missing")
 
 
 # ----------------------------------------------------------------------- encode
