@@ -106,3 +106,14 @@ def test_unknown_head_type() -> None:
     with pytest.raises(PolyheadError) as info:
         build_head(TaskSpec("ranking", ["a", "b"]), 32, 32)
     assert "ranking" in str(info.value) and "classification" in str(info.value)
+
+
+def test_sentence_heads_read_the_vector_before_normalisation(tiny_encoder: SentenceEncoder) -> None:
+    features = tiny_encoder(tiny_encoder.tokenize(TEXTS))
+    pooled, embedding = features["pooled_embedding"], features["sentence_embedding"]
+    assert torch.allclose(embedding, torch.nn.functional.normalize(pooled, dim=-1), atol=1e-6)
+    head = build_head(TaskSpec("classification", ["a", "b"], dropout=0.0), 32, 32).eval()
+    assert torch.equal(head(features), head.net(pooled))
+    # features without pooled_embedding (e.g. from another producer) fall back to sentence_embedding
+    assert torch.equal(head({"sentence_embedding": embedding}), head.net(embedding))
+    assert torch.equal(build_head(TaskSpec("similarity"), 32, 32)(features), embedding)
