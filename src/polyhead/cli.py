@@ -287,8 +287,9 @@ def serve(
     max_texts: Annotated[int, typer.Option(min=1, help="Most texts per request.")] = 64,
     max_chars: Annotated[int, typer.Option(min=1, help="Most characters per text.")] = 2000,
     max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body.")] = 1_000_000,
-    api_key: Annotated[str | None, typer.Option(envvar="POLYHEAD_API_KEY", help="Require this key (X-API-Key).")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="POLYHEAD_API_KEY", help="Require this key (X-API-Key or Bearer).")] = None,
     no_batching: Annotated[bool, typer.Option("--no-batching", help="Run every request alone.")] = False,
+    max_wait_ms: Annotated[float, typer.Option(min=0, help="How long a micro-batch waits for more requests.")] = 5.0,
 ) -> None:
     """Serve a model over HTTP: /embed, /predict, /similarity, /health, a page at /, docs at /docs."""
     import uvicorn
@@ -298,7 +299,7 @@ def serve(
     model = load_backend(model_dir, backend)
     settings = ServeSettings(max_texts=max_texts, max_chars=max_chars, max_body_bytes=max_body_bytes,
                              max_batch=max_batch, batching=not no_batching, api_key=api_key, backend=backend,
-                             model_name=str(model_dir))
+                             model_name=str(model_dir), max_wait_ms=max_wait_ms)
     console.print(f"serving {model_dir} on http://{host}:{port}  (docs: /docs, page: /)")
     uvicorn.run(create_app(model, settings), host=host, port=port, log_level="warning")
 
