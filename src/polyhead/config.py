@@ -136,7 +136,7 @@ class TrainingConfig(Strict):
     sts_eval: StsEvalConfig | None = None
     checkpoint_steps: int | None = Field(None, gt=0)
     keep_checkpoints: int = Field(2, gt=0)
-    log_with: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=lambda: ["tensorboard"])
+    log_with: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default=["tensorboard"])
     bucket_by_length: bool = True
     num_threads: int | None = Field(None, gt=0)
 

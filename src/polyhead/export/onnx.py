@@ -111,7 +111,7 @@ def export_onnx(model_dir: Path, quantize: str | None = None, check: bool = Fals
 
 def labels_of(predictions: list[dict[str, Any]]) -> list[Any]:
     """Comparable decisions: class labels, multilabel sets, token tags (regression scores excluded)."""
-    out = []
+    out: list[Any] = []
     for pred in predictions:
         for task in sorted(pred):
             p = pred[task]
@@ -166,11 +166,11 @@ def sts_points(model: MultiTaskModel, onnx_model: OnnxModel, sts_file: Path) -> 
     from polyhead.data.readers import ReaderOptions, read_examples
 
     pairs = read_examples(sts_file, "similarity", ReaderOptions(text_column="sentence1", pair_column="sentence2", label_column="score"))
-    gold = [float(p.label) for p in pairs]
+    gold = [float(p.label) for p in pairs]  # type: ignore[arg-type]
     scores = []
     for m in (model, onnx_model):
         a = np.asarray(m.encode([p.text for p in pairs]))
-        b = np.asarray(m.encode([p.text_pair for p in pairs]))
+        b = np.asarray(m.encode([p.text_pair or "" for p in pairs]))
         cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
         scores.append(100 * float(spearmanr(cos, gold).statistic))
     return scores[0], scores[1]

@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,7 @@ def save_checkpoint(
     step: int,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    extra_modules: dict[str, nn.Module],
+    extra_modules: Mapping[str, nn.Module],
     state: dict[str, Any],
     keep: int = 2,
 ) -> Path:
@@ -144,7 +145,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def load_checkpoint(
-    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, extra_modules: dict[str, nn.Module]
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, extra_modules: Mapping[str, nn.Module]
 ) -> dict[str, Any]:
     """Restore model, extra modules, optimizer and torch RNG; returns the trainer state dict."""
     tensors = load_file(str(path / "model.safetensors"))

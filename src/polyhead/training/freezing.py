@@ -31,7 +31,8 @@ def layer_index(name: str, num_layers: int) -> int | None:
 
 def num_encoder_layers(model: Any) -> int:
     config = model.encoder.transformer.config
-    return int(getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers", 0))
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers", 0)
+    return int(layers or 0)
 
 
 def frozen_parameter_names(model: Any, mode: str = "none", layers_below: int = 0, heads: list[str] | tuple = ()) -> set[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ class MetricsLog:
     On resume the file is cut back to the lines the checkpoint had seen, so no step is logged twice.
     """
 
-    def __init__(self, out: Path, log_with: list[str], resume_lines: int | None = None) -> None:
+    def __init__(self, out: Path, log_with: Sequence[str], resume_lines: int | None = None) -> None:
         self.path = out / "metrics.jsonl"
         lines = self.path.read_text().splitlines() if self.path.is_file() else []
         if resume_lines is not None:

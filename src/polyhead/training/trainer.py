@@ -166,7 +166,7 @@ class Trainer:
                 raise_nothing_to_train(stage)
         self.weighting = build_weighting(cfg.training.loss_weighting, {t: c.loss_weight for t, c in cfg.tasks.items()})
         self.score_scale = {
-            t: max((abs(float(ex.label)) for ex in self.data[t].train), default=1.0) or 1.0
+            t: max((abs(float(ex.label)) for ex in self.data[t].train), default=1.0) or 1.0  # type: ignore[arg-type]
             for t, s in specs.items() if s.type == "similarity"
         }
         self.groups: dict[str, EncodedGroup] = {}
@@ -369,7 +369,7 @@ class Trainer:
 
     def log_losses(self, st: dict[str, Any], running: dict[str, list[float]], ctx: StepContext) -> None:
         values = {f"train/loss/{t}": sum(v) / len(v) for t, v in running.items() if v}
-        values["train/lr"] = ctx.scheduler.get_last_lr()[-1]
+        values["train/lr"] = float(ctx.scheduler.get_last_lr()[-1])
         values.update({f"train/loss_weight/{t}": w for t, w in self.weighting.weights().items() if t in ctx.stage.tasks})
         self.log.write(st["global_step"], values, stage=ctx.stage.name, epoch=st["epoch"])
 
@@ -538,7 +538,8 @@ def read_sts(config: Config) -> list[tuple[str, str, float]]:
     path = resolve_path(sts.file)
     if not path.is_file():
         raise PolyheadError(f"training.sts_eval.file: {sts.file!r} not found")
-    return [(ex.text, ex.text_pair or "", float(ex.label)) for ex in read_examples(path, "similarity", opts)]
+    examples = read_examples(path, "similarity", opts)
+    return [(ex.text, ex.text_pair or "", float(ex.label)) for ex in examples]  # type: ignore[arg-type]
 
 
 def log_renderable(item: Any) -> None:
