@@ -38,7 +38,7 @@ MULTI = {
     "multi_mix": {"question_type": ("trec", "question_type"), "sentiment": ("sst2", "sentiment"),
                   "entities": ("wikiann", "entities")},
 }
-PRIMARY = {"accuracy": "accuracy", "f1": "entity F1"}
+SHOWN = {"accuracy": "accuracy", "macro_f1": "macro-F1", "f1": "entity F1"}
 # Reference figures: what a comparable small model should reach, with where the figure comes from.
 REFERENCES = {
     "sts_zero_shot": ("82.03", "MTEB STSBenchmark, all-MiniLM-L6-v2 (its own copy of the data)"),
@@ -122,14 +122,14 @@ def render(runs: dict[str, list[dict]]) -> str:
             recs = runs[m]
             sts = [r["sts_spearman_after"] for r in recs if r.get("sts_spearman_after") is not None]
             for task, (single_bench, single_task) in MULTI[m].items():
-                key = "f1" if "f1" in (recs[0]["test"].get(task) or {}) and "accuracy" not in recs[0]["test"][task] else "accuracy"
-                if task in ("slots", "entities"):
-                    key = "f1"
-                mt = metric(recs, task, key)
-                st = metric(runs.get(single_bench, []), single_task, key)
-                diff = f"{statistics.mean(mt) - statistics.mean(st):+.2f}" if mt and st else "-"
-                lines.append(f"| {m} | {task} | {PRIMARY[key]} | {stat(mt) if mt else '-'} | {stat(st) if st else '-'} | "
-                             f"{diff} | {stat(sts) if sts else '-'} | {command(recs)} |")
+                metrics = recs[0]["test"].get(task) or {}
+                keys = ["f1"] if "precision" in metrics else ["accuracy", "macro_f1"]
+                for key in keys:
+                    mt = metric(recs, task, key)
+                    st = metric(runs.get(single_bench, []), single_task, key)
+                    diff = f"{statistics.mean(mt) - statistics.mean(st):+.2f}" if mt and st else "-"
+                    lines.append(f"| {m} | {task} | {SHOWN[key]} | {stat(mt) if mt else '-'} | {stat(st) if st else '-'} | "
+                                 f"{diff} | {stat(sts) if sts else '-'} | {command(recs)} |")
         lines.append("")
     lines.append(END)
     return "\n".join(lines)
