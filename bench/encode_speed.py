@@ -33,8 +33,12 @@ DATA = ROOT.parent / "shared" / "data"
 def real_sentences(n: int) -> list[str]:
     """Texts from several shared datasets (SST-5, TREC, Banking77, STS-B), in a fixed order."""
     texts: list[str] = []
-    for file, column in (("sst5/train.tsv", "text"), ("trec/train.tsv", "text"), ("banking77/train.tsv", "text"),
-                         ("stsb/train.tsv", "sentence1")):
+    for file, column in (
+        ("sst5/train.tsv", "text"),
+        ("trec/train.tsv", "text"),
+        ("banking77/train.tsv", "text"),
+        ("stsb/train.tsv", "sentence1"),
+    ):
         lines = (DATA / file).read_text(encoding="utf-8").splitlines()
         idx = lines[0].split("\t").index(column)
         texts += [line.split("\t")[idx] for line in lines[1:]]
@@ -86,16 +90,22 @@ def main() -> None:
         batch1[name] = len(sample) / seconds
     ref = outputs["st_torch"]
     result = {
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "bf16": cpu_supports_bf16()},
+        "machine": {
+            "cpu": cpu_model(),
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "bf16": cpu_supports_bf16(),
+        },
         "command": "python bench/encode_speed.py " + " ".join(sys.argv[1:]),
         "sentences": len(texts),
         "mean_tokens": float(np.mean([len(ours.tokenizer(t)["input_ids"]) for t in texts[:2000]])),
         "batch32_sent_per_s": {k: len(texts) / statistics.median(v) for k, v in times.items()},
         "batch32_runs_s": times,
         "batch1_sent_per_s": batch1,
-        "cosine_to_st": {k: {"mean": float((v * ref).sum(1).mean()), "min": float((v * ref).sum(1).min())}
-                         for k, v in outputs.items()},
+        "cosine_to_st": {
+            k: {"mean": float((v * ref).sum(1).mean()), "min": float((v * ref).sum(1).min())}
+            for k, v in outputs.items()
+        },
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     base = result["batch32_sent_per_s"]["st_torch"]

@@ -67,9 +67,15 @@ def fine_tune_steps(mode: str, steps: int, texts: list[str], labels: list[str]) 
     def step(batch: list[int]) -> None:
         items = [encs[i] for i in batch]
         if not bucket:  # pad every batch to 64 tokens
-            items = [{**e, "input_ids": e["input_ids"] + [0] * (64 - len(e["input_ids"])),
-                      "attention_mask": e["attention_mask"] + [0] * (64 - len(e["attention_mask"])),
-                      "token_type_ids": e["token_type_ids"] + [0] * (64 - len(e["token_type_ids"]))} for e in items]
+            items = [
+                {
+                    **e,
+                    "input_ids": e["input_ids"] + [0] * (64 - len(e["input_ids"])),
+                    "attention_mask": e["attention_mask"] + [0] * (64 - len(e["attention_mask"])),
+                    "token_type_ids": e["token_type_ids"] + [0] * (64 - len(e["token_type_ids"])),
+                }
+                for e in items
+            ]
         features = pad_batch(items, 0)
         with autocast(precision):
             logits = model(features, ["label"])["label"]
@@ -95,12 +101,25 @@ def frozen_encoder_run(cache: bool, n: int, epochs: int) -> dict[str, float]:
     from polyhead.training.metrics_log import MetricsLog
     from polyhead.training.trainer import Trainer
 
-    cfg = Config.model_validate({
-        "encoder": {"model": "default", "max_length": 64},
-        "tasks": {"sentiment": {"type": "classification", "data": {"train": str(DATA / "sst2" / "train.tsv"), "limit": n}}},
-        "training": {"epochs": epochs, "batch_size": 32, "freeze": {"mode": "encoder"}, "cache_embeddings": cache,
-                     "log_with": [], "optimizer": {"lr": 1e-3}},
-    })
+    cfg = Config.model_validate(
+        {
+            "encoder": {"model": "default", "max_length": 64},
+            "tasks": {
+                "sentiment": {
+                    "type": "classification",
+                    "data": {"train": str(DATA / "sst2" / "train.tsv"), "limit": n},
+                }
+            },
+            "training": {
+                "epochs": epochs,
+                "batch_size": 32,
+                "freeze": {"mode": "encoder"},
+                "cache_embeddings": cache,
+                "log_with": [],
+                "optimizer": {"lr": 1e-3},
+            },
+        }
+    )
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp) / "run")
         trainer.prepare_output()
@@ -133,7 +152,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "train_speed.json")
     args = parser.parse_args()
     texts, labels = load_sentences(32 * (args.steps + 2))
-    modes = ["fixed64", "bucketed"] + (["bucketed_bf16"] if "avx512_bf16" in Path("/proc/cpuinfo").read_text() else [])
+    modes = ["fixed64", "bucketed"] + (
+        ["bucketed_bf16"] if "avx512_bf16" in Path("/proc/cpuinfo").read_text() else []
+    )
     runs: dict[str, list[float]] = {m: [] for m in modes}
     for r in range(args.runs):
         for mode in modes:
@@ -145,16 +166,26 @@ def main() -> None:
         for mode in ("uncached", "cached"):
             frozen[mode].append(frozen_encoder_run(mode == "cached", args.cache_examples, args.cache_epochs))
             print(f"frozen encoder {mode}: {frozen[mode][-1]}", file=sys.stderr)
-    cached = {mode: {k: statistics.median(r[k] for r in runs_) for k in ("stage_s", "step_ms")}
-              for mode, runs_ in frozen.items()}
+    cached = {
+        mode: {k: statistics.median(r[k] for r in runs_) for k in ("stage_s", "step_ms")}
+        for mode, runs_ in frozen.items()
+    }
     result = {
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads()},
         "command": "python bench/train_speed.py " + " ".join(sys.argv[1:]),
-        "fine_tuning_steps_per_s": {"median": fine, "runs": runs,
-                                     "ratio_vs_fixed64": {m: fine[m] / fine["fixed64"] for m in fine}},
-        "frozen_encoder": {"median": cached, "runs": frozen, "examples": args.cache_examples, "epochs": args.cache_epochs,
-                           "step_speedup": cached["uncached"]["step_ms"] / cached["cached"]["step_ms"],
-                           "stage_speedup": cached["uncached"]["stage_s"] / cached["cached"]["stage_s"]},
+        "fine_tuning_steps_per_s": {
+            "median": fine,
+            "runs": runs,
+            "ratio_vs_fixed64": {m: fine[m] / fine["fixed64"] for m in fine},
+        },
+        "frozen_encoder": {
+            "median": cached,
+            "runs": frozen,
+            "examples": args.cache_examples,
+            "epochs": args.cache_epochs,
+            "step_speedup": cached["uncached"]["step_ms"] / cached["cached"]["step_ms"],
+            "stage_speedup": cached["uncached"]["stage_s"] / cached["cached"]["stage_s"],
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -53,11 +53,20 @@ def tiny_config(tmp_path: Path, model_dir: Path, **training: Any) -> dict[str, A
         "tasks": {
             "topic": {"type": "classification", "data": {**shared, "label_column": "topic"}},
             "sentiment": {"type": "classification", "data": {**shared, "label_column": "sentiment"}},
-            "entities": {"type": "token_classification", "data": {"train": str(ner_train), "dev": str(ner_dev)}},
+            "entities": {
+                "type": "token_classification",
+                "data": {"train": str(ner_train), "dev": str(ner_dev)},
+            },
         },
         "training": {
-            "seed": 3, "epochs": 2, "steps_per_epoch": 4, "batch_size": 8, "eval_batch_size": 16,
-            "optimizer": {"lr": 1e-3, "head_lr": 1e-2}, "log_with": [], **training,
+            "seed": 3,
+            "epochs": 2,
+            "steps_per_epoch": 4,
+            "batch_size": 8,
+            "eval_batch_size": 16,
+            "optimizer": {"lr": 1e-3, "head_lr": 1e-2},
+            "log_with": [],
+            **training,
         },
     }
     return config

@@ -13,11 +13,19 @@ from polyhead.compare import compare
 from polyhead.errors import PolyheadError
 
 
-def fake_run(root: Path, name: str, seed: int, test: dict, params: int = 1000, sts: float | None = 0.8) -> Path:
+def fake_run(
+    root: Path, name: str, seed: int, test: dict, params: int = 1000, sts: float | None = 0.8
+) -> Path:
     run = root / f"{name}-{seed}"
     run.mkdir(parents=True)
     (run / "config.yaml").write_text(f"name: {name}\n")
-    results = {"name": name, "seed": seed, "test": test, "wall_time_s": 10.0 + seed, "trainable_params": params}
+    results = {
+        "name": name,
+        "seed": seed,
+        "test": test,
+        "wall_time_s": 10.0 + seed,
+        "trainable_params": params,
+    }
     if sts is not None:
         results["sts_spearman"] = sts
     (run / "results.json").write_text(json.dumps(results))
@@ -28,9 +36,13 @@ def fake_run(root: Path, name: str, seed: int, test: dict, params: int = 1000, s
 def runs(tmp_path: Path) -> list[Path]:
     paths = []
     for seed, (cat, pol) in enumerate([(0.80, 0.70), (0.84, 0.72), (0.82, 0.74)]):
-        paths.append(fake_run(tmp_path, "joint", seed, {"category": {"accuracy": cat}, "polarity": {"accuracy": pol}}))
+        paths.append(
+            fake_run(tmp_path, "joint", seed, {"category": {"accuracy": cat}, "polarity": {"accuracy": pol}})
+        )
     for seed, cat in enumerate([0.70, 0.72, 0.71]):
-        paths.append(fake_run(tmp_path, "single-category", seed, {"category": {"accuracy": cat, "macro_f1": 0.5}}))
+        paths.append(
+            fake_run(tmp_path, "single-category", seed, {"category": {"accuracy": cat, "macro_f1": 0.5}})
+        )
     paths.append(fake_run(tmp_path, "single-polarity", 0, {"polarity": {"accuracy": 0.72}}, sts=None))
     return paths
 
@@ -57,8 +69,21 @@ def test_multitask_verdicts(runs: list[Path]) -> None:
 
 def test_cli_writes_markdown_and_png(runs: list[Path], tmp_path: Path) -> None:
     md, png = tmp_path / "out" / "table.md", tmp_path / "out" / "chart.png"
-    proc = subprocess.run([sys.executable, "-m", "polyhead", "compare", *map(str, runs), "--markdown", str(md),
-                           "--plot", str(png)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "polyhead",
+            "compare",
+            *map(str, runs),
+            "--markdown",
+            str(md),
+            "--plot",
+            str(png),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "| joint | 3 | 82.00 ± 2.00 |" in md.read_text()
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -70,5 +95,9 @@ def test_bad_inputs(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text("{not json")
     with pytest.raises(PolyheadError, match="not valid JSON"):
         compare([tmp_path / "x.json"])
-    proc = subprocess.run([sys.executable, "-m", "polyhead", "compare", str(tmp_path / "missing")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "polyhead", "compare", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "not a run directory" in proc.stderr

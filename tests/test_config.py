@@ -43,7 +43,12 @@ def test_valid_config_and_defaults(tmp_path: Path) -> None:
 def test_overrides_are_typed(tmp_path: Path) -> None:
     cfg = load_config(
         write(tmp_path, BASE),
-        ["training.epochs=1", "training.optimizer.lr=3e-5", "tasks.topic.data.limit=10", "training.freeze.heads=[topic]"],
+        [
+            "training.epochs=1",
+            "training.optimizer.lr=3e-5",
+            "tasks.topic.data.limit=10",
+            "training.freeze.heads=[topic]",
+        ],
     )
     assert cfg.training.epochs == 1
     assert cfg.training.optimizer.lr == pytest.approx(3e-5)
@@ -63,7 +68,9 @@ def test_typo_names_line_key_and_valid_keys(tmp_path: Path) -> None:
 
 def test_typo_inside_a_task_lists_data_keys(tmp_path: Path) -> None:
     path = write(tmp_path, BASE.replace("      train: a.tsv", "      train: a.tsv\n      lable_column: x"))
-    with pytest.raises(ConfigError, match=r"c.yaml:9: tasks.topic.data.lable_column: unknown key .*label_column"):
+    with pytest.raises(
+        ConfigError, match=r"c.yaml:9: tasks.topic.data.lable_column: unknown key .*label_column"
+    ):
         load_config(path)
 
 
@@ -121,7 +128,9 @@ def test_every_config_key_is_documented() -> None:
     assert not missing, f"docs/config.md lacks rows for: {missing}"
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")))
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+)
 def test_shipped_configs_load_and_open_with_a_command(name: str) -> None:
     root = Path(__file__).resolve().parents[1] / "configs"
     path = next(root.rglob(name))

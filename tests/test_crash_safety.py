@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_config, write_config
 from safetensors.torch import load_file
+
+from helpers import tiny_config, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +67,9 @@ def test_sigkill_anywhere_then_resume_equals_uninterrupted(tmp_path: Path, confi
     # 2. resumed and killed again at random moments (seeded)
     rng = random.Random(0)
     for _ in range(3):
-        child = subprocess.Popen(train_cmd(config, run, "--resume"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        child = subprocess.Popen(
+            train_cmd(config, run, "--resume"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         time.sleep(rng.uniform(2.0, 7.0))
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=60)
@@ -86,7 +89,9 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path: Path, tiny_m
     cfg = tiny_config(tmp_path, tiny_model_dir, epochs=1, steps_per_epoch=400)
     config = write_config(tmp_path, cfg)
     run = tmp_path / "run"
-    child = subprocess.Popen(train_cmd(config, run), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        train_cmd(config, run), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 120
     while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().strip()):
         assert time.time() < deadline and child.poll() is None, "training did not start"
@@ -98,6 +103,12 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path: Path, tiny_m
     assert "Traceback" not in err
     assert (run / "checkpoints" / "latest.json").exists()
     assert_checkpoints_complete(run)
-    state = json.loads((run / "checkpoints" / json.loads((run / "checkpoints" / "latest.json").read_text())["checkpoint"]
-                        / "state.json").read_text())
+    state = json.loads(
+        (
+            run
+            / "checkpoints"
+            / json.loads((run / "checkpoints" / "latest.json").read_text())["checkpoint"]
+            / "state.json"
+        ).read_text()
+    )
     assert 0 < state["global_step"] < 400

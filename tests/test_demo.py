@@ -27,7 +27,9 @@ def test_demo_data_sources_are_real_and_repaired() -> None:
 def test_demo_splits_are_seeded_and_disjoint(tmp_path: Path) -> None:
     a = write_demo_data(tmp_path / "a", seed=1, sample=200)
     write_demo_data(tmp_path / "b", seed=1, sample=200)
-    assert (tmp_path / "a" / "topic_train.tsv").read_text() == (tmp_path / "b" / "topic_train.tsv").read_text()
+    assert (tmp_path / "a" / "topic_train.tsv").read_text() == (
+        tmp_path / "b" / "topic_train.tsv"
+    ).read_text()
     train = set((tmp_path / "a" / "topic_train.tsv").read_text().splitlines()[1:])
     test = set((tmp_path / "a" / "topic_test.tsv").read_text().splitlines()[1:])
     assert not train & test
@@ -37,8 +39,14 @@ def test_demo_splits_are_seeded_and_disjoint(tmp_path: Path) -> None:
 def test_demo_runs_end_to_end_on_the_tiny_encoder(tmp_path: Path, tiny_model_dir: Path) -> None:
     buffer = io.StringIO()
     console = Console(file=buffer, width=160)
-    out = run_demo(tmp_path / "run", tmp_path / "data", quick=True, console=console, sample=120,
-                   encoder_model=str(tiny_model_dir))
+    out = run_demo(
+        tmp_path / "run",
+        tmp_path / "data",
+        quick=True,
+        console=console,
+        sample=120,
+        encoder_model=str(tiny_model_dir),
+    )
     text = buffer.getvalue()
     for heading in ("1. Sentence embeddings", "2. Training", "3. Results", "4. Files and next steps"):
         assert heading in text
@@ -58,7 +66,9 @@ def test_demo_refuses_to_overwrite_a_previous_run(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    proc = subprocess.run([sys.executable, "-m", "polyhead", "demo", "--output", str(out)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "polyhead", "demo", "--output", str(out)], capture_output=True, text=True
+    )
     assert proc.returncode == 2
     assert "already exists" in proc.stderr
     assert (out / "keep.txt").read_text() == "x"

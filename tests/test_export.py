@@ -19,7 +19,9 @@ TEXTS = ["John met Mary in Paris", "new chips ship today", ["Pre", "tokenised", 
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+def exported(
+    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, subprocess.CompletedProcess]:
     """A model with every head type, exported through the CLI with int8 and the gate."""
     from polyhead.modeling.encoder import SentenceEncoder
     from polyhead.modeling.heads import TaskSpec
@@ -27,14 +29,34 @@ def exported(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
     torch.manual_seed(0)
     encoder = SentenceEncoder.from_pretrained(tiny_model_dir, max_length=64, projection_dim=16)
-    model = MultiTaskModel(encoder, {
-        "topic": TaskSpec("classification", ["a", "b", "c"]), "tags": TaskSpec("multilabel", ["x", "y"]),
-        "score": TaskSpec("regression"), "ner": TaskSpec("token_classification", ["O", "B-PER", "I-PER"]),
-        "sts": TaskSpec("similarity"),
-    })
+    model = MultiTaskModel(
+        encoder,
+        {
+            "topic": TaskSpec("classification", ["a", "b", "c"]),
+            "tags": TaskSpec("multilabel", ["x", "y"]),
+            "score": TaskSpec("regression"),
+            "ner": TaskSpec("token_classification", ["O", "B-PER", "I-PER"]),
+            "sts": TaskSpec("similarity"),
+        },
+    )
     path = model.save_pretrained(tmp_path_factory.mktemp("export") / "model")
-    proc = subprocess.run([sys.executable, "-m", "polyhead", "export", str(path), "--format", "onnx", "--quantize", "int8",
-                           "--check"], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "polyhead",
+            "export",
+            str(path),
+            "--format",
+            "onnx",
+            "--quantize",
+            "int8",
+            "--check",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     return path, proc
 
 
@@ -53,8 +75,15 @@ def test_graph_has_every_head(exported) -> None:
     import onnxruntime as ort
 
     names = [o.name for o in ort.InferenceSession(str(path / "model.onnx")).get_outputs()]
-    assert names == ["sentence_embedding", "pooled_embedding", "token_embeddings", "task.topic", "task.tags",
-                     "task.score", "task.ner"]
+    assert names == [
+        "sentence_embedding",
+        "pooled_embedding",
+        "token_embeddings",
+        "task.topic",
+        "task.tags",
+        "task.score",
+        "task.ner",
+    ]
 
 
 def test_onnx_backend_matches_torch(exported) -> None:
@@ -71,10 +100,15 @@ def test_onnx_backend_matches_torch(exported) -> None:
         assert x["ner"]["tags"] == y["ner"]["tags"]
         strip = [[{k: v for k, v in e.items() if k != "score"} for e in r["ner"]["entities"]] for r in (x, y)]
         assert strip[0] == strip[1]
-        assert [e["score"] for e in x["ner"]["entities"]] == pytest.approx([e["score"] for e in y["ner"]["entities"]], abs=1e-4)
+        assert [e["score"] for e in x["ner"]["entities"]] == pytest.approx(
+            [e["score"] for e in y["ner"]["entities"]], abs=1e-4
+        )
         assert x["score"]["score"] == pytest.approx(y["score"]["score"], abs=1e-4)
     texts = [t for t in TEXTS if isinstance(t, str)]
-    e1, e2 = np.asarray(torch_model.encode(texts)), SentenceEncoder.from_pretrained(path, backend="onnx").encode(texts)
+    e1, e2 = (
+        np.asarray(torch_model.encode(texts)),
+        SentenceEncoder.from_pretrained(path, backend="onnx").encode(texts),
+    )
     assert ((e1 * e2).sum(1) >= 0.9999).all()
     assert onnx_model.similarity(["a cat"], ["a cat", "bonds"]).shape == (1, 2)
     with pytest.raises(PolyheadError, match="unknown task"):
@@ -83,10 +117,12 @@ def test_onnx_backend_matches_torch(exported) -> None:
 
 def test_onnx_backend_runs_without_torch_or_transformers(exported) -> None:
     path, _ = exported
-    code = (f"import sys; from polyhead.onnx_backend import OnnxModel; m = OnnxModel({str(path)!r}); "
-            "v = m.encode(['hello world']); p = m.predict(['John met Mary']); "
-            "assert v.shape == (1, 16) and 'ner' in p[0]; "
-            "bad = [k for k in ('torch', 'transformers') if k in sys.modules]; assert not bad, bad; print('ok')")
+    code = (
+        f"import sys; from polyhead.onnx_backend import OnnxModel; m = OnnxModel({str(path)!r}); "
+        "v = m.encode(['hello world']); p = m.predict(['John met Mary']); "
+        "assert v.shape == (1, 16) and 'ner' in p[0]; "
+        "bad = [k for k in ('torch', 'transformers') if k in sys.modules]; assert not bad, bad; print('ok')"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
@@ -113,8 +149,22 @@ def test_missing_and_stale_exports_are_refused(exported, tmp_path: Path) -> None
 
 def test_cli_predict_with_the_onnx_backend(exported) -> None:
     path, _ = exported
-    proc = subprocess.run([sys.executable, "-m", "polyhead", "predict", str(path), "John met Mary", "--json", "--backend", "onnx"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "polyhead",
+            "predict",
+            str(path),
+            "John met Mary",
+            "--json",
+            "--backend",
+            "onnx",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["topic"]["label"] in ("a", "b", "c")
 
@@ -127,5 +177,7 @@ def test_gate_bounds() -> None:
     assert "labels differ" in gate_failure("fp32", {"cosine_min": 1.0, "label_agreement": 0.999})
     assert gate_failure("int8", {"cosine_mean": 0.995, "label_agreement": 0.995}) is None
     assert "label agreement" in gate_failure("int8", {"cosine_mean": 0.995, "label_agreement": 0.98})
-    assert "STS" in gate_failure("int8", {"cosine_mean": 0.995, "label_agreement": 1.0, "sts_spearman_torch": 82.0,
-                                          "sts_spearman_onnx": 81.2})
+    assert "STS" in gate_failure(
+        "int8",
+        {"cosine_mean": 0.995, "label_agreement": 1.0, "sts_spearman_torch": 82.0, "sts_spearman_onnx": 81.2},
+    )

@@ -15,7 +15,9 @@ from polyhead.data.readers import Example, ReaderOptions, read_examples
 from polyhead.errors import DataError
 from polyhead.tokens import IGNORE_INDEX, align_labels, tokenize_words
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 TYPES = ["classification", "multilabel", "regression", "token_classification", "similarity"]
 SUFFIXES = [".tsv", ".csv", ".jsonl", ".conll"]
 
@@ -39,7 +41,11 @@ def read_bytes(data: bytes, suffix: str, task_type: str, options: ReaderOptions 
         path = Path(tmp) / f"data{suffix}"
         path.write_bytes(data)
         try:
-            examples = read_examples(path, task_type, options or ReaderOptions(pair_column="pair" if task_type == "similarity" else None))
+            examples = read_examples(
+                path,
+                task_type,
+                options or ReaderOptions(pair_column="pair" if task_type == "similarity" else None),
+            )
         except DataError as exc:
             assert "\n" not in str(exc)
             return
@@ -56,9 +62,15 @@ cell = st.text(alphabet=string.printable + "éü€—\u200b", max_size=30)
 
 
 @SETTINGS
-@given(rows=st.lists(st.lists(cell, min_size=0, max_size=5), max_size=20), task_type=st.sampled_from(TYPES),
-       encoding=st.sampled_from(["utf-8", "latin-1", "utf-16"]), sep=st.sampled_from(["\t", ","]))
-def test_ragged_tables_in_random_encodings(rows: list[list[str]], task_type: str, encoding: str, sep: str) -> None:
+@given(
+    rows=st.lists(st.lists(cell, min_size=0, max_size=5), max_size=20),
+    task_type=st.sampled_from(TYPES),
+    encoding=st.sampled_from(["utf-8", "latin-1", "utf-16"]),
+    sep=st.sampled_from(["\t", ","]),
+)
+def test_ragged_tables_in_random_encodings(
+    rows: list[list[str]], task_type: str, encoding: str, sep: str
+) -> None:
     lines = [sep.join(["text", "label", "pair"])] + [sep.join(r) for r in rows]
     try:
         data = "\n".join(lines).encode(encoding)
@@ -68,24 +80,45 @@ def test_ragged_tables_in_random_encodings(rows: list[list[str]], task_type: str
 
 
 @SETTINGS
-@given(sentences=st.lists(st.lists(st.tuples(st.text(min_size=0, max_size=12), st.sampled_from(["O", "B-X", "I-X", "X", ""])),
-                                   max_size=8), max_size=10),
-       extra=st.sampled_from(["", "\tEXTRA", " "]))
+@given(
+    sentences=st.lists(
+        st.lists(
+            st.tuples(st.text(min_size=0, max_size=12), st.sampled_from(["O", "B-X", "I-X", "X", ""])),
+            max_size=8,
+        ),
+        max_size=10,
+    ),
+    extra=st.sampled_from(["", "\tEXTRA", " "]),
+)
 def test_conll_structures(sentences: list, extra: str) -> None:
     text = "\n\n".join("\n".join(f"{w}\t{t}{extra}" for w, t in s) for s in sentences)
     read_bytes(text.encode("utf-8"), ".conll", "token_classification")
 
 
 @SETTINGS
-@given(records=st.lists(st.dictionaries(st.sampled_from(["text", "label", "tokens", "tags", "pair"]),
-                                        st.one_of(st.text(max_size=20), st.integers(), st.floats(), st.none(),
-                                                  st.lists(st.text(max_size=8), max_size=5))), max_size=10),
-       task_type=st.sampled_from(TYPES))
+@given(
+    records=st.lists(
+        st.dictionaries(
+            st.sampled_from(["text", "label", "tokens", "tags", "pair"]),
+            st.one_of(
+                st.text(max_size=20),
+                st.integers(),
+                st.floats(),
+                st.none(),
+                st.lists(st.text(max_size=8), max_size=5),
+            ),
+        ),
+        max_size=10,
+    ),
+    task_type=st.sampled_from(TYPES),
+)
 def test_jsonl_records(records: list[dict], task_type: str) -> None:
     import json
 
-    options = ReaderOptions(label_column="tags" if task_type == "token_classification" else "label",
-                            pair_column="pair" if task_type == "similarity" else None)
+    options = ReaderOptions(
+        label_column="tags" if task_type == "token_classification" else "label",
+        pair_column="pair" if task_type == "similarity" else None,
+    )
     read_bytes("\n".join(json.dumps(r) for r in records).encode(), ".jsonl", task_type, options)
 
 
@@ -118,4 +151,6 @@ def test_alignment_one_label_per_surviving_word(tokenizer, words: list[str], max
     assert kept == surviving, "exactly one label per surviving word, in order"
     for pos, lab in enumerate(aligned):
         if lab != IGNORE_INDEX:
-            assert word_ids[pos] == lab and (pos == 0 or word_ids[pos - 1] != lab), "label on the first sub-token"
+            assert word_ids[pos] == lab and (pos == 0 or word_ids[pos - 1] != lab), (
+                "label on the first sub-token"
+            )

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_config, write_config
 
+from helpers import tiny_config, write_config
 from polyhead.config import Config
 from polyhead.errors import PolyheadError
 from polyhead.modeling.multitask import MultiTaskModel
@@ -22,11 +22,23 @@ def make(tmp_path: Path, model_dir: Path, **training) -> Config:
 
 
 def test_two_group_training_writes_a_complete_run(tmp_path: Path, tiny_model_dir: Path) -> None:
-    cfg = make(tmp_path, tiny_model_dir, log_with=["tensorboard"], epochs=3, steps_per_epoch=16,
-               optimizer={"lr": 2e-3, "head_lr": 3e-2})
+    cfg = make(
+        tmp_path,
+        tiny_model_dir,
+        log_with=["tensorboard"],
+        epochs=3,
+        steps_per_epoch=16,
+        optimizer={"lr": 2e-3, "head_lr": 3e-2},
+    )
     results = Trainer(cfg, tmp_path / "run").run()
     run = tmp_path / "run"
-    for name in ("metrics.jsonl", "results.json", "training_curves.png", "config.yaml", "model/polyhead.json"):
+    for name in (
+        "metrics.jsonl",
+        "results.json",
+        "training_curves.png",
+        "config.yaml",
+        "model/polyhead.json",
+    ):
         assert (run / name).is_file(), name
     assert any((run / "tensorboard").iterdir())
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -116,7 +128,9 @@ def test_refuses_a_non_empty_output_dir(tmp_path: Path, tiny_model_dir: Path) ->
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "polyhead", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "polyhead", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 @pytest.mark.parametrize(
@@ -129,7 +143,9 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
         ("training.freeze.mode=all", "leaves nothing to train"),
     ],
 )
-def test_cli_train_bad_input_exits_2(tmp_path: Path, tiny_model_dir: Path, override: str, message: str) -> None:
+def test_cli_train_bad_input_exits_2(
+    tmp_path: Path, tiny_model_dir: Path, override: str, message: str
+) -> None:
     path = write_config(tmp_path, tiny_config(tmp_path, tiny_model_dir))
     proc = run_cli("train", str(path), "--set", override, "--output", str(tmp_path / "run"), "--quiet")
     assert proc.returncode == 2, proc.stderr
@@ -143,7 +159,9 @@ def test_cli_train_and_evaluate(tmp_path: Path, tiny_model_dir: Path) -> None:
     proc = run_cli("train", str(path), "--output", str(tmp_path / "run"), "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert "final dev" in proc.stdout
-    proc = run_cli("evaluate", str(tmp_path / "run" / "model"), "--config", str(path), "--split", "dev", "--json")
+    proc = run_cli(
+        "evaluate", str(tmp_path / "run" / "model"), "--config", str(path), "--split", "dev", "--json"
+    )
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads(proc.stdout)
     assert set(metrics) == {"topic", "sentiment", "entities"}

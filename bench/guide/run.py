@@ -27,8 +27,22 @@ def main() -> None:
     run = ROOT / "runs" / "guide" / f"{args.strategy}-seed{args.seed}"
     if run.exists():
         shutil.rmtree(run)
-    subprocess.run([sys.executable, "-m", "polyhead", "train", f"configs/guide/{args.strategy}.yaml", "--output",
-                    str(run), "--quiet", "--set", f"training.seed={args.seed}"], check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "polyhead",
+            "train",
+            f"configs/guide/{args.strategy}.yaml",
+            "--output",
+            str(run),
+            "--quiet",
+            "--set",
+            f"training.seed={args.seed}",
+        ],
+        check=True,
+        cwd=ROOT,
+    )
     keep = ROOT / "bench" / "results" / "guide" / run.name
     keep.mkdir(parents=True, exist_ok=True)
     for name in ("results.json", "config.yaml"):

@@ -69,11 +69,13 @@ def sts_zero_shot() -> dict:
     st = SentenceTransformer(str(resolve_model_path("default")), device="cpu")
     sa, sb = (st.encode([p[i] for p in pairs], normalize_embeddings=True) for i in (0, 1))
     return {
-        "test": {"sts": {
-            "spearman_polyhead": 100 * float(spearmanr((a * b).sum(1), gold).statistic),
-            "spearman_sentence_transformers": 100 * float(spearmanr((sa * sb).sum(1), gold).statistic),
-            "pairs": len(pairs),
-        }},
+        "test": {
+            "sts": {
+                "spearman_polyhead": 100 * float(spearmanr((a * b).sum(1), gold).statistic),
+                "spearman_sentence_transformers": 100 * float(spearmanr((sa * sb).sum(1), gold).statistic),
+                "pairs": len(pairs),
+            }
+        },
         "dev": {},
     }
 
@@ -83,8 +85,19 @@ def train_and_evaluate(name: str, seed: int, overrides: list[str]) -> dict:
     from polyhead.modeling.multitask import MultiTaskModel
 
     out = ROOT / "runs" / "bench" / f"{name}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    cmd = [sys.executable, "-m", "polyhead", "train", BENCHMARKS[name], "--output", str(out), "--quiet",
-           "--set", f"training.seed={seed}", *[x for o in overrides for x in ("--set", o)]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "polyhead",
+        "train",
+        BENCHMARKS[name],
+        "--output",
+        str(out),
+        "--quiet",
+        "--set",
+        f"training.seed={seed}",
+        *[x for o in overrides for x in ("--set", o)],
+    ]
     subprocess.run(cmd, check=True, cwd=ROOT)
     results = json.loads((out / "results.json").read_text())
     model = MultiTaskModel.from_pretrained(out / "model")

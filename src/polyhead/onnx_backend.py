@@ -63,7 +63,9 @@ class OnnxModel:
             import onnxruntime as ort
             from tokenizers import Tokenizer
         except ImportError as exc:
-            raise PolyheadError(f"the onnx backend needs onnxruntime and tokenizers: pip install onnxruntime ({exc})") from exc
+            raise PolyheadError(
+                f"the onnx backend needs onnxruntime and tokenizers: pip install onnxruntime ({exc})"
+            ) from exc
         if variant not in VARIANTS:
             raise PolyheadError(f"unknown ONNX variant {variant!r}; valid: {', '.join(VARIANTS)}")
         meta_file = path / ONNX_META
@@ -72,18 +74,24 @@ class OnnxModel:
             raise ModelDirError(f"{path} is not a polyhead model directory: polyhead.json is missing")
         if not meta_file.is_file() or not (path / VARIANTS[variant]).is_file():
             quantize = " --quantize int8" if variant == "int8" else ""
-            raise ModelDirError(f"{path} has no {VARIANTS[variant]}: run `polyhead export {path} --format onnx{quantize}`")
+            raise ModelDirError(
+                f"{path} has no {VARIANTS[variant]}: run `polyhead export {path} --format onnx{quantize}`"
+            )
         meta = json.loads(meta_file.read_text())
         if meta.get("source_sha256") != source_hashes(path):
-            raise ModelDirError(f"{path / VARIANTS[variant]} was exported from other weights than the directory holds "
-                                f"now (stale export): run `polyhead export {path} --format onnx` again")
+            raise ModelDirError(
+                f"{path / VARIANTS[variant]} was exported from other weights than the directory holds "
+                f"now (stale export): run `polyhead export {path} --format onnx` again"
+            )
         config = json.loads(config_file.read_text())
         self.path = path
         self.settings = config["encoder"]
         self.max_length = int(self.settings["max_length"])
         self.normalize = bool(self.settings["normalize"])
-        self.tasks = {n: OnnxTask(t["type"], list(t.get("labels") or []), float(t.get("threshold", 0.5)))
-                      for n, t in config["tasks"].items()}
+        self.tasks = {
+            n: OnnxTask(t["type"], list(t.get("labels") or []), float(t.get("threshold", 0.5)))
+            for n, t in config["tasks"].items()
+        }
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
@@ -92,14 +100,20 @@ class OnnxModel:
         options.intra_op_num_threads = threads or max(1, (os.cpu_count() or 2))
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path / VARIANTS[variant]), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(path / VARIANTS[variant]), options, providers=["CPUExecutionProvider"]
+        )
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.variant = variant
 
     @property
     def dim(self) -> int:
-        return int(self.session.get_outputs()[0].shape[-1] or self.settings.get("projection_dim") or self.settings["hidden_size"])
+        return int(
+            self.session.get_outputs()[0].shape[-1]
+            or self.settings.get("projection_dim")
+            or self.settings["hidden_size"]
+        )
 
     # ----------------------------------------------------------------- internals
     def run(self, encodings: list[Any], batch_size: int, wanted: list[str]) -> Any:
@@ -119,35 +133,52 @@ class OnnxModel:
             yield batch, dict(zip(wanted, self.session.run(wanted, feeds), strict=True))
 
     # ----------------------------------------------------------------- API
-    def encode(self, texts: str | Sequence[str], batch_size: int = 32, normalize: bool | None = None, **_: Any) -> np.ndarray:
+    def encode(
+        self, texts: str | Sequence[str], batch_size: int = 32, normalize: bool | None = None, **_: Any
+    ) -> np.ndarray:
         single = isinstance(texts, str)
         items = [texts] if isinstance(texts, str) else list(texts)
         out = np.zeros((len(items), self.dim), dtype=np.float32)
         if items:
-            for batch, result in self.run(self.tokenizer.encode_batch(items), batch_size, ["pooled_embedding"]):
+            for batch, result in self.run(
+                self.tokenizer.encode_batch(items), batch_size, ["pooled_embedding"]
+            ):
                 out[batch] = result["pooled_embedding"]
         if self.normalize if normalize is None else normalize:
             out = out / np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
         return out[0] if single else out
 
-    def similarity(self, a: str | Sequence[str], b: str | Sequence[str] | None = None, **kwargs: Any) -> np.ndarray:
+    def similarity(
+        self, a: str | Sequence[str], b: str | Sequence[str] | None = None, **kwargs: Any
+    ) -> np.ndarray:
         ea = self.encode([a] if isinstance(a, str) else a, normalize=True, **kwargs)
         eb = ea if b is None else self.encode([b] if isinstance(b, str) else b, normalize=True, **kwargs)
         return ea @ eb.T
 
-    def predict(self, texts: TextInput | Sequence[TextInput], tasks: Sequence[str] | None = None,
-                batch_size: int = 32, **_: Any) -> list[dict[str, Any]]:
+    def predict(
+        self,
+        texts: TextInput | Sequence[TextInput],
+        tasks: Sequence[str] | None = None,
+        batch_size: int = 32,
+        **_: Any,
+    ) -> list[dict[str, Any]]:
         if tasks is not None:
             unknown = [t for t in tasks if t not in self.tasks]
             if unknown:
-                raise PolyheadError(f"unknown task(s) {', '.join(map(repr, unknown))}; valid: {', '.join(self.tasks)}")
+                raise PolyheadError(
+                    f"unknown task(s) {', '.join(map(repr, unknown))}; valid: {', '.join(self.tasks)}"
+                )
         names = [t for t in (tasks or list(self.tasks)) if self.tasks[t].type != "similarity"]
         items = [texts] if isinstance(texts, str) else list(texts)
-        need_words = any(self.tasks[t].level == "token" for t in names) or any(not isinstance(x, str) for x in items)
+        need_words = any(self.tasks[t].level == "token" for t in names) or any(
+            not isinstance(x, str) for x in items
+        )
         words: list[list[Word]] = []
         if need_words:
             words = [as_words(x, i) for i, x in enumerate(items)]
-            encodings = self.tokenizer.encode_batch([[w.text for w in ws] for ws in words], is_pretokenized=True)
+            encodings = self.tokenizer.encode_batch(
+                [[w.text for w in ws] for ws in words], is_pretokenized=True
+            )
         else:
             encodings = self.tokenizer.encode_batch(list(items))
         results: list[dict[str, Any]] = [{} for _ in items]
@@ -157,8 +188,16 @@ class OnnxModel:
                 for row, index in enumerate(batch):
                     if spec.level == "token":
                         n = len(encodings[index].ids)
-                        results[index][name] = decode_tokens(spec.labels, values[row, :n], encodings[index].word_ids,
-                                                             words[index], self.max_length, item_text(items[index]))
+                        results[index][name] = decode_tokens(
+                            spec.labels,
+                            values[row, :n],
+                            encodings[index].word_ids,
+                            words[index],
+                            self.max_length,
+                            item_text(items[index]),
+                        )
                     else:
-                        results[index][name] = decode_sentence(spec.type, spec.labels, spec.threshold, values[row])
+                        results[index][name] = decode_sentence(
+                            spec.type, spec.labels, spec.threshold, values[row]
+                        )
         return results

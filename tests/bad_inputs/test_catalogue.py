@@ -59,7 +59,12 @@ def prepare(case: dict, tmp: Path, model_src: Path, tiny_model_dir: Path) -> dic
     model = tmp / "model"
     shutil.copytree(model_src, model)
     config = tiny_config(tmp, tiny_model_dir)
-    slots = {"tmp": str(tmp), "model": str(model), "config": str(tmp / "config.yaml"), "run": str(tmp / "run")}
+    slots = {
+        "tmp": str(tmp),
+        "model": str(model),
+        "config": str(tmp / "config.yaml"),
+        "run": str(tmp / "run"),
+    }
     setup = fill(case.get("setup", {}), slots)
     for key, value in setup.get("config_set", {}).items():
         set_dotted(config, key, value)
@@ -90,8 +95,14 @@ def test_catalogue_has_at_least_40_cases() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
-def test_case(case: dict, tmp_path: Path, tiny_model_with_heads: Path, tiny_model_dir: Path,
-              capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_case(
+    case: dict,
+    tmp_path: Path,
+    tiny_model_with_heads: Path,
+    tiny_model_dir: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from polyhead.cli import main
 
     slots = prepare(case, tmp_path, tiny_model_with_heads, tiny_model_dir)

@@ -21,8 +21,10 @@ def client(tiny_model_dir: Path):
     from polyhead.serving.app import ServeSettings, create_app
 
     torch.manual_seed(0)
-    model = MultiTaskModel(SentenceEncoder.from_pretrained(tiny_model_dir, max_length=32),
-                           {"topic": TaskSpec("classification", ["a", "b"])}).eval()
+    model = MultiTaskModel(
+        SentenceEncoder.from_pretrained(tiny_model_dir, max_length=32),
+        {"topic": TaskSpec("classification", ["a", "b"])},
+    ).eval()
     app = create_app(model, ServeSettings(max_texts=3, max_chars=40, max_body_bytes=2000, api_key="k"))
     with TestClient(app) as c:
         yield c

@@ -34,7 +34,9 @@ class EncodedGroup:
 
     @property
     def lengths(self) -> list[int]:
-        return [len(it["enc"]["input_ids"]) + len(it.get("pair", {}).get("input_ids", ())) for it in self.items]
+        return [
+            len(it["enc"]["input_ids"]) + len(it.get("pair", {}).get("input_ids", ())) for it in self.items
+        ]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -52,7 +54,9 @@ def encode_label(spec: TaskSpec, label: Any, word_ids: Sequence[int | None] | No
             assert word_ids is not None
             return align_labels(word_ids, [index[t] for t in label])
     except KeyError as exc:
-        raise DataError(f"{source}: label {exc.args[0]!r} is not in the label list {spec.labels[:10]}") from exc
+        raise DataError(
+            f"{source}: label {exc.args[0]!r} is not in the label list {spec.labels[:10]}"
+        ) from exc
     return float(label)
 
 
@@ -68,7 +72,9 @@ def encode_group(
     rows = examples[tasks[0]]
     for task in tasks[1:]:
         if len(examples[task]) != len(rows):
-            raise DataError(f"tasks {tasks[0]!r} and {task!r} share a file but read different numbers of examples")
+            raise DataError(
+                f"tasks {tasks[0]!r} and {task!r} share a file but read different numbers of examples"
+            )
     word_task = next((t for t in tasks if specs[t].level == "token"), None)
     if word_task is not None:
         words = [ex.words for ex in examples[word_task]]
@@ -80,7 +86,10 @@ def encode_group(
     if any(specs[t].type == "similarity" for t in tasks):
         pairs = encoder.tokenize_lists([ex.text_pair or "" for ex in rows])
     for i, enc in enumerate(encs):
-        labels = {t: encode_label(specs[t], examples[t][i].label, enc.get("word_ids"), examples[t][i].source) for t in tasks}
+        labels = {
+            t: encode_label(specs[t], examples[t][i].label, enc.get("word_ids"), examples[t][i].source)
+            for t in tasks
+        }
         item: dict[str, Any] = {"enc": enc, "labels": labels}
         if pairs is not None:
             item["pair"] = pairs[i]
@@ -88,7 +97,9 @@ def encode_group(
     return group
 
 
-def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int, key: str, bucket: bool) -> list[list[int]]:
+def epoch_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, epoch: int, key: str, bucket: bool
+) -> list[list[int]]:
     """The batches of one pass over a group, a pure function of (seed, epoch, key) for exact resume.
 
     With ``bucket``, a shuffled pass is cut into chunks of 50 batches, each chunk sorted by length and cut
@@ -107,8 +118,9 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
     return batches
 
 
-def collate(group: EncodedGroup, indices: Sequence[int], specs: dict[str, TaskSpec], pad_token_id: int
-            ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def collate(
+    group: EncodedGroup, indices: Sequence[int], specs: dict[str, TaskSpec], pad_token_id: int
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Padded features and per-task target tensors for one batch.
 
     Similarity groups put the first sentences then the second ones in one batch (2 * batch, seq_len);
@@ -132,7 +144,9 @@ def collate(group: EncodedGroup, indices: Sequence[int], specs: dict[str, TaskSp
                 hot[row, ids] = 1.0
             targets[task] = hot
         elif spec.type == "token_classification":
-            targets[task] = torch.tensor([v + [IGNORE_INDEX] * (width - len(v)) for v in values], dtype=torch.long)
+            targets[task] = torch.tensor(
+                [v + [IGNORE_INDEX] * (width - len(v)) for v in values], dtype=torch.long
+            )
         else:
             targets[task] = torch.tensor(values, dtype=torch.float32)
     return features, targets

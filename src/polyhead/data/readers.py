@@ -13,8 +13,16 @@ from typing import Any
 from polyhead.errors import DataError
 
 FORMATS = ("tsv", "csv", "jsonl", "conll")
-SUFFIXES = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".conll": "conll", ".txt": "conll",
-            ".bio": "conll", ".iob": "conll"}
+SUFFIXES = {
+    ".tsv": "tsv",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".conll": "conll",
+    ".txt": "conll",
+    ".bio": "conll",
+    ".iob": "conll",
+}
 # A text field may be long (a whole article), but not unbounded: 16 MiB, then a DataError.
 csv.field_size_limit(16 * 2**20)
 SENTENCE_TYPES = ("classification", "multilabel", "regression", "similarity")
@@ -55,7 +63,10 @@ def detect_format(path: Path, options: ReaderOptions) -> str:
         return options.format
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
-        raise DataError(f"{path}: can't tell the format from the suffix {path.suffix!r}; set data.format to one of {', '.join(FORMATS)}")
+        raise DataError(
+            f"{path}: can't tell the format from the suffix {path.suffix!r}; "
+            f"set data.format to one of {', '.join(FORMATS)}"
+        )
     return fmt
 
 
@@ -67,7 +78,9 @@ def read_lines(path: Path) -> list[str]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not UTF-8 text (byte {exc.start}); convert the file to UTF-8") from exc
+        raise DataError(
+            f"{path}:{line}: not UTF-8 text (byte {exc.start}); convert the file to UTF-8"
+        ) from exc
     return text.splitlines()
 
 
@@ -100,7 +113,9 @@ def read_examples(path: str | Path, task_type: str, options: ReaderOptions | Non
     return examples
 
 
-def table_rows(path: Path, lines: list[str], fmt: str, task_type: str, options: ReaderOptions) -> Iterator[Example]:
+def table_rows(
+    path: Path, lines: list[str], fmt: str, task_type: str, options: ReaderOptions
+) -> Iterator[Example]:
     # TSV: tab-separated, quotes are ordinary characters (as in SST, TREC, STS-B); CSV: RFC 4180 quoting.
     reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv" else csv.reader(lines)
     try:
@@ -110,10 +125,14 @@ def table_rows(path: Path, lines: list[str], fmt: str, task_type: str, options: 
     except csv.Error as exc:
         raise DataError(f"{path}:1: {exc}") from exc
     header = [h.strip() for h in header]
-    wanted = [options.text_column, options.label_column] + ([options.pair_column] if options.pair_column else [])
+    wanted = [options.text_column, options.label_column] + (
+        [options.pair_column] if options.pair_column else []
+    )
     missing = [c for c in wanted if c not in header]
     if missing:
-        raise DataError(f"{path}:1: column(s) {', '.join(map(repr, missing))} not in the header; columns: {', '.join(header)}")
+        raise DataError(
+            f"{path}:1: column(s) {', '.join(map(repr, missing))} not in the header; columns: {', '.join(header)}"
+        )
     index = {name: header.index(name) for name in wanted}
     while True:
         try:
@@ -150,7 +169,9 @@ def field(path: Path, n: int, record: dict[str, Any], key: str) -> Any:
     return record[key]
 
 
-def sentence_example(path: Path, n: int, record: dict[str, Any], task_type: str, options: ReaderOptions) -> Example:
+def sentence_example(
+    path: Path, n: int, record: dict[str, Any], task_type: str, options: ReaderOptions
+) -> Example:
     source = f"{path}:{n}"
     text = field(path, n, record, options.text_column)
     if not isinstance(text, str) or not text.strip():
@@ -173,7 +194,11 @@ def sentence_example(path: Path, n: int, record: dict[str, Any], task_type: str,
         if isinstance(raw, list):
             label = [str(x) for x in raw]
         elif isinstance(raw, str):
-            label = [x.strip() for x in raw.split(options.label_separator)] if options.label_separator else [raw.strip()]
+            label = (
+                [x.strip() for x in raw.split(options.label_separator)]
+                if options.label_separator
+                else [raw.strip()]
+            )
             label = [x for x in label if x]
         else:
             raise DataError(f"{source}: multilabel label must be a list or a separated string, got {raw!r}")
@@ -189,7 +214,9 @@ def jsonl_token_rows(path: Path, lines: list[str], options: ReaderOptions) -> It
         words = field(path, n, record, options.tokens_column)
         tags = field(path, n, record, options.label_column)
         if not isinstance(words, list) or not isinstance(tags, list):
-            raise DataError(f"{path}:{n}: {options.tokens_column!r} and {options.label_column!r} must be lists")
+            raise DataError(
+                f"{path}:{n}: {options.tokens_column!r} and {options.label_column!r} must be lists"
+            )
         yield token_example(path, n, [str(w) for w in words], [str(t) for t in tags])
 
 
@@ -222,18 +249,24 @@ def conll_rows(path: Path, lines: list[str], options: ReaderOptions) -> Iterator
             continue
         width = width or len(cols)
         if len(cols) != width or len(cols) < 2:
-            raise DataError(f"{path}:{n}: {len(cols)} columns, expected {width if width >= 2 else 'at least 2'} (token and tag)")
+            raise DataError(
+                f"{path}:{n}: {len(cols)} columns, expected {width if width >= 2 else 'at least 2'} (token and tag)"
+            )
         try:
             word, tag = cols[options.conll_token_column], cols[options.conll_tag_column]
         except IndexError:
-            raise DataError(f"{path}:{n}: no column {options.conll_tag_column} (the line has {len(cols)})") from None
+            raise DataError(
+                f"{path}:{n}: no column {options.conll_tag_column} (the line has {len(cols)})"
+            ) from None
         if not words:
             start = n
         words.append(word.strip())
         tags.append(tag.strip())
 
 
-def split_examples(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+def split_examples(
+    examples: list[Example], fraction: float, seed: int
+) -> tuple[list[Example], list[Example]]:
     """Seeded split: (rest, held-out share); the same inputs always give the same split."""
     if not 0 < fraction < 1:
         raise DataError(f"a split fraction must be between 0 and 1, got {fraction}")
@@ -241,4 +274,6 @@ def split_examples(examples: list[Example], fraction: float, seed: int) -> tuple
     random.Random(seed).shuffle(order)
     cut = max(1, round(fraction * len(examples)))
     held = set(order[:cut])
-    return [e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held]
+    return [e for i, e in enumerate(examples) if i not in held], [
+        e for i, e in enumerate(examples) if i in held
+    ]

@@ -20,9 +20,19 @@ def evaluate_task(
     """Metrics of one head on examples (readers' Example objects); see evaluation/metrics.py for names."""
     spec = model.tasks[task]
     if spec.type == "similarity":
-        a = np.asarray(model.encode([ex.text for ex in examples], batch_size=batch_size, normalize=True, precision=precision))
-        b = np.asarray(model.encode([ex.text_pair for ex in examples], batch_size=batch_size, normalize=True, precision=precision))
-        return compute_metrics("similarity", [float(ex.label) for ex in examples], (a * b).sum(axis=1).tolist())
+        a = np.asarray(
+            model.encode(
+                [ex.text for ex in examples], batch_size=batch_size, normalize=True, precision=precision
+            )
+        )
+        b = np.asarray(
+            model.encode(
+                [ex.text_pair for ex in examples], batch_size=batch_size, normalize=True, precision=precision
+            )
+        )
+        return compute_metrics(
+            "similarity", [float(ex.label) for ex in examples], (a * b).sum(axis=1).tolist()
+        )
     inputs = [ex.words if spec.level == "token" else ex.text for ex in examples]
     results = model.predict(inputs, tasks=[task], batch_size=batch_size, precision=precision)
     outputs = [r[task] for r in results]
@@ -38,7 +48,9 @@ def evaluate_task(
     return compute_metrics(spec.type, gold, pred, labels=spec.labels or None)
 
 
-def sts_spearman(model: MultiTaskModel, pairs: Sequence[tuple[str, str, float]], batch_size: int = 64) -> float:
+def sts_spearman(
+    model: MultiTaskModel, pairs: Sequence[tuple[str, str, float]], batch_size: int = 64
+) -> float:
     """Spearman (x100 is the usual report) between cosine of the shared embedding and gold scores."""
     from scipy.stats import spearmanr
 

@@ -29,7 +29,9 @@ def finite(value: float) -> float:
     return 0.0 if value is None or math.isnan(value) else float(value)
 
 
-def compute_metrics(task_type: str, gold: list[Any], pred: list[Any], labels: list[str] | None = None) -> dict[str, float]:
+def compute_metrics(
+    task_type: str, gold: list[Any], pred: list[Any], labels: list[str] | None = None
+) -> dict[str, float]:
     """Compare gold and predicted values of one task.
 
     classification: accuracy, macro_f1 (over ``labels``); multilabel (label lists): micro_f1, macro_f1,
@@ -37,20 +39,27 @@ def compute_metrics(task_type: str, gold: list[Any], pred: list[Any], labels: li
     BIO tag lists): entity-level f1, precision, recall (seqeval) and word accuracy.
     """
     if not gold or len(gold) != len(pred):
-        raise DataError(f"metrics need equal, non-empty gold and predictions (got {len(gold)} and {len(pred)})")
+        raise DataError(
+            f"metrics need equal, non-empty gold and predictions (got {len(gold)} and {len(pred)})"
+        )
     if task_type == "classification":
         from sklearn.metrics import accuracy_score, f1_score
 
         return {
             "accuracy": float(accuracy_score(gold, pred)),
-            "macro_f1": float(f1_score(gold, pred, labels=labels or sorted(set(gold)), average="macro", zero_division=0)),
+            "macro_f1": float(
+                f1_score(gold, pred, labels=labels or sorted(set(gold)), average="macro", zero_division=0)
+            ),
         }
     if task_type == "multilabel":
         from sklearn.metrics import f1_score
         from sklearn.preprocessing import MultiLabelBinarizer
 
         mlb = MultiLabelBinarizer(classes=labels or sorted({x for g in gold for x in g}))
-        y_true, y_pred = mlb.fit_transform(gold), mlb.transform([[x for x in p if x in mlb.classes_] for p in pred])
+        y_true, y_pred = (
+            mlb.fit_transform(gold),
+            mlb.transform([[x for x in p if x in mlb.classes_] for p in pred]),
+        )
         return {
             "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
             "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),

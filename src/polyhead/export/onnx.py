@@ -25,16 +25,29 @@ from polyhead.onnx_backend import ONNX_META, VARIANTS, OnnxModel, source_hashes
 logger = logging.getLogger(__name__)
 
 OPSET = 18
-GATE = {"fp32_cosine_min": 0.9999, "int8_cosine_mean": 0.99, "int8_label_agreement": 0.99, "int8_sts_points": 0.5}
+GATE = {
+    "fp32_cosine_min": 0.9999,
+    "int8_cosine_mean": 0.99,
+    "int8_label_agreement": 0.99,
+    "int8_sts_points": 0.5,
+}
 SAMPLE = [
-    "The fish was superb but the waiter was rude.", "Apple unveiled a new iPhone in California on Tuesday.",
-    "How far is it from Denver to Aspen?", "play the latest album by Miles Davis on Spotify",
-    "The central bank raised interest rates again.", "I loved this movie, the acting was brilliant!",
-    "Worst customer service ever, my card was declined twice.", "Manchester United beat Chelsea 2-1 at Old Trafford.",
-    "A man is playing a guitar.", "Is there a direct flight from Boston to Atlanta tomorrow morning?",
-    "The new MacBook has a faster chip but the battery life is disappointing.", "Book a table for two at an Italian place",
-    "what is the weather like in Paris this weekend", "Barack Obama visited Berlin and met Angela Merkel.",
-    "Shares of Tesla fell 5 percent after the earnings report.", "The soup was cold and the bread stale.",
+    "The fish was superb but the waiter was rude.",
+    "Apple unveiled a new iPhone in California on Tuesday.",
+    "How far is it from Denver to Aspen?",
+    "play the latest album by Miles Davis on Spotify",
+    "The central bank raised interest rates again.",
+    "I loved this movie, the acting was brilliant!",
+    "Worst customer service ever, my card was declined twice.",
+    "Manchester United beat Chelsea 2-1 at Old Trafford.",
+    "A man is playing a guitar.",
+    "Is there a direct flight from Boston to Atlanta tomorrow morning?",
+    "The new MacBook has a faster chip but the battery life is disappointing.",
+    "Book a table for two at an Italian place",
+    "what is the weather like in Paris this weekend",
+    "Barack Obama visited Berlin and met Angela Merkel.",
+    "Shares of Tesla fell 5 percent after the earnings report.",
+    "The soup was cold and the bread stale.",
 ]
 
 
@@ -49,40 +62,66 @@ class ExportWrapper(nn.Module):
         features = self.model.encoder({"input_ids": input_ids, "attention_mask": attention_mask})
         outputs = self.model.run_heads(features, self.heads)
         extra = (features["token_embeddings"],) if self.with_tokens else ()
-        return (features["sentence_embedding"], features["pooled_embedding"], *extra, *(outputs[h] for h in self.heads))
+        return (
+            features["sentence_embedding"],
+            features["pooled_embedding"],
+            *extra,
+            *(outputs[h] for h in self.heads),
+        )
 
 
-def export_onnx(model_dir: Path, quantize: str | None = None, check: bool = False, texts: list[str] | None = None,
-                sts_file: Path | None = None) -> dict[str, Any]:
+def export_onnx(
+    model_dir: Path,
+    quantize: str | None = None,
+    check: bool = False,
+    texts: list[str] | None = None,
+    sts_file: Path | None = None,
+) -> dict[str, Any]:
     """Export (and optionally quantise and check) the model in ``model_dir``; returns what was written."""
     if quantize not in (None, "int8"):
         raise PolyheadError(f"--quantize {quantize!r}: valid: int8")
     model = MultiTaskModel.from_pretrained(model_dir).eval()
     heads = [n for n, s in model.tasks.items() if s.type != "similarity"]
     with_tokens = any(model.tasks[n].level == "token" for n in heads)
-    names = ["sentence_embedding", "pooled_embedding"] + (["token_embeddings"] if with_tokens else []) + [f"task.{h}" for h in heads]
+    names = (
+        ["sentence_embedding", "pooled_embedding"]
+        + (["token_embeddings"] if with_tokens else [])
+        + [f"task.{h}" for h in heads]
+    )
     sample = model.encoder.tokenize(SAMPLE[:4])
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
     tmp = model_dir / f".model.onnx.tmp-{os.getpid()}"
     try:
         with torch.no_grad():
             torch.onnx.export(
-                ExportWrapper(model, heads, with_tokens), (sample["input_ids"], sample["attention_mask"]), str(tmp),
-                input_names=["input_ids", "attention_mask"], output_names=names, opset_version=OPSET, dynamo=True,
+                ExportWrapper(model, heads, with_tokens),
+                (sample["input_ids"], sample["attention_mask"]),
+                str(tmp),
+                input_names=["input_ids", "attention_mask"],
+                output_names=names,
+                opset_version=OPSET,
+                dynamo=True,
                 dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
-                external_data=False, verbose=False,
+                external_data=False,
+                verbose=False,
             )
         os.replace(tmp, model_dir / VARIANTS["fp32"])
     finally:
         tmp.unlink(missing_ok=True)
-    meta = {"format_version": 1, "opset": OPSET, "inputs": ["input_ids", "attention_mask"], "outputs": names,
-            "pad_token_id": model.encoder.pad_token_id, "source_sha256": source_hashes(model_dir), "files": {"fp32": VARIANTS["fp32"]}}
+    meta = {
+        "format_version": 1,
+        "opset": OPSET,
+        "inputs": ["input_ids", "attention_mask"],
+        "outputs": names,
+        "pad_token_id": model.encoder.pad_token_id,
+        "source_sha256": source_hashes(model_dir),
+        "files": {"fp32": VARIANTS["fp32"]},
+    }
     (model_dir / ONNX_META).write_text(json.dumps(meta, indent=2) + "\n")
     report: dict[str, Any] = {"files": [str(model_dir / VARIANTS["fp32"])]}
     if quantize == "int8":
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
         import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
 
         # The exporter's stored intermediate shapes can disagree with onnx's own shape inference, which the
         # quantiser runs; drop them (they are re-inferred) before quantising.
@@ -91,7 +130,9 @@ def export_onnx(model_dir: Path, quantize: str | None = None, check: bool = Fals
         plain = model_dir / f".model.plain.onnx.tmp-{os.getpid()}"
         try:
             onnx.save(graph, str(plain))
-            quantize_dynamic(str(plain), str(model_dir / VARIANTS["int8"]), per_channel=True, weight_type=QuantType.QInt8)
+            quantize_dynamic(
+                str(plain), str(model_dir / VARIANTS["int8"]), per_channel=True, weight_type=QuantType.QInt8
+            )
         finally:
             plain.unlink(missing_ok=True)
         meta["files"]["int8"] = VARIANTS["int8"]
@@ -99,7 +140,9 @@ def export_onnx(model_dir: Path, quantize: str | None = None, check: bool = Fals
         report["files"].append(str(model_dir / VARIANTS["int8"]))
     if check:
         try:
-            report["gate"] = parity_gate(model, model_dir, texts or SAMPLE, variants=list(meta["files"]), sts_file=sts_file)
+            report["gate"] = parity_gate(
+                model, model_dir, texts or SAMPLE, variants=list(meta["files"]), sts_file=sts_file
+            )
         except PolyheadError:
             meta["files"] = {k: v for k, v in meta["files"].items() if (model_dir / v).is_file()}
             (model_dir / ONNX_META).write_text(json.dumps(meta, indent=2) + "\n")
@@ -115,12 +158,19 @@ def labels_of(predictions: list[dict[str, Any]]) -> list[Any]:
     for pred in predictions:
         for task in sorted(pred):
             p = pred[task]
-            out += [p["label"]] if "label" in p else [tuple(p["labels"])] if "labels" in p else p.get("tags", [])
+            out += (
+                [p["label"]] if "label" in p else [tuple(p["labels"])] if "labels" in p else p.get("tags", [])
+            )
     return out
 
 
-def parity_gate(model: MultiTaskModel, model_dir: Path, texts: list[str], variants: list[str],
-                sts_file: Path | None = None) -> dict[str, Any]:
+def parity_gate(
+    model: MultiTaskModel,
+    model_dir: Path,
+    texts: list[str],
+    variants: list[str],
+    sts_file: Path | None = None,
+) -> dict[str, Any]:
     """ONNX vs PyTorch on ``texts``: fp32 cosine >= 0.9999 and identical labels; int8 mean cosine >= 0.99,
     label agreement >= 99% and (with an STS file) STS Spearman within 0.5 points. Fails the export
     (removing the failing file) with a one-line error when a bound doesn't hold."""
@@ -133,14 +183,21 @@ def parity_gate(model: MultiTaskModel, model_dir: Path, texts: list[str], varian
         cos = (emb * ref_emb).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(ref_emb, axis=1))
         labels = labels_of(onnx_model.predict(texts))
         agree = float(np.mean([a == b for a, b in zip(labels, ref_labels, strict=True)])) if labels else 1.0
-        res = {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "label_agreement": agree, "texts": len(texts)}
+        res = {
+            "cosine_mean": float(cos.mean()),
+            "cosine_min": float(cos.min()),
+            "label_agreement": agree,
+            "texts": len(texts),
+        }
         if variant == "int8" and sts_file is not None:
             res["sts_spearman_torch"], res["sts_spearman_onnx"] = sts_points(model, onnx_model, sts_file)
         results[variant] = res
         failure = gate_failure(variant, res)
         if failure:
             (model_dir / VARIANTS[variant]).unlink(missing_ok=True)
-            raise PolyheadError(f"parity gate failed for the {variant} export ({failure}); {VARIANTS[variant]} was removed")
+            raise PolyheadError(
+                f"parity gate failed for the {variant} export ({failure}); {VARIANTS[variant]} was removed"
+            )
     return results
 
 
@@ -155,7 +212,10 @@ def gate_failure(variant: str, res: dict[str, Any]) -> str | None:
         return f"mean cosine to PyTorch {res['cosine_mean']:.4f} < {GATE['int8_cosine_mean']}"
     if res["label_agreement"] < GATE["int8_label_agreement"]:
         return f"label agreement {res['label_agreement']:.2%} < {GATE['int8_label_agreement']:.0%}"
-    if "sts_spearman_onnx" in res and abs(res["sts_spearman_onnx"] - res["sts_spearman_torch"]) > GATE["int8_sts_points"]:
+    if (
+        "sts_spearman_onnx" in res
+        and abs(res["sts_spearman_onnx"] - res["sts_spearman_torch"]) > GATE["int8_sts_points"]
+    ):
         return f"STS Spearman moved {abs(res['sts_spearman_onnx'] - res['sts_spearman_torch']):.2f} points (> 0.5)"
     return None
 
@@ -165,7 +225,11 @@ def sts_points(model: MultiTaskModel, onnx_model: OnnxModel, sts_file: Path) -> 
 
     from polyhead.data.readers import ReaderOptions, read_examples
 
-    pairs = read_examples(sts_file, "similarity", ReaderOptions(text_column="sentence1", pair_column="sentence2", label_column="score"))
+    pairs = read_examples(
+        sts_file,
+        "similarity",
+        ReaderOptions(text_column="sentence1", pair_column="sentence2", label_column="score"),
+    )
     gold = [float(p.label) for p in pairs]  # type: ignore[arg-type]
     scores = []
     for m in (model, onnx_model):

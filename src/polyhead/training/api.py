@@ -9,7 +9,9 @@ from polyhead.config import Config
 from polyhead.errors import PolyheadError
 
 
-def train(config: Config, output_dir: str | Path, resume: bool = False, show_progress: bool = False) -> dict[str, Any]:
+def train(
+    config: Config, output_dir: str | Path, resume: bool = False, show_progress: bool = False
+) -> dict[str, Any]:
     """Train from a validated config; returns results (also in <output_dir>/results.json)."""
     from polyhead.training.trainer import Trainer
 
@@ -26,7 +28,8 @@ def evaluate_model(model_dir: str | Path, config: Config, split: str = "test") -
     shared = [t for t in config.tasks if t in model.tasks]
     if not shared:
         raise PolyheadError(
-            f"the model's tasks ({', '.join(model.tasks)}) and the config's ({', '.join(config.tasks)}) have none in common"
+            f"the model's tasks ({', '.join(model.tasks)}) and the config's ({', '.join(config.tasks)}) "
+            "have none in common"
         )
     results = {}
     for name in shared:

@@ -82,7 +82,9 @@ def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.T
     return tensors, {"param_groups": groups, "scalars": scalars}
 
 
-def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+def load_optimizer_state(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         pid, name = key.split(".", 1)
@@ -152,7 +154,7 @@ def load_checkpoint(
     torch.set_rng_state(tensors.pop("__rng__.torch"))
     for prefix, module in extra_modules.items():
         mark = f"__{prefix}__."
-        module.load_state_dict({k[len(mark):]: tensors.pop(k) for k in list(tensors) if k.startswith(mark)})
+        module.load_state_dict({k[len(mark) :]: tensors.pop(k) for k in list(tensors) if k.startswith(mark)})
     model.load_state_dict(tensors, strict=True)
     state = json.loads((path / "state.json").read_text())
     load_optimizer_state(optimizer, load_file(str(path / "optimizer.safetensors")), state.pop("optimizer"))

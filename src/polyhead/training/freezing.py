@@ -23,7 +23,7 @@ def layer_index(name: str, num_layers: int) -> int | None:
     parameters outside the transformer (projection, heads) -> None."""
     if not name.startswith(TRANSFORMER):
         return None
-    if ".embeddings." in f".{name[len(TRANSFORMER):]}":
+    if ".embeddings." in f".{name[len(TRANSFORMER) :]}":
         return 0
     match = LAYER_RE.search(name)
     return int(match.group(1)) + 1 if match else num_layers
@@ -35,16 +35,22 @@ def num_encoder_layers(model: Any) -> int:
     return int(layers or 0)
 
 
-def frozen_parameter_names(model: Any, mode: str = "none", layers_below: int = 0, heads: list[str] | tuple = ()) -> set[str]:
+def frozen_parameter_names(
+    model: Any, mode: str = "none", layers_below: int = 0, heads: list[str] | tuple = ()
+) -> set[str]:
     """The parameter names a freezing policy freezes (see docs/config.md, training.freeze)."""
     if mode not in FREEZE_MODES:
         raise ConfigError(f"training.freeze.mode {mode!r}; valid: {', '.join(FREEZE_MODES)}")
     total = num_encoder_layers(model)
     if not 0 <= layers_below <= total:
-        raise ConfigError(f"training.freeze.layers_below is {layers_below}; the encoder has {total} layers (valid: 0..{total})")
+        raise ConfigError(
+            f"training.freeze.layers_below is {layers_below}; the encoder has {total} layers (valid: 0..{total})"
+        )
     unknown = [h for h in heads if h not in model.heads]
     if unknown:
-        raise ConfigError(f"training.freeze.heads: unknown task(s) {unknown}; tasks: {', '.join(model.heads)}")
+        raise ConfigError(
+            f"training.freeze.heads: unknown task(s) {unknown}; tasks: {', '.join(model.heads)}"
+        )
     frozen = set()
     for name, _ in model.named_parameters():
         layer = layer_index(name, total)
@@ -52,8 +58,13 @@ def frozen_parameter_names(model: Any, mode: str = "none", layers_below: int = 0
             mode == "all"
             or (mode == "encoder" and name.startswith("encoder."))
             or (mode == "embeddings" and layer == 0)
-            or (layers_below and layer is not None and layer <= layers_below and name.startswith(TRANSFORMER)
-                and (layer < total or LAYER_RE.search(name) is not None))
+            or (
+                layers_below
+                and layer is not None
+                and layer <= layers_below
+                and name.startswith(TRANSFORMER)
+                and (layer < total or LAYER_RE.search(name) is not None)
+            )
             or any(name.startswith(f"heads.{h}.") for h in heads)
         ):
             frozen.add(name)
@@ -67,7 +78,9 @@ def apply_freezing(model: nn.Module, frozen: set[str]) -> None:
 
 def check_trainable(model: nn.Module, where: str) -> None:
     if not any(p.requires_grad for p in model.parameters()):
-        raise ConfigError(f"{where}: freezing leaves nothing to train; unfreeze something or use `polyhead evaluate`")
+        raise ConfigError(
+            f"{where}: freezing leaves nothing to train; unfreeze something or use `polyhead evaluate`"
+        )
 
 
 class GradualUnfreezer:

@@ -20,10 +20,7 @@ class MetricsLog:
     def __init__(self, out: Path, log_with: Sequence[str], resume_lines: int | None = None) -> None:
         self.path = out / "metrics.jsonl"
         lines = self.path.read_text().splitlines() if self.path.is_file() else []
-        if resume_lines is not None:
-            lines = lines[:resume_lines]
-        else:
-            lines = []
+        lines = lines[:resume_lines] if resume_lines is not None else []  # a fresh run starts a new file
         self.path.write_text("".join(line + "\n" for line in lines))
         self.lines = len(lines)
         self.global_step = max((json.loads(line).get("step", 0) for line in lines), default=0)
@@ -35,7 +32,10 @@ class MetricsLog:
             self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=self.global_step or None)
         for tracker in log_with:
             if tracker != "tensorboard":
-                logger.warning("tracker %r is not wired in this version; only tensorboard and metrics.jsonl are written", tracker)
+                logger.warning(
+                    "tracker %r is not wired in this version; only tensorboard and metrics.jsonl are written",
+                    tracker,
+                )
 
     def write(self, step: int, values: dict[str, float], **extra: Any) -> None:
         record = {"step": step, **extra, **{k: float(v) for k, v in values.items()}}

@@ -56,16 +56,30 @@ def build_param_groups(
             rate = lr * layer_decay ** (total - order)
         decay = not (param.ndim <= 1 or any(m in name for m in NO_DECAY_MARKERS))
         key = (order, part, decay)
-        group = groups.setdefault(key, {"params": [], "param_names": [], "lr": rate,
-                                        "weight_decay": weight_decay if decay else 0.0,
-                                        "name": f"{part}/{'decay' if decay else 'no_decay'}"})
+        group = groups.setdefault(
+            key,
+            {
+                "params": [],
+                "param_names": [],
+                "lr": rate,
+                "weight_decay": weight_decay if decay else 0.0,
+                "name": f"{part}/{'decay' if decay else 'no_decay'}",
+            },
+        )
         group["params"].append(param)
         group["param_names"].append(name)
         included += 1
     out = [groups[k] for k in sorted(groups)]
     for name, params in (extra or {}).items():
-        out.append({"params": list(params), "param_names": [name] * len(params), "lr": head_lr,
-                    "weight_decay": 0.0, "name": name})
+        out.append(
+            {
+                "params": list(params),
+                "param_names": [name] * len(params),
+                "lr": head_lr,
+                "weight_decay": 0.0,
+                "name": name,
+            }
+        )
     assert sum(len(g["param_names"]) for g in out) == included + sum(len(p) for p in (extra or {}).values())
     names = [n for g in out for n in g["param_names"] if g["name"] not in (extra or {})]
     assert len(names) == len(set(names)), "a parameter is in two groups"
@@ -78,28 +92,62 @@ def describe_groups(model: Any, groups: list[dict[str, Any]]) -> list[dict[str, 
     in_groups = {n for g in groups for n in g["param_names"]}
     rows: list[tuple[int, dict[str, Any]]] = []
     for g in groups:
-        order = part_of(g["param_names"][0], total)[0] if g["param_names"][0] in dict(model.named_parameters()) else total + 3
-        rows.append((order, {"group": g["name"], "params": sum(p.numel() for p in g["params"]), "lr": g["lr"],
-                             "weight_decay": g["weight_decay"], "trainable": True}))
+        order = (
+            part_of(g["param_names"][0], total)[0]
+            if g["param_names"][0] in dict(model.named_parameters())
+            else total + 3
+        )
+        rows.append(
+            (
+                order,
+                {
+                    "group": g["name"],
+                    "params": sum(p.numel() for p in g["params"]),
+                    "lr": g["lr"],
+                    "weight_decay": g["weight_decay"],
+                    "trainable": True,
+                },
+            )
+        )
     frozen: dict[tuple[int, str], int] = {}
     for name, param in model.named_parameters():
         if name not in in_groups:
             key = part_of(name, total)
             frozen[key] = frozen.get(key, 0) + param.numel()
     for (order, part), count in frozen.items():
-        rows.append((order, {"group": f"{part} (frozen)", "params": count, "lr": None, "weight_decay": None, "trainable": False}))
+        rows.append(
+            (
+                order,
+                {
+                    "group": f"{part} (frozen)",
+                    "params": count,
+                    "lr": None,
+                    "weight_decay": None,
+                    "trainable": False,
+                },
+            )
+        )
     return [row for _, row in sorted(rows, key=lambda r: (r[0], not r[1]["trainable"], r[1]["group"]))]
 
 
 def format_group_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="Parameter groups")
-    for col, justify in (("group", "left"), ("parameters", "right"), ("learning rate", "right"),
-                         ("weight decay", "right"), ("trainable", "left")):
+    for col, justify in (
+        ("group", "left"),
+        ("parameters", "right"),
+        ("learning rate", "right"),
+        ("weight decay", "right"),
+        ("trainable", "left"),
+    ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for row in rows:
-        table.add_row(row["group"], f"{row['params']:,}", f"{row['lr']:.2e}" if row["lr"] is not None else "-",
-                      f"{row['weight_decay']:g}" if row["weight_decay"] is not None else "-",
-                      "yes" if row["trainable"] else "frozen")
+        table.add_row(
+            row["group"],
+            f"{row['params']:,}",
+            f"{row['lr']:.2e}" if row["lr"] is not None else "-",
+            f"{row['weight_decay']:g}" if row["weight_decay"] is not None else "-",
+            "yes" if row["trainable"] else "frozen",
+        )
     trainable = sum(r["params"] for r in rows if r["trainable"])
     table.caption = f"{trainable:,} of {sum(r['params'] for r in rows):,} parameters train"
     return table

@@ -17,9 +17,13 @@ class TaskSampler:
     size^(1/T), normalised (T=1 is proportional, large T tends to uniform).
     """
 
-    def __init__(self, sizes: dict[str, int], strategy: str = "proportional", temperature: float = 2.0, seed: int = 0) -> None:
+    def __init__(
+        self, sizes: dict[str, int], strategy: str = "proportional", temperature: float = 2.0, seed: int = 0
+    ) -> None:
         if strategy not in SAMPLING_STRATEGIES:
-            raise ConfigError(f"training.sampling.strategy {strategy!r}; valid: {', '.join(SAMPLING_STRATEGIES)}")
+            raise ConfigError(
+                f"training.sampling.strategy {strategy!r}; valid: {', '.join(SAMPLING_STRATEGIES)}"
+            )
         if temperature <= 0:
             raise ConfigError(f"training.sampling.temperature must be > 0, got {temperature}")
         if not sizes or any(n <= 0 for n in sizes.values()):

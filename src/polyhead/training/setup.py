@@ -77,11 +77,18 @@ def build_specs(config: Config, data: dict[str, TaskData]) -> dict[str, TaskSpec
         for split in ("dev", "test"):
             unseen = unseen_labels(task.type, labels, getattr(data[name], split))
             if unseen:
-                logger.warning("task %s: %s labels not seen in train (predicted as never): %s", name, split, unseen)
+                logger.warning(
+                    "task %s: %s labels not seen in train (predicted as never): %s", name, split, unseen
+                )
         head = task.head
         specs[name] = TaskSpec(
-            type=task.type, labels=labels, hidden=list(head.hidden), activation=head.activation,
-            dropout=head.dropout, threshold=head.threshold, loss=head.loss,
+            type=task.type,
+            labels=labels,
+            hidden=list(head.hidden),
+            activation=head.activation,
+            dropout=head.dropout,
+            threshold=head.threshold,
+            loss=head.loss,
         )
     return specs
 
@@ -89,7 +96,10 @@ def build_specs(config: Config, data: dict[str, TaskData]) -> dict[str, TaskSpec
 def build_model(config: Config, specs: dict[str, TaskSpec]) -> MultiTaskModel:
     enc = config.encoder
     encoder = SentenceEncoder.from_pretrained(
-        enc.model, pooling=enc.pooling, projection_dim=enc.projection_dim, normalize=enc.normalize,
+        enc.model,
+        pooling=enc.pooling,
+        projection_dim=enc.projection_dim,
+        normalize=enc.normalize,
         max_length=enc.max_length,
     )
     torch.manual_seed(config.training.seed)  # the projection and heads initialise the same way every run

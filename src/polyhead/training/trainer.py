@@ -24,7 +24,14 @@ import yaml
 from safetensors.torch import load_file
 from torch import nn
 
-from polyhead.config import Config, FreezeConfig, GradualUnfreezingConfig, OptimizerConfig, StageConfig, resolve_path
+from polyhead.config import (
+    Config,
+    FreezeConfig,
+    GradualUnfreezingConfig,
+    OptimizerConfig,
+    StageConfig,
+    resolve_path,
+)
 from polyhead.data.collate import EncodedGroup, collate, encode_group, epoch_batches
 from polyhead.errors import PolyheadError
 from polyhead.evaluation.evaluator import evaluate_task, sts_spearman
@@ -32,7 +39,12 @@ from polyhead.evaluation.metrics import PRIMARY_METRIC
 from polyhead.modeling.encoder import autocast
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.runtime import check_precision
-from polyhead.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_tensors_atomic
+from polyhead.training.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_tensors_atomic,
+)
 from polyhead.training.freezing import (
     GradualUnfreezer,
     apply_freezing,
@@ -40,16 +52,23 @@ from polyhead.training.freezing import (
     frozen_parameter_names,
 )
 from polyhead.training.losses import build_weighting, task_loss
+from polyhead.training.metrics_log import MetricsLog, plot_curves
 from polyhead.training.param_groups import build_param_groups, describe_groups, format_group_table
 from polyhead.training.sampling import TaskSampler
-from polyhead.training.metrics_log import MetricsLog, plot_curves
 from polyhead.training.setup import TaskData, build_model, build_specs, load_all_data, task_groups
 
 logger = logging.getLogger(__name__)
 
 
 # What a run writes before its first checkpoint (safe to remove when restarting an unfinished run).
-RUN_ARTIFACTS = {"config.yaml", "metrics.jsonl", "tensorboard", "checkpoints", "best_model.safetensors", ".write-test"}
+RUN_ARTIFACTS = {
+    "config.yaml",
+    "metrics.jsonl",
+    "tensorboard",
+    "checkpoints",
+    "best_model.safetensors",
+    ".write-test",
+}
 
 
 class TrainingInterrupted(Exception):
@@ -78,8 +97,12 @@ def resolve_stages(config: Config) -> list[Stage]:
 
 def stage_from_config(i: int, s: StageConfig, config: Config) -> Stage:
     return Stage(
-        s.name or f"stage{i + 1}", list(s.tasks or config.tasks), s.epochs, s.freeze,
-        s.gradual_unfreezing, s.optimizer or config.training.optimizer,
+        s.name or f"stage{i + 1}",
+        list(s.tasks or config.tasks),
+        s.epochs,
+        s.freeze,
+        s.gradual_unfreezing,
+        s.optimizer or config.training.optimizer,
     )
 
 
@@ -136,7 +159,9 @@ class Trainer:
             raise PolyheadError(f"output directory {self.out} is not writable: {exc.strerror}") from exc
         free = shutil.disk_usage(self.out).free
         if free < 500 * 2**20:
-            raise PolyheadError(f"only {free // 2**20} MiB free under {self.out}; training needs at least 500 MiB")
+            raise PolyheadError(
+                f"only {free // 2**20} MiB free under {self.out}; training needs at least 500 MiB"
+            )
 
     def restart_unfinished(self) -> None:
         """--resume before the first checkpoint: a run killed that early restarts from the beginning,
@@ -164,14 +189,19 @@ class Trainer:
             trainable = [n for n, _ in self.trainable_in(stage, frozen)]
             if not trainable and stage.gradual is None:
                 raise_nothing_to_train(stage)
-        self.weighting = build_weighting(cfg.training.loss_weighting, {t: c.loss_weight for t, c in cfg.tasks.items()})
+        self.weighting = build_weighting(
+            cfg.training.loss_weighting, {t: c.loss_weight for t, c in cfg.tasks.items()}
+        )
         self.score_scale = {
             t: max((abs(float(ex.label)) for ex in self.data[t].train), default=1.0) or 1.0  # type: ignore[arg-type]
-            for t, s in specs.items() if s.type == "similarity"
+            for t, s in specs.items()
+            if s.type == "similarity"
         }
         self.groups: dict[str, EncodedGroup] = {}
         for gname, members in task_groups(cfg, list(cfg.tasks)).items():
-            self.groups[gname] = encode_group(gname, self.model.encoder, specs, {t: self.data[t].train for t in members})
+            self.groups[gname] = encode_group(
+                gname, self.model.encoder, specs, {t: self.data[t].train for t in members}
+            )
         self.sts_pairs = read_sts(cfg)
 
     def frozen_names(self, stage: Stage) -> set[str]:
@@ -182,7 +212,8 @@ class Trainer:
         """Parameters the stage's optimizer holds: not frozen, and no heads of tasks outside the stage."""
         inactive = [f"heads.{t}." for t in self.model.tasks if t not in stage.tasks]
         return [
-            (n, p) for n, p in self.model.named_parameters()
+            (n, p)
+            for n, p in self.model.named_parameters()
             if n not in frozen and not any(n.startswith(prefix) for prefix in inactive)
         ]
 
@@ -192,13 +223,19 @@ class Trainer:
         self.prepare_output()
         started = time.time()
         self.setup()
-        (self.out / "config.yaml").write_text(yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
+        (self.out / "config.yaml").write_text(
+            yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
+        )
         state: dict[str, Any] = {"stage": 0, "global_step": 0, "elapsed": 0.0}
         checkpoint = latest_checkpoint(self.out) if self.resume else None
         if checkpoint is not None:
             state = json.loads((checkpoint / "state.json").read_text())
-            self.report(f"resuming from {checkpoint} (stage {state['stage'] + 1}, step {state['global_step']})")
-        self.log = MetricsLog(self.out, self.config.training.log_with, resume_lines=state.get("metrics_lines"))
+            self.report(
+                f"resuming from {checkpoint} (stage {state['stage'] + 1}, step {state['global_step']})"
+            )
+        self.log = MetricsLog(
+            self.out, self.config.training.log_with, resume_lines=state.get("metrics_lines")
+        )
         self.stop_after = stop_after_steps
         previous_handler = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGINT, self.on_sigint)
@@ -221,15 +258,27 @@ class Trainer:
         stage, cfg = self.stages[index], self.config.training
         frozen = self.frozen_names(stage)
         apply_freezing(self.model, frozen)
-        unfreezer = GradualUnfreezer(self.model, stage.gradual.every, always_frozen=frozen) if stage.gradual else None
+        unfreezer = (
+            GradualUnfreezer(self.model, stage.gradual.every, always_frozen=frozen) if stage.gradual else None
+        )
         include = {n for n, _ in self.trainable_in(stage, frozen)}
         if unfreezer is None:
             check_trainable(self.model, f"stage {stage.name!r}")
-        extra = {"loss_weights": list(self.weighting.parameters())} if any(True for _ in self.weighting.parameters()) else None
+        extra = (
+            {"loss_weights": list(self.weighting.parameters())}
+            if any(True for _ in self.weighting.parameters())
+            else None
+        )
         opt = stage.optimizer
         groups = build_param_groups(
-            self.model, lr=opt.lr, head_lr=opt.head_lr, projection_lr=opt.projection_lr,
-            layer_decay=opt.layer_decay, weight_decay=opt.weight_decay, include=include, extra=extra,
+            self.model,
+            lr=opt.lr,
+            head_lr=opt.head_lr,
+            projection_lr=opt.projection_lr,
+            layer_decay=opt.layer_decay,
+            weight_decay=opt.weight_decay,
+            include=include,
+            extra=extra,
         )
         self.report(format_group_table(describe_groups(self.model, groups)))
         optimizer = torch.optim.AdamW(groups)
@@ -239,7 +288,9 @@ class Trainer:
         stage_groups = {g: grp for g, grp in self.groups.items() if any(t in stage.tasks for t in grp.tasks)}
         cache = self.build_cache(stage_groups) if encoder_frozen and cfg.cache_embeddings else None
         sampler = TaskSampler(
-            {g: len(grp) for g, grp in stage_groups.items()}, cfg.sampling.strategy, cfg.sampling.temperature,
+            {g: len(grp) for g, grp in stage_groups.items()},
+            cfg.sampling.strategy,
+            cfg.sampling.temperature,
             seed=cfg.seed + index,
         )
         steps_per_epoch = cfg.steps_per_epoch or self.epoch_steps(stage_groups, sampler)
@@ -248,9 +299,16 @@ class Trainer:
             optimizer, lr_lambda(cfg.scheduler.type, int(cfg.scheduler.warmup_ratio * total), total)
         )
         st: dict[str, Any] = {
-            "stage": index, "epoch": 0, "step_in_epoch": 0, "stage_step": 0,
-            "global_step": self.log.global_step, "positions": {g: [0, 0] for g in stage_groups},
-            "best": None, "best_epoch": None, "bad_epochs": 0, "elapsed": 0.0,
+            "stage": index,
+            "epoch": 0,
+            "step_in_epoch": 0,
+            "stage_step": 0,
+            "global_step": self.log.global_step,
+            "positions": {g: [0, 0] for g in stage_groups},
+            "best": None,
+            "best_epoch": None,
+            "bad_epochs": 0,
+            "elapsed": 0.0,
         }
         modules = {"weighting": self.weighting}
         if checkpoint is not None:
@@ -267,7 +325,9 @@ class Trainer:
             + ("; encoder frozen: training heads on cached embeddings" if cache is not None else "")
         )
         stage_started = time.time() - float(st.get("elapsed", 0.0))
-        ctx = StepContext(stage, stage_groups, cache, optimizer, scheduler, sampler, unfreezer, encoder_frozen)
+        ctx = StepContext(
+            stage, stage_groups, cache, optimizer, scheduler, sampler, unfreezer, encoder_frozen
+        )
         while st["epoch"] < stage.epochs:
             self.train_epoch(ctx, st, steps_per_epoch)
             if self.interrupted or self.stop_after_reached(st):
@@ -313,7 +373,9 @@ class Trainer:
         batches = epoch_batches(group.lengths, cfg.batch_size, cfg.seed, epoch, gname, cfg.bucket_by_length)
         if pos >= len(batches):
             epoch, pos = epoch + 1, 0
-            batches = epoch_batches(group.lengths, cfg.batch_size, cfg.seed, epoch, gname, cfg.bucket_by_length)
+            batches = epoch_batches(
+                group.lengths, cfg.batch_size, cfg.seed, epoch, gname, cfg.bucket_by_length
+            )
         st["positions"][gname] = [epoch, pos + 1]
         return batches[pos]
 
@@ -327,14 +389,19 @@ class Trainer:
             else:
                 feats = self.model.encoder(features)
             outputs = self.model.run_heads(feats, tasks)
-            return {t: task_loss(self.specs[t], outputs[t], targets[t], self.score_scale.get(t, 1.0)) for t in tasks}
+            return {
+                t: task_loss(self.specs[t], outputs[t], targets[t], self.score_scale.get(t, 1.0))
+                for t in tasks
+            }
 
     def train_epoch(self, ctx: StepContext, st: dict[str, Any], steps: int) -> None:
         cfg = self.config.training
         self.model.train()
         if ctx.encoder_frozen:
             self.model.encoder.eval()  # a frozen encoder is a fixed feature extractor: no dropout
-        bar = progress_bar(steps, st["step_in_epoch"], f"{ctx.stage.name} epoch {st['epoch'] + 1}", self.show_progress)
+        bar = progress_bar(
+            steps, st["step_in_epoch"], f"{ctx.stage.name} epoch {st['epoch'] + 1}", self.show_progress
+        )
         running: dict[str, list[float]] = {}
         while st["step_in_epoch"] < steps:
             for _ in range(cfg.gradient_accumulation):
@@ -345,7 +412,9 @@ class Trainer:
                 for t, loss in losses.items():
                     running.setdefault(t, []).append(float(loss.detach()))
             if cfg.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_([p for g in ctx.optimizer.param_groups for p in g["params"]], cfg.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(
+                    [p for g in ctx.optimizer.param_groups for p in g["params"]], cfg.max_grad_norm
+                )
             ctx.optimizer.step()
             ctx.scheduler.step()
             ctx.optimizer.zero_grad(set_to_none=True)
@@ -370,7 +439,9 @@ class Trainer:
     def log_losses(self, st: dict[str, Any], running: dict[str, list[float]], ctx: StepContext) -> None:
         values = {f"train/loss/{t}": sum(v) / len(v) for t, v in running.items() if v}
         values["train/lr"] = float(ctx.scheduler.get_last_lr()[-1])
-        values.update({f"train/loss_weight/{t}": w for t, w in self.weighting.weights().items() if t in ctx.stage.tasks})
+        values.update(
+            {f"train/loss_weight/{t}": w for t, w in self.weighting.weights().items() if t in ctx.stage.tasks}
+        )
         self.log.write(st["global_step"], values, stage=ctx.stage.name, epoch=st["epoch"])
 
     def checkpoint(self, ctx: StepContext, st: dict[str, Any]) -> None:
@@ -379,8 +450,15 @@ class Trainer:
             st["unfreezer"] = ctx.unfreezer.state_dict()
         st["metrics_lines"] = self.log.lines
         self.log.flush()
-        save_checkpoint(self.out, st["global_step"], self.model, ctx.optimizer, {"weighting": self.weighting},
-                        st, keep=self.config.training.keep_checkpoints)
+        save_checkpoint(
+            self.out,
+            st["global_step"],
+            self.model,
+            ctx.optimizer,
+            {"weighting": self.weighting},
+            st,
+            keep=self.config.training.keep_checkpoints,
+        )
 
     # ------------------------------------------------------------------ evaluation
     def end_of_epoch(self, stage: Stage, st: dict[str, Any]) -> bool:
@@ -389,7 +467,9 @@ class Trainer:
         values = {f"dev/{t}/{k}": v for t, m in metrics.items() for k, v in m.items()}
         sts = self.config.training.sts_eval
         if self.sts_pairs and sts is not None and sts.each_epoch:
-            values["dev/sts/spearman"] = sts_spearman(self.model, self.sts_pairs, self.config.training.eval_batch_size)
+            values["dev/sts/spearman"] = sts_spearman(
+                self.model, self.sts_pairs, self.config.training.eval_batch_size
+            )
         self.log.write(st["global_step"], values, stage=stage.name, epoch=st["epoch"])
         if metrics:
             self.report(metrics_summary(f"{stage.name} epoch {st['epoch']} dev", metrics))
@@ -424,11 +504,14 @@ class Trainer:
         bs, prec = self.config.training.eval_batch_size, self.config.training.precision
         return {
             t: evaluate_task(self.model, t, getattr(self.data[t], split), bs, prec)
-            for t in tasks if getattr(self.data[t], split)
+            for t in tasks
+            if getattr(self.data[t], split)
         }
 
     def build_cache(self, groups: dict[str, EncodedGroup]) -> EmbeddingCache:
-        return EmbeddingCache.build(self.model, groups, self.config.training.eval_batch_size, self.config.training.precision)
+        return EmbeddingCache.build(
+            self.model, groups, self.config.training.eval_batch_size, self.config.training.precision
+        )
 
     # ------------------------------------------------------------------ end
     def finish(self, wall_time: float) -> dict[str, Any]:
@@ -484,7 +567,9 @@ class EmbeddingCache:
         self.tokens: dict[str, list[torch.Tensor]] = {}
 
     @classmethod
-    def build(cls, model: MultiTaskModel, groups: dict[str, EncodedGroup], batch_size: int, precision: str) -> EmbeddingCache:
+    def build(
+        cls, model: MultiTaskModel, groups: dict[str, EncodedGroup], batch_size: int, precision: str
+    ) -> EmbeddingCache:
         cache = cls()
         for gname, group in groups.items():
             encs = [it["enc"] for it in group.items] + [it["pair"] for it in group.items if "pair" in it]
@@ -505,11 +590,16 @@ class EmbeddingCache:
                 cache.tokens[gname] = tokens
         return cache
 
-    def features(self, gname: str, indices: list[int], attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def features(
+        self, gname: str, indices: list[int], attention_mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         n = len(self.sentence[gname]) // (2 if len(attention_mask) == 2 * len(indices) else 1)
         rows = indices + [n + i for i in indices] if len(attention_mask) == 2 * len(indices) else indices
-        feats = {"sentence_embedding": self.sentence[gname][rows], "pooled_embedding": self.pooled[gname][rows],
-                 "attention_mask": attention_mask}
+        feats = {
+            "sentence_embedding": self.sentence[gname][rows],
+            "pooled_embedding": self.pooled[gname][rows],
+            "attention_mask": attention_mask,
+        }
         if gname in self.tokens:
             width = attention_mask.shape[1]
             vectors = [self.tokens[gname][i] for i in rows]
@@ -534,7 +624,9 @@ def read_sts(config: Config) -> list[tuple[str, str, float]]:
         return []
     from polyhead.data.readers import ReaderOptions, read_examples
 
-    opts = ReaderOptions(text_column=sts.sentence1_column, pair_column=sts.sentence2_column, label_column=sts.score_column)
+    opts = ReaderOptions(
+        text_column=sts.sentence1_column, pair_column=sts.sentence2_column, label_column=sts.score_column
+    )
     path = resolve_path(sts.file)
     if not path.is_file():
         raise PolyheadError(f"training.sts_eval.file: {sts.file!r} not found")
@@ -565,4 +657,3 @@ def progress_bar(total: int, start: int, desc: str, show: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=start, desc=desc, unit="step", leave=False, dynamic_ncols=True)
-
