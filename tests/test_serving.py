@@ -3,6 +3,7 @@ and micro-batching. The page in headless Chromium is tested in test_serving_brow
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -44,10 +45,12 @@ def served_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     return build_served_model(tiny_model_dir, tmp_path_factory.mktemp("serve") / "model")
 
 
-def start(model_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+def start(model_dir: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """``polyhead serve`` on a free loopback port, once /health answers; returns (process, base URL)."""
     port = free_port()
     cmd = [sys.executable, "-m", "polyhead", "serve", str(model_dir), "--port", str(port), *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -65,7 +68,7 @@ def start(model_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
 @pytest.fixture(scope="module")
 def server(served_model: Path):
     proc, url = start(served_model, "--api-key", KEY, "--max-texts", "4", "--max-chars", "60",
-                      "--max-body-bytes", "3000")
+                      "--max-body-bytes", "3000", "--max-wait-ms", "50")
     yield url
     proc.terminate()
     proc.wait(timeout=30)
@@ -208,3 +211,27 @@ def test_batcher_groups_concurrent_jobs_unless_disabled(enabled: bool, batches: 
     results = asyncio.run(main())
     assert results == [[f"T{i}", f"U{i}"] for i in range(10)]  # each request gets its own slice, in order
     assert len(calls) == batches
+
+
+def test_onnx_backend(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from polyhead.export.onnx import export_onnx
+    from polyhead.modeling.multitask import MultiTaskModel
+
+    model_dir = build_served_model(tiny_model_dir, tmp_path / "model")
+    cmd = [sys.executable, "-m", "polyhead", "serve", str(model_dir), "--backend", "onnx", "--port", "1"]
+    missing = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "error:" in missing.stderr and "Traceback" not in missing.stderr
+
+    export_onnx(model_dir)
+    proc, url = start(model_dir, "--backend", "onnx")
+    try:
+        assert httpx.get(url + "/health").json()["backend"] == "onnx"
+        texts = ["John met Mary in Paris", "new chips"]
+        remote = httpx.post(url + "/predict", json={"texts": texts}, timeout=60).json()["predictions"]
+        local = MultiTaskModel.from_pretrained(model_dir).predict(texts)
+        assert [r["topic"]["label"] for r in remote] == [r["topic"]["label"] for r in local]
+        assert remote[1]["rating"]["score"] == pytest.approx(local[1]["rating"]["score"], abs=1e-4)
+        assert [r["ner"]["tags"] for r in remote] == [r["ner"]["tags"] for r in local]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -111,7 +111,7 @@ def chromium() -> str:
 
 def test_page_types_clicks_and_shows_predictions(chromium: str, tiny_model_dir: Path, tmp_path: Path) -> None:
     model_dir = build_served_model(tiny_model_dir, tmp_path / "model")
-    server, url = start(model_dir, "--api-key", KEY)
+    server, url = start(model_dir, env={"POLYHEAD_API_KEY": KEY})  # the key from the environment
     browser, tools = launch(tmp_path / "profile")
     sentences = ["John met Mary in Paris", "new chips ship on Monday"]
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,8 +190,8 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
             return {"scores": (unit(rest) @ unit(q)[0]).tolist()}
         if body.query is None and body.texts:
             check_texts(body.texts)
-            vectors = unit(np.stack(await batcher.submit(("embed", None), body.texts)))
-            return {"matrix": (vectors @ vectors.T).tolist()}
+            rows = unit(np.stack(await batcher.submit(("embed", None), body.texts)))
+            return {"matrix": (rows @ rows.T).tolist()}
         return error(422, "give `pairs` ([[a, b], ...]), `query` with `texts`, or `texts` alone (a matrix)")
 
     return app
@@ -204,8 +205,9 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (unit(a) * unit(b)).sum(axis=-1)
 
 
-def jsonable(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    plain = str | int | float | list | tuple | type(None)
+def jsonable(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """pydantic's error dicts with anything not JSON-friendly (e.g. the exception in ``ctx``) as a string."""
+    plain = (str, int, float, list, tuple, type(None))
     return [{k: (v if isinstance(v, plain) else str(v)) for k, v in e.items()} for e in errors]
 
 
