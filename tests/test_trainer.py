@@ -166,3 +166,20 @@ def test_cli_train_and_evaluate(tmp_path: Path, tiny_model_dir: Path) -> None:
     metrics = json.loads(proc.stdout)
     assert set(metrics) == {"topic", "sentiment", "entities"}
     assert 0 <= metrics["topic"]["accuracy"] <= 1
+
+
+def test_disk_full_or_unwritable_output_is_refused_up_front(tmp_path: Path, tiny_model_dir: Path, monkeypatch) -> None:
+    import shutil as shutil_module
+    from collections import namedtuple
+
+    cfg = make(tmp_path, tiny_model_dir)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(10**9, 10**9 - 10 * 2**20, 10 * 2**20))
+    with pytest.raises(PolyheadError, match="only 10 MiB free"):
+        Trainer(cfg, tmp_path / "run").run()
+    monkeypatch.undo()
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(PolyheadError, match="is not writable"):
+        Trainer(cfg, blocker / "run").run()
+    assert blocker.read_text() == "not a directory"
