@@ -8,6 +8,14 @@ Variants, each run alternately (run 1 of every variant, then run 2, ...), median
   polyhead_bf16   the same with precision="bf16" (only on CPUs with AVX512-BF16/AMX)
 Also: cosine of every polyhead vector to sentence-transformers' (mean and min), sentences/s at batch 1 on
 a smaller sample, and peak RSS. Writes bench/results/encode_speed.json.
+
+ONNX variants (added when onnxruntime is installed): the default encoder plus three sentence heads is saved
+to a temporary model directory and exported with `export_onnx(quantize="int8")`; then
+  polyhead_onnx_fp32 / polyhead_onnx_int8   OnnxModel.encode (onnxruntime, no torch in the hot path)
+  st_onnx          sentence-transformers `backend="onnx"` (needs optimum; recorded as unavailable if not)
+The parity gate's numbers are computed on the same 5,000 sentences (cosine to polyhead torch, label
+agreement of the three heads) and on the STS-B test set (Spearman). Multi-head cost: `predict` with the
+three heads vs `encode` alone, torch fp32 and ONNX int8. `--quick` is a smoke run (300 sentences, 1 run).
 """
 
 from __future__ import annotations
@@ -18,9 +26,11 @@ import os
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +73,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch1-n", type=int, default=300)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "encode_speed.json")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 300 sentences, 1 run, 50 at batch 1")
+    parser.add_argument("--profile", type=Path, help="only profile polyhead fp32 on 1,000 sentences; JSON here")
     args = parser.parse_args()
+    if args.profile:
+        profile(real_sentences(1000), args.profile)
+        return
+    if args.quick:
+        args.n, args.runs, args.batch1_n = 300, 1, 50
     texts = real_sentences(args.n)
     path = str(resolve_model_path("default"))
     st = SentenceTransformer(path, device="cpu")
@@ -74,6 +91,18 @@ def main() -> None:
     }
     if cpu_supports_bf16():
         variants["polyhead_bf16"] = lambda t, b: np.asarray(ours.encode(t, batch_size=b, precision="bf16"))
+    tmp = tempfile.TemporaryDirectory(prefix="encode_speed-")
+    onnx_info: dict[str, Any] = {}
+    try:
+        onnx_info = add_onnx_variants(variants, Path(tmp.name), texts)
+    except ImportError as exc:
+        onnx_info = {"error": f"ONNX variants skipped: {exc}"}
+    try:
+        st_onnx = SentenceTransformer(path, device="cpu", backend="onnx")
+        variants["st_onnx"] = lambda t, b: st_onnx.encode(t, batch_size=b, normalize_embeddings=True)
+    except Exception as exc:  # noqa: BLE001 - any failure means "not available here"
+        onnx_info["st_onnx"] = f"unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    rss_after: dict[str, float] = {}
     for fn in variants.values():  # warm-up
         fn(texts[:64], 32)
     times: dict[str, list[float]] = {k: [] for k in variants}
@@ -82,6 +111,7 @@ def main() -> None:
         for name, fn in variants.items():
             seconds, outputs[name] = timed(lambda fn=fn: fn(texts, 32))
             times[name].append(seconds)
+            rss_after[name] = rss_mib()
             print(f"run {r} {name}: {len(texts) / seconds:.1f} sent/s", file=sys.stderr)
     batch1: dict[str, float] = {}
     for name, fn in variants.items():
@@ -107,12 +137,147 @@ def main() -> None:
             for k, v in outputs.items()
         },
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_after_variant_mib": rss_after,
+        "onnx": onnx_info,
     }
+    if "model" in onnx_info:
+        held_out = slice(2000, 4000) if len(texts) >= 4000 else slice(len(texts) // 2, len(texts))
+        result["gate"] = gate_numbers(onnx_info, {k: v[held_out] for k, v in outputs.items()}, texts[held_out])
+        result["multi_head"] = multi_head_cost(onnx_info, texts[:1000], args.runs)
+    onnx_info.pop("model", None)
+    onnx_info.pop("onnx", None)
     base = result["batch32_sent_per_s"]["st_torch"]
     result["ratio_vs_st_torch"] = {k: v / base for k, v in result["batch32_sent_per_s"].items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+
+
+def profile(texts: list[str], out: Path) -> None:
+    """Where polyhead's fp32 encode spends its time: torch profiler, top operators by self CPU time."""
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from polyhead.modeling.encoder import SentenceEncoder
+
+    enc = SentenceEncoder.from_pretrained("default")
+    enc.encode(texts[:64])
+    start = time.perf_counter()
+    enc.encode(texts)
+    plain_s = time.perf_counter() - start
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        enc.encode(texts)
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in events)
+    top = [{"op": e.key, "self_cpu_share": e.self_cpu_time_total / total, "calls": e.count} for e in events[:12]]
+    result = {"sentences": len(texts), "sent_per_s_unprofiled": len(texts) / plain_s,
+              "threads": torch.get_num_threads(),
+              "top_ops": top}
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+def rss_mib() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def add_onnx_variants(variants: dict[str, Callable[[list[str], int], np.ndarray]], tmp: Path,
+                      texts: list[str]) -> dict[str, Any]:
+    """Save the default encoder with three sentence heads, export fp32 + int8, add both as variants."""
+    import onnxruntime  # noqa: F401 - ImportError here means "skip the ONNX variants"
+    import torch
+
+    from polyhead.export.onnx import export_onnx
+    from polyhead.modeling.encoder import SentenceEncoder
+    from polyhead.modeling.heads import TaskSpec
+    from polyhead.modeling.multitask import MultiTaskModel
+    from polyhead.onnx_backend import OnnxModel
+
+    torch.manual_seed(0)
+    model = MultiTaskModel(SentenceEncoder.from_pretrained("default"), {
+        "sentiment": TaskSpec("classification", list(SST5)),
+        "polarity": TaskSpec("classification", ["negative", "neutral", "positive"]),
+        "flags": TaskSpec("multilabel", ["negative", "positive", "strong"]),
+    }).eval()
+    fit_heads(model, texts[: min(2000, len(texts) // 2)])
+    directory = model.save_pretrained(tmp / "model")
+    start = time.perf_counter()
+    export_onnx(directory, quantize="int8")
+    export_s = time.perf_counter() - start
+    onnx = {v: OnnxModel(directory, v) for v in ("fp32", "int8")}
+    variants["polyhead_onnx_fp32"] = lambda t, b: onnx["fp32"].encode(t, batch_size=b)
+    variants["polyhead_onnx_int8"] = lambda t, b: onnx["int8"].encode(t, batch_size=b)
+    sizes = {p.name: p.stat().st_size / 2**20 for p in directory.glob("*.onnx")}
+    return {"model": model, "onnx": onnx, "export_s": export_s, "file_mib": sizes,
+            "threads": onnx["fp32"].session.get_session_options().intra_op_num_threads}
+
+
+SST5 = ("very_negative", "negative", "neutral", "positive", "very_positive")
+
+
+def fit_heads(model: Any, texts: list[str]) -> None:
+    """Train the three heads (frozen encoder) on SST-5 labels of ``texts`` (the first rows of sst5/train.tsv),
+    so the gate's label agreement is measured on real decision boundaries, not random near-ties."""
+    import torch
+
+    lines = (DATA / "sst5" / "train.tsv").read_text(encoding="utf-8").splitlines()[1: len(texts) + 1]
+    gold = [SST5.index(line.split("\t")[0]) for line in lines]
+    assert [line.split("\t")[1] for line in lines] == texts, "fit_heads expects the first SST-5 training texts"
+    pooled = torch.as_tensor(np.asarray(model.encoder.encode(texts, normalize=False)))
+    y = torch.tensor(gold)
+    targets = {"sentiment": y, "polarity": torch.tensor([0, 0, 1, 2, 2])[y],
+               "flags": torch.stack([(y <= 1), (y >= 3), (y == 0) | (y == 4)], 1).float()}
+    features = {"pooled_embedding": pooled, "sentence_embedding": pooled}
+    params = [p for name in targets for p in model.heads[name].parameters()]
+    opt = torch.optim.Adam(params, lr=1e-2)
+    for _ in range(300):
+        out = model.run_heads(features, list(targets))
+        loss = (torch.nn.functional.cross_entropy(out["sentiment"], targets["sentiment"])
+                + torch.nn.functional.cross_entropy(out["polarity"], targets["polarity"])
+                + torch.nn.functional.binary_cross_entropy_with_logits(out["flags"], targets["flags"]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+
+
+def gate_numbers(info: dict[str, Any], outputs: dict[str, np.ndarray], texts: list[str]) -> dict[str, Any]:
+    """The parity gate's measures on the benchmark sentences and STS-B test, per ONNX variant."""
+    from polyhead.export.onnx import gate_failure, labels_of, sts_points
+
+    model, ref = info["model"], outputs["polyhead_fp32"]
+    ref_labels = labels_of(model.predict(texts))
+    sts = DATA / "stsb" / "test.tsv"
+    out: dict[str, Any] = {}
+    for variant, onnx_model in info["onnx"].items():
+        emb = outputs[f"polyhead_onnx_{variant}"]
+        cos = (emb * ref).sum(1)
+        labels = labels_of(onnx_model.predict(texts))
+        agree = float(np.mean([a == b for a, b in zip(labels, ref_labels, strict=True)]))
+        res: dict[str, Any] = {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
+                               "label_agreement": agree}
+        if sts.is_file():
+            res["sts_spearman_torch"], res["sts_spearman_onnx"] = sts_points(model, onnx_model, sts)
+        res["gate_failure"] = gate_failure(variant, res)
+        out[variant] = res
+    return out
+
+
+def multi_head_cost(info: dict[str, Any], texts: list[str], runs: int) -> dict[str, Any]:
+    """Seconds for predict() with the three heads vs encode() alone (alternating, medians)."""
+    backends = {"torch_fp32": info["model"], "onnx_int8": info["onnx"]["int8"]}
+    times: dict[str, list[float]] = {}
+    for _ in range(max(runs, 3)):
+        for name, m in backends.items():
+            for op in ("encode", "predict"):
+                seconds, _ = timed(lambda m=m, op=op: getattr(m, op)(texts))
+                times.setdefault(f"{name}.{op}", []).append(seconds)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"sentences": len(texts), "median_s": med,
+            "predict_over_encode": {n: med[f"{n}.predict"] / med[f"{n}.encode"] for n in backends}}
 
 
 def cpu_model() -> str:

@@ -64,19 +64,25 @@ def encode(
     similarity: Annotated[bool, typer.Option("--similarity", help="Print pairwise cosine similarities.")] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
+    backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (model dir after polyhead export).")] = "torch",
 ) -> None:
     """Embed sentences: print the dimension and first values, a similarity table, or write .npy."""
     import numpy as np
-
-    from polyhead.modeling.encoder import SentenceEncoder
 
     items = gather_texts(texts, file)
     if out is not None and out.suffix != ".npy":
         raise PolyheadError(f"--out {out}: must end in .npy")
     if similarity and len(items) < 2:
         raise PolyheadError(f"--similarity compares texts pairwise: give at least two texts, got {len(items)}")
-    encoder = SentenceEncoder.from_pretrained(model, pooling=pooling, projection_dim=projection_dim, normalize=not no_normalize)
-    vectors = np.asarray(encoder.encode(items, batch_size=batch_size, precision=precision, show_progress=len(items) > 1000))
+    if backend == "torch":
+        from polyhead.modeling.encoder import SentenceEncoder
+
+        encoder = SentenceEncoder.from_pretrained(model, pooling=pooling, projection_dim=projection_dim,
+                                                  normalize=not no_normalize)
+    else:
+        encoder = load_backend(Path(model), backend)
+    vectors = np.asarray(encoder.encode(items, batch_size=batch_size, precision=precision,
+                                        show_progress=len(items) > 1000, normalize=not no_normalize))
     console.print(f"{len(items)} texts -> dimension {vectors.shape[1]}")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -140,14 +146,16 @@ def predict(
 
 
 def load_backend(model_dir: Path, backend: str):  # type: ignore[no-untyped-def]
-    """torch -> MultiTaskModel; onnx / onnx-int8 -> OnnxModel (same predict/encode API)."""
-    from polyhead.modeling.multitask import MultiTaskModel
-
+    """torch -> MultiTaskModel; onnx / onnx-int8 -> OnnxModel (same predict/encode API, torch never imported)."""
     if backend not in ("torch", "onnx", "onnx-int8"):
         raise PolyheadError(f"--backend {backend!r}: valid: torch, onnx, onnx-int8")
     if backend == "torch":
+        from polyhead.modeling.multitask import MultiTaskModel
+
         return MultiTaskModel.from_pretrained(model_dir)
-    return MultiTaskModel.from_pretrained(model_dir, backend="onnx", variant="int8" if backend == "onnx-int8" else "fp32")
+    from polyhead.onnx_backend import OnnxModel
+
+    return OnnxModel(model_dir, "int8" if backend == "onnx-int8" else "fp32")
 
 
 def prediction_table(text: str, result: dict) -> Table:
@@ -310,7 +318,7 @@ def export_model(
     format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
     quantize: Annotated[str | None, typer.Option(help="int8: dynamic quantisation, per-channel weights.")] = None,
     check: Annotated[bool, typer.Option("--check", help="Run the parity gate against PyTorch.")] = False,
-    sts: Annotated[Path | None, typer.Option(help="STS TSV for the int8 gate (e.g. ../shared/data/stsb/test.tsv).")] = None,
+    sts: Annotated[Path | None, typer.Option(help="STS TSV for the int8 gate (e.g. stsb/test.tsv).")] = None,
 ) -> None:
     """Export the whole model (encoder, pooling, heads) as one ONNX graph into MODEL_DIR."""
     if format != "onnx":

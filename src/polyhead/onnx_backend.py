@@ -54,6 +54,16 @@ def source_hashes(path: Path) -> dict[str, str]:
     return {name: sha256(path / name) for name in SOURCE_FILES if (path / name).is_file()}
 
 
+def physical_cores() -> int:
+    """Physical cores (psutil when installed, else the logical count): onnxruntime's intra-op threads."""
+    try:
+        import psutil
+
+        return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+    except ImportError:
+        return os.cpu_count() or 1
+
+
 class OnnxModel:
     """Same encode / similarity / predict API and outputs as MultiTaskModel, on onnxruntime."""
 
@@ -78,6 +88,10 @@ class OnnxModel:
                 f"{path} has no {VARIANTS[variant]}: run `polyhead export {path} --format onnx{quantize}`"
             )
         meta = json.loads(meta_file.read_text())
+        if variant not in meta.get("files", {}):
+            quantize = " --quantize int8" if variant == "int8" else ""
+            raise ModelDirError(f"{meta_file} lists no {variant} export: "
+                                f"run `polyhead export {path} --format onnx{quantize}`")
         if meta.get("source_sha256") != source_hashes(path):
             raise ModelDirError(
                 f"{path / VARIANTS[variant]} was exported from other weights than the directory holds "
@@ -97,7 +111,7 @@ class OnnxModel:
         self.tokenizer.enable_truncation(self.max_length)
         self.pad_id = int(meta.get("pad_token_id", 0))
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or max(1, (os.cpu_count() or 2))
+        options.intra_op_num_threads = threads or physical_cores()
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(
@@ -182,6 +196,8 @@ class OnnxModel:
         else:
             encodings = self.tokenizer.encode_batch(list(items))
         results: list[dict[str, Any]] = [{} for _ in items]
+        if not names:  # a plain encoder (or only similarity heads): nothing to run
+            return results
         for batch, outputs in self.run(encodings, batch_size, [f"task.{n}" for n in names]):
             for name in names:
                 spec, values = self.tasks[name], outputs[f"task.{name}"]

@@ -94,7 +94,7 @@ def export_onnx(
     try:
         with torch.no_grad():
             torch.onnx.export(
-                ExportWrapper(model, heads, with_tokens),
+                ExportWrapper(model, heads, with_tokens).eval(),
                 (sample["input_ids"], sample["attention_mask"]),
                 str(tmp),
                 input_names=["input_ids", "attention_mask"],
@@ -119,6 +119,7 @@ def export_onnx(
     }
     (model_dir / ONNX_META).write_text(json.dumps(meta, indent=2) + "\n")
     report: dict[str, Any] = {"files": [str(model_dir / VARIANTS["fp32"])]}
+    (model_dir / VARIANTS["int8"]).unlink(missing_ok=True)  # an int8 file from earlier weights would be stale
     if quantize == "int8":
         import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
