@@ -36,7 +36,7 @@ def test_plain_encoder_export_passes_the_fp32_gate_and_matches_torch(plain: Path
     assert gate["cosine_min"] >= 0.9999 and gate["label_agreement"] == 1.0
     meta = json.loads((plain / "onnx.json").read_text())
     assert meta["outputs"] == ["sentence_embedding", "pooled_embedding"] and meta["gate"]["fp32"] == gate
-    assert set(meta["source_sha256"]) == {"model.safetensors"}
+    assert "model.safetensors" in meta["source_sha256"]
     onnx_enc = SentenceEncoder.from_pretrained(plain, backend="onnx")
     torch_enc = SentenceEncoder.from_pretrained(plain)
     a, b = np.asarray(torch_enc.encode(TEXTS)), onnx_enc.encode(TEXTS)
