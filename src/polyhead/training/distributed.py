@@ -34,15 +34,18 @@ class DistContext:
         self.world = int(getattr(state, "num_processes", 1)) if state is not None else 1
 
     @classmethod
-    def create(cls) -> DistContext:
+    def create(cls, cpu: bool = False) -> DistContext:
         """Build the context from Accelerate's ``PartialState`` (gloo on CPU, NCCL on GPUs).
+
+        Args:
+            cpu: Force CPU processes (gloo) even when GPUs exist.
 
         Returns:
             The context; single-process when not started by ``accelerate launch``.
         """
         from accelerate import PartialState
 
-        return cls(PartialState())
+        return cls(PartialState(cpu=cpu))
 
     @property
     def is_main(self) -> bool:
