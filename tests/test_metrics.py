@@ -1,0 +1,39 @@
+"""compute_metrics against hand-computed values."""
+
+from __future__ import annotations
+
+import pytest
+
+from polyhead.errors import DataError
+from polyhead.evaluation.metrics import PRIMARY_METRIC, compute_metrics
+
+
+def test_classification_by_hand() -> None:
+    # a: P=1 R=1/2 F1=2/3; b: P=1/2 R=1 F1=2/3; c: F1=1 -> macro 7/9; 3 of 4 right
+    m = compute_metrics("classification", ["a", "a", "b", "c"], ["a", "b", "b", "c"], ["a", "b", "c"])
+    assert m == pytest.approx({"accuracy": 0.75, "macro_f1": 7 / 9})
+
+
+def test_token_classification_by_hand() -> None:
+    # gold entities PER, LOC; predicted PER only -> P=1, R=1/2, F1=2/3; 3 of 4 words right
+    m = compute_metrics("token_classification", [["B-PER", "I-PER", "O", "B-LOC"]], [["B-PER", "I-PER", "O", "O"]])
+    assert m == pytest.approx({"f1": 2 / 3, "precision": 1.0, "recall": 0.5, "accuracy": 0.75})
+
+
+def test_multilabel_by_hand() -> None:
+    # tp=2 fp=0 fn=1 -> micro P=1 R=2/3 F1=0.8; one of two sets exact
+    m = compute_metrics("multilabel", [["x", "y"], ["y"]], [["x"], ["y"]], ["x", "y"])
+    assert m["micro_f1"] == pytest.approx(0.8)
+    assert m["subset_accuracy"] == pytest.approx(0.5)
+
+
+def test_constant_predictions_give_zero_correlation() -> None:
+    m = compute_metrics("similarity", [1.0, 2.0, 3.0], [0.5, 0.5, 0.5])
+    assert m["pearson"] == 0.0 and m["spearman"] == 0.0
+    assert m["mse"] == pytest.approx((0.25 + 2.25 + 6.25) / 3)
+    assert PRIMARY_METRIC["similarity"] == "spearman"
+
+
+def test_empty_input_is_data_error() -> None:
+    with pytest.raises(DataError):
+        compute_metrics("classification", [], [])
