@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from polyhead.errors import PolyheadError
 
@@ -56,9 +56,13 @@ def gather_texts(texts: list[str] | None, file: Path | None) -> list[str]:
 def encode(
     texts: Annotated[list[str] | None, typer.Argument(help="Sentences to embed.")] = None,
     file: Annotated[Path | None, typer.Option("--file", "-f", help="UTF-8 file, one text per line.")] = None,
-    model: Annotated[str, typer.Option(help="'default', an HF encoder directory or a polyhead model directory.")] = "default",
+    model: Annotated[
+        str, typer.Option(help="'default', an HF encoder directory or a polyhead model directory.")
+    ] = "default",
     pooling: Annotated[str, typer.Option(help="mean, cls, max or mean_sqrt_len.")] = "mean",
-    projection_dim: Annotated[int | None, typer.Option(help="Add a (randomly initialised) projection to this size.")] = None,
+    projection_dim: Annotated[
+        int | None, typer.Option(help="Add a (randomly initialised) projection to this size.")
+    ] = None,
     no_normalize: Annotated[bool, typer.Option("--no-normalize", help="Skip L2 normalisation.")] = False,
     out: Annotated[Path | None, typer.Option(help="Write the vectors to this .npy file.")] = None,
     similarity: Annotated[bool, typer.Option("--similarity", help="Print pairwise cosine similarities.")] = False,
@@ -77,12 +81,20 @@ def encode(
     if backend == "torch":
         from polyhead.modeling.encoder import SentenceEncoder
 
-        encoder = SentenceEncoder.from_pretrained(model, pooling=pooling, projection_dim=projection_dim,
-                                                  normalize=not no_normalize)
+        encoder = SentenceEncoder.from_pretrained(
+            model, pooling=pooling, projection_dim=projection_dim, normalize=not no_normalize
+        )
     else:
         encoder = load_backend(Path(model), backend)
-    vectors = np.asarray(encoder.encode(items, batch_size=batch_size, precision=precision,
-                                        show_progress=len(items) > 1000, normalize=not no_normalize))
+    vectors = np.asarray(
+        encoder.encode(
+            items,
+            batch_size=batch_size,
+            precision=precision,
+            show_progress=len(items) > 1000,
+            normalize=not no_normalize,
+        )
+    )
     console.print(f"{len(items)} texts -> dimension {vectors.shape[1]}")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -178,9 +190,15 @@ def prediction_table(text: str, result: dict) -> Table:
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="YAML config (see docs/config.md).")],
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set training.epochs=1 (repeatable).")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Run directory (default runs/<name>-<time>).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output from its latest checkpoint.")] = False,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a key: --set training.epochs=1 (repeatable).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Run directory (default runs/<name>-<time>).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --output from its latest checkpoint.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
     """Train every task of CONFIG on one shared encoder; writes the model and logs to the run directory."""
@@ -237,7 +255,9 @@ def evaluate(
 
 @app.command()
 def demo(
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Run directory (default runs/demo-<time>).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Run directory (default runs/demo-<time>).")
+    ] = None,
     data_dir: Annotated[Path, typer.Option(help="Where the demo data splits are written.")] = Path("runs/demo-data"),
     quick: Annotated[bool, typer.Option("--quick", help="A few steps only: checks the whole path in seconds.")] = False,
     data_only: Annotated[bool, typer.Option("--data-only", help="Only write the data splits.")] = False,
@@ -295,7 +315,9 @@ def serve(
     max_texts: Annotated[int, typer.Option(min=1, help="Most texts per request.")] = 64,
     max_chars: Annotated[int, typer.Option(min=1, help="Most characters per text.")] = 2000,
     max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body.")] = 1_000_000,
-    api_key: Annotated[str | None, typer.Option(envvar="POLYHEAD_API_KEY", help="Require this key (X-API-Key or Bearer).")] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="POLYHEAD_API_KEY", help="Require this key (X-API-Key or Bearer).")
+    ] = None,
     no_batching: Annotated[bool, typer.Option("--no-batching", help="Run every request alone.")] = False,
     max_wait_ms: Annotated[float, typer.Option(min=0, help="How long a micro-batch waits for more requests.")] = 5.0,
 ) -> None:
@@ -305,9 +327,17 @@ def serve(
     from polyhead.serving.app import ServeSettings, create_app
 
     model = load_backend(model_dir, backend)
-    settings = ServeSettings(max_texts=max_texts, max_chars=max_chars, max_body_bytes=max_body_bytes,
-                             max_batch=max_batch, batching=not no_batching, api_key=api_key, backend=backend,
-                             model_name=str(model_dir), max_wait_ms=max_wait_ms)
+    settings = ServeSettings(
+        max_texts=max_texts,
+        max_chars=max_chars,
+        max_body_bytes=max_body_bytes,
+        max_batch=max_batch,
+        batching=not no_batching,
+        api_key=api_key,
+        backend=backend,
+        model_name=str(model_dir),
+        max_wait_ms=max_wait_ms,
+    )
     console.print(f"serving {model_dir} on http://{host}:{port}  (docs: /docs, page: /)")
     uvicorn.run(create_app(model, settings), host=host, port=port, log_level="warning")
 
@@ -329,8 +359,10 @@ def export_model(
     for file in report["files"]:
         console.print(f"wrote {file}")
     for variant, res in report.get("gate", {}).items():
-        console.print(f"parity {variant}: cosine mean {res['cosine_mean']:.6f} min {res['cosine_min']:.6f}, "
-                      f"label agreement {res['label_agreement']:.2%} - passed")
+        console.print(
+            f"parity {variant}: cosine mean {res['cosine_mean']:.6f} min {res['cosine_min']:.6f}, "
+            f"label agreement {res['label_agreement']:.2%} - passed"
+        )
 
 
 def setup_logging(verbose: bool = False) -> None:
