@@ -21,7 +21,7 @@ import numpy as np
 from polyhead.decoding import decode_sentence, decode_tokens
 from polyhead.errors import ModelDirError, PolyheadError
 from polyhead.modeling.batching import length_sorted_batches
-from polyhead.tokens import TextInput, Word, as_words, item_text
+from polyhead.tokens import TextInput, Word, item_text, prediction_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +90,9 @@ class OnnxModel:
         meta = json.loads(meta_file.read_text())
         if variant not in meta.get("files", {}):
             quantize = " --quantize int8" if variant == "int8" else ""
-            raise ModelDirError(f"{meta_file} lists no {variant} export: "
-                                f"run `polyhead export {path} --format onnx{quantize}`")
+            raise ModelDirError(
+                f"{meta_file} lists no {variant} export: run `polyhead export {path} --format onnx{quantize}`"
+            )
         if meta.get("source_sha256") != source_hashes(path):
             raise ModelDirError(
                 f"{path / VARIANTS[variant]} was exported from other weights than the directory holds "
@@ -114,9 +115,7 @@ class OnnxModel:
         options.intra_op_num_threads = threads or physical_cores()
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(
-            str(path / VARIANTS[variant]), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort.InferenceSession(str(path / VARIANTS[variant]), options, providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.variant = variant
@@ -154,17 +153,13 @@ class OnnxModel:
         items = [texts] if isinstance(texts, str) else list(texts)
         out = np.zeros((len(items), self.dim), dtype=np.float32)
         if items:
-            for batch, result in self.run(
-                self.tokenizer.encode_batch(items), batch_size, ["pooled_embedding"]
-            ):
+            for batch, result in self.run(self.tokenizer.encode_batch(items), batch_size, ["pooled_embedding"]):
                 out[batch] = result["pooled_embedding"]
         if self.normalize if normalize is None else normalize:
             out = out / np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
         return out[0] if single else out
 
-    def similarity(
-        self, a: str | Sequence[str], b: str | Sequence[str] | None = None, **kwargs: Any
-    ) -> np.ndarray:
+    def similarity(self, a: str | Sequence[str], b: str | Sequence[str] | None = None, **kwargs: Any) -> np.ndarray:
         ea = self.encode([a] if isinstance(a, str) else a, normalize=True, **kwargs)
         eb = ea if b is None else self.encode([b] if isinstance(b, str) else b, normalize=True, **kwargs)
         return ea @ eb.T
@@ -179,20 +174,12 @@ class OnnxModel:
         if tasks is not None:
             unknown = [t for t in tasks if t not in self.tasks]
             if unknown:
-                raise PolyheadError(
-                    f"unknown task(s) {', '.join(map(repr, unknown))}; valid: {', '.join(self.tasks)}"
-                )
+                raise PolyheadError(f"unknown task(s) {', '.join(map(repr, unknown))}; valid: {', '.join(self.tasks)}")
         names = [t for t in (tasks or list(self.tasks)) if self.tasks[t].type != "similarity"]
-        items = [texts] if isinstance(texts, str) else list(texts)
-        need_words = any(self.tasks[t].level == "token" for t in names) or any(
-            not isinstance(x, str) for x in items
-        )
-        words: list[list[Word]] = []
-        if need_words:
-            words = [as_words(x, i) for i, x in enumerate(items)]
-            encodings = self.tokenizer.encode_batch(
-                [[w.text for w in ws] for ws in words], is_pretokenized=True
-            )
+        items, item_words = prediction_inputs(texts, any(self.tasks[t].level == "token" for t in names))
+        words: list[list[Word]] = item_words or []
+        if item_words is not None:
+            encodings = self.tokenizer.encode_batch([[w.text for w in ws] for ws in words], is_pretokenized=True)
         else:
             encodings = self.tokenizer.encode_batch(list(items))
         results: list[dict[str, Any]] = [{} for _ in items]
@@ -213,7 +200,5 @@ class OnnxModel:
                             item_text(items[index]),
                         )
                     else:
-                        results[index][name] = decode_sentence(
-                            spec.type, spec.labels, spec.threshold, values[row]
-                        )
+                        results[index][name] = decode_sentence(spec.type, spec.labels, spec.threshold, values[row])
         return results

@@ -46,9 +46,7 @@ def tokenize_words(tokenizer: Any, words: Sequence[Sequence[str]], max_length: i
 
     Special tokens get word id None. Words cut off by ``max_length`` have no sub-token.
     """
-    enc = tokenizer(
-        [list(w) for w in words], is_split_into_words=True, truncation=True, max_length=max_length
-    )
+    enc = tokenizer([list(w) for w in words], is_split_into_words=True, truncation=True, max_length=max_length)
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
     out = []
     for i in range(len(words)):
@@ -114,3 +112,14 @@ def as_words(item: TextInput, index: int) -> list[Word]:
     if not all(isinstance(w, str) for w in item):
         raise PolyheadError(f"text {index} must be a string or a list of word strings")
     return words_from_tokens(list(item))[1]
+
+
+def prediction_inputs(
+    texts: TextInput | Sequence[TextInput], token_heads: bool
+) -> tuple[list[TextInput], list[list[Word]] | None]:
+    """predict() input as a list of items, plus their words when they must be tokenised word by word
+    (a token head runs, or some item is pre-tokenised); None means tokenise the raw strings."""
+    items: list[TextInput] = [texts] if isinstance(texts, str) else list(texts)  # type: ignore[list-item]
+    if token_heads or any(not isinstance(x, str) for x in items):
+        return items, [as_words(x, i) for i, x in enumerate(items)]
+    return items, None

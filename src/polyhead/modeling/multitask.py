@@ -15,7 +15,7 @@ from polyhead.decoding import decode_sentence, decode_tokens
 from polyhead.errors import PolyheadError
 from polyhead.modeling.encoder import SentenceEncoder
 from polyhead.modeling.heads import TaskSpec, build_head
-from polyhead.tokens import TextInput, Word, as_words, item_text, tokenize_words
+from polyhead.tokens import TextInput, Word, item_text, prediction_inputs, tokenize_words
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +64,7 @@ class MultiTaskModel(nn.Module):
             return list(self.tasks)
         unknown = [t for t in tasks if t not in self.tasks]
         if unknown:
-            raise PolyheadError(
-                f"unknown task(s) {', '.join(map(repr, unknown))}; valid: {', '.join(self.tasks)}"
-            )
+            raise PolyheadError(f"unknown task(s) {', '.join(map(repr, unknown))}; valid: {', '.join(self.tasks)}")
         return list(tasks)
 
     def run_heads(
@@ -75,9 +73,7 @@ class MultiTaskModel(nn.Module):
         """Apply heads to encoder features (also to cached ``sentence_embedding`` tensors)."""
         return {name: self.heads[name](features) for name in self.check_tasks(tasks)}
 
-    def forward(
-        self, features: dict[str, torch.Tensor], tasks: Sequence[str] | None = None
-    ) -> dict[str, torch.Tensor]:
+    def forward(self, features: dict[str, torch.Tensor], tasks: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         """features: ``input_ids``/``attention_mask`` (batch, seq_len) -> {task: output}.
 
         Outputs: classification/multilabel (batch, labels); regression (batch,); token_classification
@@ -90,9 +86,7 @@ class MultiTaskModel(nn.Module):
         """The shared sentence embeddings, exactly as ``SentenceEncoder.encode`` gives them."""
         return self.encoder.encode(texts, **kwargs)
 
-    def similarity(
-        self, a: str | Sequence[str], b: str | Sequence[str] | None = None, **kwargs: Any
-    ) -> np.ndarray:
+    def similarity(self, a: str | Sequence[str], b: str | Sequence[str] | None = None, **kwargs: Any) -> np.ndarray:
         return self.encoder.similarity(a, b, **kwargs)
 
     def predict(
@@ -108,13 +102,9 @@ class MultiTaskModel(nn.Module):
         (use :meth:`similarity`). Returns a list (input order) of ``{task: result}``; see docs/python-api.md.
         """
         names = [t for t in self.check_tasks(tasks) if self.tasks[t].type != "similarity"]
-        items = [texts] if isinstance(texts, str) else list(texts)
-        need_words = any(self.tasks[t].level == "token" for t in names) or any(
-            not isinstance(x, str) for x in items
-        )
-        words: list[list[Word]] = []
-        if need_words:
-            words = [as_words(x, i) for i, x in enumerate(items)]
+        items, item_words = prediction_inputs(texts, any(self.tasks[t].level == "token" for t in names))
+        words: list[list[Word]] = item_words or []
+        if item_words is not None:
             encodings = tokenize_words(
                 self.encoder.tokenizer, [[w.text for w in ws] for ws in words], self.encoder.max_length
             )
@@ -132,9 +122,7 @@ class MultiTaskModel(nn.Module):
                         if self.tasks[name].level == "token":
                             word_ids = encodings[index]["word_ids"]
                             source = item_text(items[index])
-                            results[index][name] = self.decode_tokens(
-                                name, out, word_ids, words[index], source
-                            )
+                            results[index][name] = self.decode_tokens(name, out, word_ids, words[index], source)
                         else:
                             results[index][name] = self.decode_sentence(name, out)
         finally:
