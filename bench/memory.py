@@ -4,8 +4,9 @@
 
 Each backend runs in its own child process (so one backend's memory doesn't hide another's):
 load the default encoder, encode N sentences (real sentences from /work/shared/data, repeated to reach N)
-in one call, record peak RSS (ru_maxrss); then call `encode` on ``--call-size`` sentences ``--calls`` times and
-record RSS after every call. Growth = RSS after the last call minus RSS after the first. Writes
+in one call, record peak RSS (VmHWM of the child's own address space: ru_maxrss would carry the
+parent's high-water mark across fork+exec); then call `encode` on ``--call-size`` sentences ``--calls``
+times and record RSS after every call. Growth = RSS after the last call minus RSS after the first. Writes
 bench/results/memory.json. Targets (issue 7): peak < 1.5 GB for 100,000 sentences; no growth over 50 calls.
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,6 +32,14 @@ def rss_mib() -> float:
     import psutil
 
     return psutil.Process().memory_info().rss / 2**20
+
+
+def peak_rss_mib() -> float:
+    """High-water RSS of this process's address space (reset by exec, unlike ru_maxrss)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def child(backend: str, model_dir: str, n: int, calls: int, call_size: int) -> dict[str, Any]:
@@ -55,7 +63,7 @@ def child(backend: str, model_dir: str, n: int, calls: int, call_size: int) -> d
     seconds = time.perf_counter() - start
     shape = list(out.shape)
     del out
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     after: list[float] = []
     for i in range(calls):
         model.encode(texts[i * call_size % len(texts):][:call_size], batch_size=32)

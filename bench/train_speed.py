@@ -9,6 +9,10 @@
 2. Frozen encoder: heads-only training through the Trainer (3 epochs) with and without
    `cache_embeddings` (same seed, same batches): time per step of the loop, and of the whole stage
    including building the cache.
+3. `--processes`: `polyhead train` in 1 and in 2 processes (`--num-processes`, gloo on this CPU), full
+   fine-tuning on SST-2 at global batch 32; examples/s of the training steps alone, from the difference
+   in wall time between a short and a long run (so start-up and evaluation cancel out). Median of
+   ``--runs`` alternating runs; merged into the same JSON under "processes".
 Writes bench/results/train_speed.json.
 """
 
@@ -143,6 +147,49 @@ def frozen_encoder_run(cache: bool, n: int, epochs: int) -> dict[str, float]:
         return {"stage_s": total, "step_ms": 1000 * loop_time[0] / max(1, steps[0])}
 
 
+def polyhead_train_seconds(processes: int, steps: int, tmp: Path) -> float:
+    """Wall time of `polyhead train` for ``steps`` steps of batch 32 on SST-2 (no dev set, no STS)."""
+    import subprocess
+
+    import yaml
+
+    config = {
+        "name": "speed",
+        "encoder": {"model": "default", "max_length": 64},
+        "tasks": {
+            "sentiment": {
+                "type": "classification",
+                "data": {"train": str(DATA / "sst2" / "train.tsv"), "limit": 32 * steps},
+            }
+        },
+        "training": {"epochs": 1, "steps_per_epoch": steps, "batch_size": 32, "log_with": [], "sts_eval": None},
+    }
+    path = tmp / f"speed-{processes}-{steps}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp / f"run-{processes}-{steps}-{time.time_ns()}"
+    cmd = [sys.executable, "-m", "polyhead", "train", str(path), "--output", str(out), "--quiet"]
+    start = time.perf_counter()
+    subprocess.run(cmd + ["--num-processes", str(processes)], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def processes_speed(runs: int, short: int, long: int) -> dict[str, object]:
+    """Examples/s of training steps for 1 vs 2 processes: (long - short) steps x 32 / extra wall time."""
+    times: dict[int, list[float]] = {1: [], 2: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(runs):
+            for n in (1, 2):
+                extra = polyhead_train_seconds(n, long, Path(tmp)) - polyhead_train_seconds(n, short, Path(tmp))
+                times[n].append(32 * (long - short) / extra)
+                print(f"run {r}, {n} process(es): {times[n][-1]:.1f} examples/s", file=sys.stderr)
+    median = {n: statistics.median(v) for n, v in times.items()}
+    return {
+        "examples_per_s": {"median": median, "runs": times, "ratio_2_vs_1": median[2] / median[1]},
+        "steps": {"short": short, "long": long, "global_batch": 32},
+        "threads_per_process": {1: torch.get_num_threads(), 2: max(1, (os.cpu_count() or 1) // 2)},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=20)
@@ -150,11 +197,19 @@ def main() -> None:
     parser.add_argument("--cache-examples", type=int, default=2000)
     parser.add_argument("--cache-epochs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "train_speed.json")
+    parser.add_argument("--processes", action="store_true", help="only 1 vs 2 processes (section 3)")
     args = parser.parse_args()
+    if args.processes:
+        existing = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        existing["processes"] = {
+            "command": "python bench/train_speed.py " + " ".join(sys.argv[1:]),
+            **processes_speed(args.runs, 10, 40),
+        }
+        args.out.write_text(json.dumps(existing, indent=2) + "\n")
+        print(json.dumps(existing["processes"], indent=2))
+        return
     texts, labels = load_sentences(32 * (args.steps + 2))
-    modes = ["fixed64", "bucketed"] + (
-        ["bucketed_bf16"] if "avx512_bf16" in Path("/proc/cpuinfo").read_text() else []
-    )
+    modes = ["fixed64", "bucketed"] + (["bucketed_bf16"] if "avx512_bf16" in Path("/proc/cpuinfo").read_text() else [])
     runs: dict[str, list[float]] = {m: [] for m in modes}
     for r in range(args.runs):
         for mode in modes:

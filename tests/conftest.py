@@ -14,7 +14,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def make_tiny_model_dir(path: Path, seed: int = 0) -> Path:
+def make_tiny_model_dir(path: Path, seed: int = 0, dropout: float = 0.1) -> Path:
     """Write a random tiny BERT encoder directory (config.json, model.safetensors, tokenizer)."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
@@ -28,6 +28,8 @@ def make_tiny_model_dir(path: Path, seed: int = 0) -> Path:
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=128,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     torch.manual_seed(seed)
     model = BertModel(config, add_pooling_layer=False)

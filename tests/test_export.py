@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -62,9 +63,10 @@ def exported(
 
 def test_int8_of_random_tiny_weights_fails_the_gate_and_is_removed(exported) -> None:
     path, proc = exported
-    # random 32-wide weights quantise badly (mean cosine ~0.98): the gate must refuse them
+    # random 32-wide weights quantise badly (mean cosine ~0.98 on an AVX2 CPU; on an AVX512 one the cosine
+    # passes and label agreement, ~98.9%, fails): the gate must refuse them, saying which bound failed
     assert proc.returncode == 2, proc.stderr
-    assert "parity gate failed for the int8 export (mean cosine to PyTorch" in proc.stderr
+    assert re.search(r"parity gate failed for the int8 export \((mean cosine to PyTorch|label agreement) ", proc.stderr)
     assert not (path / "model.int8.onnx").exists()
     meta = json.loads((path / "onnx.json").read_text())
     assert meta["files"] == {"fp32": "model.onnx"}

@@ -200,23 +200,52 @@ def train(
         bool, typer.Option("--resume", help="Continue the run in --output from its latest checkpoint.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+    num_processes: Annotated[
+        int,
+        typer.Option(
+            "--num-processes",
+            min=1,
+            help="Train in N processes on this machine via `accelerate launch` (CPU: gloo; GPUs: one each).",
+        ),
+    ] = 1,
 ) -> None:
     """Train every task of CONFIG on one shared encoder; writes the model and logs to the run directory."""
+    import os
+
     from polyhead.config import load_config
-    from polyhead.training.trainer import Trainer, TrainingInterrupted
+    from polyhead.training.trainer import Trainer, TrainingInterrupted, refuse_non_empty
 
     cfg = load_config(config, set_ or [])
     if resume and output is None:
         raise PolyheadError("--resume needs --output: the run directory to continue")
     out = output or default_run_dir(cfg.name)
-    console.print(f"[bold]polyhead train[/] {config} -> {out}")
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # a process of `accelerate launch`/torchrun
+    if num_processes > 1 and not launched:
+        from polyhead.training.distributed import launch_processes
+        from polyhead.training.setup import load_all_data
+
+        if not resume:
+            refuse_non_empty(out)
+        load_all_data(cfg)  # data errors once, here, rather than from every process
+        args = ["train", str(config), "--output", str(out), *[a for s in set_ or [] for a in ("--set", s)]]
+        args += ["--resume"] * resume + ["--quiet"] * quiet
+        console.print(f"[bold]polyhead train[/] {config} -> {out} ({num_processes} processes)")
+        raise SystemExit(launch_processes(args, num_processes))
+    if launched and output is None:
+        from polyhead.training.distributed import DistContext
+
+        out = DistContext.create().broadcast_object(out)  # one run directory, named by the main process
+    if int(os.environ.get("RANK", "0")) == 0:
+        console.print(f"[bold]polyhead train[/] {config} -> {out}")
     trainer = Trainer(cfg, out, resume=resume, show_progress=not quiet, report=console.print)
     try:
         trainer.run()
     except TrainingInterrupted as exc:
         err_console.print(str(exc), markup=False)
         raise SystemExit(130) from None
-    console.print(f"model: {out / 'model'}\nmetrics: {out / 'metrics.jsonl'}  curves: {out / 'training_curves.png'}")
+    if trainer.dist.is_main:
+        console.print(f"model: {out / 'model'}\nmetrics: {out / 'metrics.jsonl'}")
+        console.print(f"curves: {out / 'training_curves.png'}")
 
 
 def default_run_dir(name: str) -> Path:

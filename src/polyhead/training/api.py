@@ -9,9 +9,7 @@ from polyhead.config import Config
 from polyhead.errors import PolyheadError
 
 
-def train(
-    config: Config, output_dir: str | Path, resume: bool = False, show_progress: bool = False
-) -> dict[str, Any]:
+def train(config: Config, output_dir: str | Path, resume: bool = False, show_progress: bool = False) -> dict[str, Any]:
     """Train from a validated config; returns results (also in <output_dir>/results.json)."""
     from polyhead.training.trainer import Trainer
 

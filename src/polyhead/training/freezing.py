@@ -48,9 +48,7 @@ def frozen_parameter_names(
         )
     unknown = [h for h in heads if h not in model.heads]
     if unknown:
-        raise ConfigError(
-            f"training.freeze.heads: unknown task(s) {unknown}; tasks: {', '.join(model.heads)}"
-        )
+        raise ConfigError(f"training.freeze.heads: unknown task(s) {unknown}; tasks: {', '.join(model.heads)}")
     frozen = set()
     for name, _ in model.named_parameters():
         layer = layer_index(name, total)
@@ -78,9 +76,7 @@ def apply_freezing(model: nn.Module, frozen: set[str]) -> None:
 
 def check_trainable(model: nn.Module, where: str) -> None:
     if not any(p.requires_grad for p in model.parameters()):
-        raise ConfigError(
-            f"{where}: freezing leaves nothing to train; unfreeze something or use `polyhead evaluate`"
-        )
+        raise ConfigError(f"{where}: freezing leaves nothing to train; unfreeze something or use `polyhead evaluate`")
 
 
 class GradualUnfreezer:

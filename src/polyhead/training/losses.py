@@ -12,9 +12,7 @@ from polyhead.tokens import IGNORE_INDEX
 COSENT_SCALE = 20.0  # as in sentence-transformers' CoSENTLoss
 
 
-def task_loss(
-    spec: TaskSpec, output: torch.Tensor, target: torch.Tensor, score_scale: float = 1.0
-) -> torch.Tensor:
+def task_loss(spec: TaskSpec, output: torch.Tensor, target: torch.Tensor, score_scale: float = 1.0) -> torch.Tensor:
     """The loss of one head on one batch.
 
     output/target by type: classification (batch, labels)/(batch,); multilabel (batch, labels)/(batch,
@@ -29,9 +27,7 @@ def task_loss(
     if spec.type == "regression":
         return F.mse_loss(output, target)
     if spec.type == "token_classification":
-        return F.cross_entropy(
-            output.reshape(-1, output.shape[-1]), target.reshape(-1), ignore_index=IGNORE_INDEX
-        )
+        return F.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1), ignore_index=IGNORE_INDEX)
     a, b = output.chunk(2)  # (batch, dim) each
     cosine = F.cosine_similarity(a, b, dim=-1)
     if spec.loss == "cosine":
@@ -75,10 +71,7 @@ class UncertaintyWeighting(nn.Module):
         self.log_vars = nn.ParameterDict({t: nn.Parameter(torch.zeros(())) for t in weights})
 
     def forward(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
-        terms = [
-            torch.exp(-self.log_vars[t]) * self.fixed[t] * loss + self.log_vars[t]
-            for t, loss in losses.items()
-        ]
+        terms = [torch.exp(-self.log_vars[t]) * self.fixed[t] * loss + self.log_vars[t] for t, loss in losses.items()]
         return torch.stack(terms).sum()
 
     def weights(self) -> dict[str, float]:

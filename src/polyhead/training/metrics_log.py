@@ -12,49 +12,74 @@ logger = logging.getLogger(__name__)
 
 
 class MetricsLog:
-    """Append-only metrics.jsonl plus optional TensorBoard events.
+    """Append-only metrics.jsonl, plus the experiment trackers Accelerate runs (TensorBoard, W&B, MLflow).
 
-    On resume the file is cut back to the lines the checkpoint had seen, so no step is logged twice.
+    On resume the file is cut back to the lines the checkpoint had seen, so no step is logged twice (and
+    TensorBoard purges the events after that step). Only the main process writes: on the others
+    (``enabled=False``) every call is a no-op.
     """
 
-    def __init__(self, out: Path, log_with: Sequence[str], resume_lines: int | None = None) -> None:
+    def __init__(
+        self,
+        out: Path,
+        accelerator: Any = None,
+        log_with: Sequence[str] = (),
+        resume_lines: int | None = None,
+        enabled: bool = True,
+        run_config: dict[str, Any] | None = None,
+    ) -> None:
         self.path = out / "metrics.jsonl"
+        self.enabled = enabled
+        self.accelerator = accelerator if log_with else None
+        self.lines = 0
+        self.file: Any = None
+        if not enabled:
+            return
         lines = self.path.read_text().splitlines() if self.path.is_file() else []
         lines = lines[:resume_lines] if resume_lines is not None else []  # a fresh run starts a new file
         self.path.write_text("".join(line + "\n" for line in lines))
         self.lines = len(lines)
-        self.global_step = max((json.loads(line).get("step", 0) for line in lines), default=0)
+        last_step = max((json.loads(line).get("step", 0) for line in lines), default=0)
         self.file = open(self.path, "a")  # noqa: SIM115 - kept open for the run
-        self.writer: Any = None
-        if "tensorboard" in log_with:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=self.global_step or None)
-        for tracker in log_with:
-            if tracker != "tensorboard":
-                logger.warning(
-                    "tracker %r is not wired in this version; only tensorboard and metrics.jsonl are written",
-                    tracker,
-                )
+        if self.accelerator is not None:
+            self.accelerator.init_trackers(
+                "tensorboard",  # the run's sub-directory for trackers that write files
+                config=flat_config(run_config or {}),
+                init_kwargs={"tensorboard": {"purge_step": last_step or None}},
+            )
 
     def write(self, step: int, values: dict[str, float], **extra: Any) -> None:
+        if not self.enabled:
+            return
         record = {"step": step, **extra, **{k: float(v) for k, v in values.items()}}
         self.file.write(json.dumps(record) + "\n")
         self.lines += 1
-        self.global_step = step
-        if self.writer is not None:
-            for key, value in values.items():
-                self.writer.add_scalar(key, float(value), step)
+        if self.accelerator is not None:
+            self.accelerator.log({k: float(v) for k, v in values.items()}, step=step)
 
     def flush(self) -> None:
-        self.file.flush()
-        if self.writer is not None:
-            self.writer.flush()
+        if self.file is not None:
+            self.file.flush()
 
     def close(self) -> None:
-        self.file.close()
-        if self.writer is not None:
-            self.writer.close()
+        if self.file is not None:
+            self.file.close()
+        if self.accelerator is not None:
+            self.accelerator.end_training()
+
+
+def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config -> {"training.optimizer.lr": 1e-4, ...} with scalar values, as trackers want them."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flat_config(value, f"{name}."))
+        elif isinstance(value, bool | int | float | str):
+            out[name] = value
+        elif value is not None:
+            out[name] = json.dumps(value)
+    return out
 
 
 def plot_curves(metrics_file: Path, out_png: Path) -> Path | None:

@@ -21,9 +21,7 @@ class TaskSampler:
         self, sizes: dict[str, int], strategy: str = "proportional", temperature: float = 2.0, seed: int = 0
     ) -> None:
         if strategy not in SAMPLING_STRATEGIES:
-            raise ConfigError(
-                f"training.sampling.strategy {strategy!r}; valid: {', '.join(SAMPLING_STRATEGIES)}"
-            )
+            raise ConfigError(f"training.sampling.strategy {strategy!r}; valid: {', '.join(SAMPLING_STRATEGIES)}")
         if temperature <= 0:
             raise ConfigError(f"training.sampling.temperature must be > 0, got {temperature}")
         if not sizes or any(n <= 0 for n in sizes.values()):

@@ -77,9 +77,7 @@ def build_specs(config: Config, data: dict[str, TaskData]) -> dict[str, TaskSpec
         for split in ("dev", "test"):
             unseen = unseen_labels(task.type, labels, getattr(data[name], split))
             if unseen:
-                logger.warning(
-                    "task %s: %s labels not seen in train (predicted as never): %s", name, split, unseen
-                )
+                logger.warning("task %s: %s labels not seen in train (predicted as never): %s", name, split, unseen)
         head = task.head
         specs[name] = TaskSpec(
             type=task.type,

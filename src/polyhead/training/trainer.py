@@ -3,6 +3,8 @@
 ``Trainer(config, output_dir).run()`` trains every task of the config (or each stage's tasks in turn),
 writes metrics.jsonl, TensorBoard events, training_curves.png, results.json, checkpoints, and the final
 model directory ``<output>/model``. ``resume=True`` continues exactly from the latest checkpoint.
+Under ``accelerate launch`` (or ``polyhead train --num-processes N``) each process trains on its shard
+of every global batch and evaluates its shard of dev/test; see :mod:`polyhead.training.distributed`.
 """
 
 from __future__ import annotations
@@ -34,17 +36,19 @@ from polyhead.config import (
 )
 from polyhead.data.collate import EncodedGroup, collate, encode_group, epoch_batches
 from polyhead.errors import PolyheadError
-from polyhead.evaluation.evaluator import evaluate_task, sts_spearman
+from polyhead.evaluation.evaluator import predict_task, sts_spearman, task_metrics
 from polyhead.evaluation.metrics import PRIMARY_METRIC
 from polyhead.modeling.encoder import autocast
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.runtime import check_precision
+from polyhead.tokens import IGNORE_INDEX
 from polyhead.training.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
     save_tensors_atomic,
 )
+from polyhead.training.distributed import DistContext, create_accelerator
 from polyhead.training.freezing import (
     GradualUnfreezer,
     apply_freezing,
@@ -67,7 +71,6 @@ RUN_ARTIFACTS = {
     "tensorboard",
     "checkpoints",
     "best_model.safetensors",
-    ".write-test",
 }
 
 
@@ -137,43 +140,51 @@ class Trainer:
         self.show_progress = show_progress
         self.report = report or log_renderable
         self.interrupted = False
+        self.dist = DistContext()
+        self.global_step = 0
+        self.seen: dict[tuple[str, int], torch.Tensor] = {}  # (group, data epoch) -> times each example was seen
+        self.eval_counts: dict[str, dict[str, list[int]]] = {}  # task -> split -> examples per process
         check_precision(config.training.precision)
 
     # ------------------------------------------------------------------ setup
     def prepare_output(self) -> None:
-        """Refuse to clobber a previous run; check the directory is writable with room to spare."""
-        if self.resume:
-            if latest_checkpoint(self.out) is not None:
-                return
-            self.restart_unfinished()
-        if self.out.exists() and any(self.out.iterdir()):
-            raise PolyheadError(
-                f"output directory {self.out} is not empty; pass --resume to continue it or choose another --output"
-            )
+        """Refuse to clobber a previous run; check the directory is writable with room to spare.
+
+        Every process checks before any writes (so all of them fail alike); the main process removes
+        what an unfinished run left and creates the directory.
+        """
+        if self.resume and latest_checkpoint(self.out) is not None:
+            return
+        leftovers = self.unfinished_run() if self.resume else set()
+        if not self.resume:
+            refuse_non_empty(self.out)
+        self.dist.wait()
+        if self.dist.is_main:
+            for name in leftovers:
+                path = self.out / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        self.resume = False
+        probe = self.out / f".write-test.{self.dist.rank}"
         try:
             self.out.mkdir(parents=True, exist_ok=True)
-            probe = self.out / ".write-test"
             probe.write_text("ok")
             probe.unlink()
         except OSError as exc:
             raise PolyheadError(f"output directory {self.out} is not writable: {exc.strerror}") from exc
         free = shutil.disk_usage(self.out).free
         if free < 500 * 2**20:
-            raise PolyheadError(
-                f"only {free // 2**20} MiB free under {self.out}; training needs at least 500 MiB"
-            )
+            raise PolyheadError(f"only {free // 2**20} MiB free under {self.out}; training needs at least 500 MiB")
+        self.dist.wait()
 
-    def restart_unfinished(self) -> None:
+    def unfinished_run(self) -> set[str]:
         """--resume before the first checkpoint: a run killed that early restarts from the beginning,
-        provided its directory holds nothing but what a run writes."""
+        provided its directory holds nothing but what a run writes. Returns what to remove."""
         found = {p.name for p in self.out.iterdir()} if self.out.is_dir() else set()
+        found = {name for name in found if not name.startswith(".write-test.")}
         if not found or found - RUN_ARTIFACTS:
             raise PolyheadError(f"--resume: no checkpoint in {self.out}/checkpoints to resume from")
         logger.warning("no checkpoint yet in %s: restarting the run from the beginning", self.out)
-        for name in found:
-            path = self.out / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        self.resume = False
+        return found
 
     def setup(self) -> None:
         cfg = self.config
@@ -182,6 +193,11 @@ class Trainer:
         self.data: dict[str, TaskData] = load_all_data(cfg)
         specs = build_specs(cfg, self.data)
         self.model: MultiTaskModel = build_model(cfg, specs)
+        self.device = self.accelerator.device
+        self.model.to(self.device)
+        self.dist.broadcast_parameters(self.model)  # every process starts from the main process's weights
+        if self.dist.rank:
+            torch.manual_seed(cfg.training.seed + self.dist.rank)  # own dropout masks per process
         self.specs = specs
         self.stages = resolve_stages(cfg)
         for stage in self.stages:  # every stage must have something to train, before anything runs
@@ -189,9 +205,7 @@ class Trainer:
             trainable = [n for n, _ in self.trainable_in(stage, frozen)]
             if not trainable and stage.gradual is None:
                 raise_nothing_to_train(stage)
-        self.weighting = build_weighting(
-            cfg.training.loss_weighting, {t: c.loss_weight for t, c in cfg.tasks.items()}
-        )
+        self.weighting = build_weighting(cfg.training.loss_weighting, {t: c.loss_weight for t, c in cfg.tasks.items()})
         self.score_scale = {
             t: max((abs(float(ex.label)) for ex in self.data[t].train), default=1.0) or 1.0  # type: ignore[arg-type]
             for t, s in specs.items()
@@ -219,22 +233,33 @@ class Trainer:
 
     # ------------------------------------------------------------------ main
     def run(self, stop_after_steps: int | None = None) -> dict[str, Any]:
-        """Train every stage; returns the results (also written to results.json)."""
+        """Train every stage; returns the results (also written to results.json by the main process)."""
+        log_with = self.config.training.log_with
+        self.accelerator = create_accelerator(log_with, self.out)
+        self.dist = DistContext(self.accelerator)
+        if not self.dist.is_main:
+            self.report = lambda item: None  # one report, from the main process
+            self.show_progress = False
         self.prepare_output()
         started = time.time()
         self.setup()
-        (self.out / "config.yaml").write_text(
-            yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
-        )
+        if self.dist.is_main:
+            (self.out / "config.yaml").write_text(yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
         state: dict[str, Any] = {"stage": 0, "global_step": 0, "elapsed": 0.0}
         checkpoint = latest_checkpoint(self.out) if self.resume else None
         if checkpoint is not None:
             state = json.loads((checkpoint / "state.json").read_text())
-            self.report(
-                f"resuming from {checkpoint} (stage {state['stage'] + 1}, step {state['global_step']})"
-            )
+            self.report(f"resuming from {checkpoint} (stage {state['stage'] + 1}, step {state['global_step']})")
+        if self.dist.distributed:
+            self.report(f"{self.dist.world} processes: each trains on 1/{self.dist.world} of every batch")
+        self.global_step = int(state["global_step"])
         self.log = MetricsLog(
-            self.out, self.config.training.log_with, resume_lines=state.get("metrics_lines")
+            self.out,
+            self.accelerator,
+            log_with,
+            resume_lines=state.get("metrics_lines"),
+            enabled=self.dist.is_main,
+            run_config=self.config.model_dump(mode="json"),
         )
         self.stop_after = stop_after_steps
         previous_handler = signal.getsignal(signal.SIGINT)
@@ -258,9 +283,7 @@ class Trainer:
         stage, cfg = self.stages[index], self.config.training
         frozen = self.frozen_names(stage)
         apply_freezing(self.model, frozen)
-        unfreezer = (
-            GradualUnfreezer(self.model, stage.gradual.every, always_frozen=frozen) if stage.gradual else None
-        )
+        unfreezer = GradualUnfreezer(self.model, stage.gradual.every, always_frozen=frozen) if stage.gradual else None
         include = {n for n, _ in self.trainable_in(stage, frozen)}
         if unfreezer is None:
             check_trainable(self.model, f"stage {stage.name!r}")
@@ -303,7 +326,7 @@ class Trainer:
             "epoch": 0,
             "step_in_epoch": 0,
             "stage_step": 0,
-            "global_step": self.log.global_step,
+            "global_step": self.global_step,
             "positions": {g: [0, 0] for g in stage_groups},
             "best": None,
             "best_epoch": None,
@@ -317,6 +340,8 @@ class Trainer:
             if unfreezer is not None:
                 unfreezer.load_state_dict(st["unfreezer"])
             scheduler.last_epoch = st["stage_step"]
+            if self.dist.rank:  # the checkpoint holds the main process's RNG state
+                torch.manual_seed(self.config.training.seed + self.dist.rank + st["global_step"])
         elif unfreezer is not None:
             unfreezer.step(0)
         self.report(
@@ -325,9 +350,7 @@ class Trainer:
             + ("; encoder frozen: training heads on cached embeddings" if cache is not None else "")
         )
         stage_started = time.time() - float(st.get("elapsed", 0.0))
-        ctx = StepContext(
-            stage, stage_groups, cache, optimizer, scheduler, sampler, unfreezer, encoder_frozen
-        )
+        ctx = StepContext(stage, stage_groups, cache, optimizer, scheduler, sampler, unfreezer, encoder_frozen)
         while st["epoch"] < stage.epochs:
             self.train_epoch(ctx, st, steps_per_epoch)
             if self.interrupted or self.stop_after_reached(st):
@@ -347,11 +370,15 @@ class Trainer:
             if stop:
                 self.report(f"early stopping: no improvement for {st['bad_epochs']} epoch(s)")
                 break
+        self.global_step = st["global_step"]
+        self.dist.wait()
         best = self.out / "best_model.safetensors"
         if st["best"] is not None and best.is_file():
             self.model.load_state_dict(load_file(str(best)), strict=True)
             self.report(f"stage {stage.name}: kept the best epoch ({st['best_epoch']}, {st['best']:.4f})")
-            best.unlink()
+            self.dist.wait()  # every process has read it
+            if self.dist.is_main:
+                best.unlink()
 
     def stop_after_reached(self, st: dict[str, Any]) -> bool:
         return self.stop_after is not None and st["global_step"] >= self.stop_after
@@ -373,48 +400,72 @@ class Trainer:
         batches = epoch_batches(group.lengths, cfg.batch_size, cfg.seed, epoch, gname, cfg.bucket_by_length)
         if pos >= len(batches):
             epoch, pos = epoch + 1, 0
-            batches = epoch_batches(
-                group.lengths, cfg.batch_size, cfg.seed, epoch, gname, cfg.bucket_by_length
-            )
+            batches = epoch_batches(group.lengths, cfg.batch_size, cfg.seed, epoch, gname, cfg.bucket_by_length)
         st["positions"][gname] = [epoch, pos + 1]
         return batches[pos]
 
-    def forward_batch(self, ctx: StepContext, gname: str, indices: list[int]) -> dict[str, torch.Tensor]:
+    def forward_batch(self, ctx: StepContext, gname: str, local: list[int]) -> dict[str, torch.Tensor]:
+        """Each task's loss on ``local``, this process's shard of the global batch (all of it in one process).
+
+        With several processes each loss is multiplied by ``world x`` the shard's share of the batch (its
+        examples, or labelled tokens for token tasks), so that averaging gradients over processes gives
+        the gradient of the global batch's mean loss. CoSENT ranks the pairs within a shard (as DDP does),
+        so a similarity task's losses are simply averaged.
+        """
         group = ctx.groups[gname]
         tasks = [t for t in group.tasks if t in ctx.stage.tasks]
-        features, targets = collate(group, indices, self.specs, self.model.encoder.pad_token_id)
-        with autocast(self.config.training.precision):
-            if ctx.cache is not None:
-                feats = ctx.cache.features(gname, indices, features["attention_mask"])
-            else:
-                feats = self.model.encoder(features)
-            outputs = self.model.run_heads(feats, tasks)
-            return {
-                t: task_loss(self.specs[t], outputs[t], targets[t], self.score_scale.get(t, 1.0))
-                for t in tasks
-            }
+        losses = {t: torch.zeros((), device=self.device) for t in tasks}
+        counts = torch.zeros(len(tasks))
+        if local:
+            features, targets = collate(group, local, self.specs, self.model.encoder.pad_token_id)
+            features = {k: v.to(self.device) for k, v in features.items()}
+            with autocast(self.config.training.precision, self.device):
+                if ctx.cache is not None:
+                    feats = ctx.cache.features(gname, local, features["attention_mask"])
+                else:
+                    feats = self.model.encoder(features)
+                outputs = self.model.run_heads(feats, tasks)
+                for i, t in enumerate(tasks):
+                    target = targets[t].to(self.device)
+                    counts[i] = loss_count(self.specs[t].type, target)
+                    if counts[i] > 0:
+                        losses[t] = task_loss(self.specs[t], outputs[t], target, self.score_scale.get(t, 1.0))
+        if not self.dist.distributed:
+            return losses
+        totals = self.dist.all_sum(counts.clone())
+        scale = torch.where(totals > 0, self.dist.world * counts / totals.clamp(min=1), 0.0)
+        return {
+            t: losses[t] * (1.0 if self.specs[t].type == "similarity" else float(scale[i])) for i, t in enumerate(tasks)
+        }
+
+    def record_seen(self, gname: str, data_epoch: int, size: int, local: list[int]) -> None:
+        """Count the training examples this process saw, per group and pass over the group's data."""
+        key = (gname, data_epoch)
+        if key not in self.seen:
+            self.seen[key] = torch.zeros(size, dtype=torch.int32)
+        self.seen[key][local] += 1
 
     def train_epoch(self, ctx: StepContext, st: dict[str, Any], steps: int) -> None:
         cfg = self.config.training
         self.model.train()
         if ctx.encoder_frozen:
             self.model.encoder.eval()  # a frozen encoder is a fixed feature extractor: no dropout
-        bar = progress_bar(
-            steps, st["step_in_epoch"], f"{ctx.stage.name} epoch {st['epoch'] + 1}", self.show_progress
-        )
+        bar = progress_bar(steps, st["step_in_epoch"], f"{ctx.stage.name} epoch {st['epoch'] + 1}", self.show_progress)
         running: dict[str, list[float]] = {}
         while st["step_in_epoch"] < steps:
             for _ in range(cfg.gradient_accumulation):
                 gname = ctx.sampler.sample()
-                losses = self.forward_batch(ctx, gname, self.next_batch(ctx, st, gname))
+                local = self.dist.shard(self.next_batch(ctx, st, gname))
+                self.record_seen(gname, st["positions"][gname][0], len(ctx.groups[gname]), local)
+                losses = self.forward_batch(ctx, gname, local)
                 total = self.weighting(losses) / cfg.gradient_accumulation
                 total.backward()
                 for t, loss in losses.items():
                     running.setdefault(t, []).append(float(loss.detach()))
+            params = [p for g in ctx.optimizer.param_groups for p in g["params"] if p.requires_grad]
+            self.dist.average_gradients(params, 1.0 / self.dist.world)
             if cfg.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(
-                    [p for g in ctx.optimizer.param_groups for p in g["params"]], cfg.max_grad_norm
-                )
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             ctx.optimizer.step()
             ctx.scheduler.step()
             ctx.optimizer.zero_grad(set_to_none=True)
@@ -431,6 +482,7 @@ class Trainer:
                 running = {}
             if cfg.checkpoint_steps and st["global_step"] % cfg.checkpoint_steps == 0:
                 self.checkpoint(ctx, st)
+            self.interrupted = self.dist.any(self.interrupted)  # every process stops at the same step
             if self.interrupted or self.stop_after_reached(st):
                 break
         if bar is not None:
@@ -445,6 +497,11 @@ class Trainer:
         self.log.write(st["global_step"], values, stage=ctx.stage.name, epoch=st["epoch"])
 
     def checkpoint(self, ctx: StepContext, st: dict[str, Any]) -> None:
+        """Full state, written by the main process (all processes hold the same), so it resumes with any
+        number of processes."""
+        if not self.dist.is_main:
+            self.dist.wait()
+            return
         st["sampler"] = ctx.sampler.state_dict()
         if ctx.unfreezer is not None:
             st["unfreezer"] = ctx.unfreezer.state_dict()
@@ -459,6 +516,7 @@ class Trainer:
             st,
             keep=self.config.training.keep_checkpoints,
         )
+        self.dist.wait()
 
     # ------------------------------------------------------------------ evaluation
     def end_of_epoch(self, stage: Stage, st: dict[str, Any]) -> bool:
@@ -466,10 +524,8 @@ class Trainer:
         metrics = self.evaluate_split("dev", stage.tasks)
         values = {f"dev/{t}/{k}": v for t, m in metrics.items() for k, v in m.items()}
         sts = self.config.training.sts_eval
-        if self.sts_pairs and sts is not None and sts.each_epoch:
-            values["dev/sts/spearman"] = sts_spearman(
-                self.model, self.sts_pairs, self.config.training.eval_batch_size
-            )
+        if self.sts_pairs and sts is not None and sts.each_epoch and self.dist.is_main:
+            values["dev/sts/spearman"] = sts_spearman(self.model, self.sts_pairs, self.config.training.eval_batch_size)
         self.log.write(st["global_step"], values, stage=stage.name, epoch=st["epoch"])
         if metrics:
             self.report(metrics_summary(f"{stage.name} epoch {st['epoch']} dev", metrics))
@@ -478,7 +534,8 @@ class Trainer:
             return False
         if st["best"] is None or score > st["best"]:
             st["best"], st["best_epoch"], st["bad_epochs"] = score, st["epoch"], 0
-            save_tensors_atomic(dict(self.model.state_dict()), self.out / "best_model.safetensors")
+            if self.dist.is_main:
+                save_tensors_atomic(dict(self.model.state_dict()), self.out / "best_model.safetensors")
             return False
         st["bad_epochs"] += 1
         patience = self.config.training.early_stopping.patience
@@ -501,12 +558,19 @@ class Trainer:
         return -value if metric == "mse" else value
 
     def evaluate_split(self, split: str, tasks: list[str]) -> dict[str, dict[str, float]]:
+        """Per-task metrics on a split; each process predicts its shard and the pairs are gathered, so
+        every example counts once and every process gets the same numbers."""
         bs, prec = self.config.training.eval_batch_size, self.config.training.precision
-        return {
-            t: evaluate_task(self.model, t, getattr(self.data[t], split), bs, prec)
-            for t in tasks
-            if getattr(self.data[t], split)
-        }
+        metrics = {}
+        for t in tasks:
+            examples = getattr(self.data[t], split)
+            if not examples:
+                continue
+            gold, pred = predict_task(self.model, t, self.dist.shard(examples), bs, prec)
+            pairs = self.dist.gather_objects(list(zip(gold, pred, strict=True)))
+            self.eval_counts.setdefault(t, {})[split] = self.dist.gather_objects([len(gold)])
+            metrics[t] = task_metrics(self.model, t, [g for g, _ in pairs], [p for _, p in pairs])
+        return metrics
 
     def build_cache(self, groups: dict[str, EncodedGroup]) -> EmbeddingCache:
         return EmbeddingCache.build(
@@ -515,7 +579,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ end
     def finish(self, wall_time: float) -> dict[str, Any]:
-        model_dir = self.model.save_pretrained(self.out / "model", overwrite=True)
+        model_dir = self.out / "model"
+        if self.dist.is_main:
+            self.model.save_pretrained(model_dir, overwrite=True)
         tasks = list(self.model.tasks)
         results: dict[str, Any] = {
             "name": self.config.name,
@@ -527,7 +593,11 @@ class Trainer:
             "test": self.evaluate_split("test", tasks),
             "loss_weights": self.weighting.weights(),
             "model_dir": str(model_dir),
+            "processes": self.shard_summary(),
         }
+        if not self.dist.is_main:
+            self.dist.wait()
+            return results
         if self.sts_pairs:
             results["sts_spearman"] = sts_spearman(self.model, self.sts_pairs)
         from polyhead.io import library_versions
@@ -538,7 +608,23 @@ class Trainer:
         for split in ("dev", "test"):
             if results[split]:
                 self.report(metrics_summary(f"final {split}", results[split]))
+        self.dist.wait()
         return results
+
+    def shard_summary(self) -> dict[str, Any]:
+        """How the work was split: processes, training examples each saw (since this run started or
+        resumed) and how many were seen by more than one process in the same pass over the data (0 when
+        the shards are disjoint), and evaluation examples each process predicted per task and split."""
+        per_process = self.dist.gather_objects([int(sum(int(v.sum()) for v in self.seen.values()))])
+        in_several = 0
+        for key in sorted(self.seen):
+            in_several += int((self.dist.all_sum(self.seen[key].clone()) > 1).sum())
+        return {
+            "count": self.dist.world,
+            "train_examples_seen": per_process,
+            "train_examples_seen_by_several": in_several,
+            "eval_examples": self.eval_counts,
+        }
 
 
 @dataclass
@@ -590,9 +676,7 @@ class EmbeddingCache:
                 cache.tokens[gname] = tokens
         return cache
 
-    def features(
-        self, gname: str, indices: list[int], attention_mask: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
+    def features(self, gname: str, indices: list[int], attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         n = len(self.sentence[gname]) // (2 if len(attention_mask) == 2 * len(indices) else 1)
         rows = indices + [n + i for i in indices] if len(attention_mask) == 2 * len(indices) else indices
         feats = {
@@ -607,7 +691,22 @@ class EmbeddingCache:
             for row, v in enumerate(vectors):
                 padded[row, : len(v)] = v
             feats["token_embeddings"] = padded
-        return feats
+        return {k: v.to(attention_mask.device) for k, v in feats.items()}
+
+
+def refuse_non_empty(out: Path) -> None:
+    """A new run never writes into a directory that holds something."""
+    if out.exists() and any(out.iterdir()):
+        raise PolyheadError(
+            f"output directory {out} is not empty; pass --resume to continue it or choose another --output"
+        )
+
+
+def loss_count(task_type: str, target: torch.Tensor) -> int:
+    """How many terms a task's mean loss averages: labelled tokens for token tasks, else examples."""
+    if task_type == "token_classification":
+        return int((target != IGNORE_INDEX).sum())
+    return int(target.shape[0])
 
 
 def raise_nothing_to_train(stage: Stage) -> None:
