@@ -25,20 +25,20 @@ err_console = Console(stderr=True)
 logger = logging.getLogger("polyhead.cli")
 
 
-def read_text_lines(file: Path) -> list[str]:
+def read_text_lines(file: Path, option: str = "--file") -> list[str]:
     """Non-empty lines of a UTF-8 text file, or a one-line error."""
     if not file.is_file():
-        raise PolyheadError(f"--file {file}: no such file")
+        raise PolyheadError(f"{option} {file}: no such file")
     try:
         lines = [line.strip() for line in file.read_text(encoding="utf-8-sig").splitlines()]
     except UnicodeDecodeError as exc:
         line_no = exc.object[: exc.start].count(b"\n") + 1
         raise PolyheadError(
-            f"--file {file}:{line_no}: not UTF-8 text (byte {exc.start}); convert the file to UTF-8"
+            f"{option} {file}:{line_no}: not UTF-8 text (byte {exc.start}); convert the file to UTF-8"
         ) from exc
     lines = [line for line in lines if line]
     if not lines:
-        raise PolyheadError(f"--file {file} is empty: give one text per line")
+        raise PolyheadError(f"{option} {file} is empty: give one text per line")
     return lines
 
 
@@ -375,16 +375,28 @@ def serve(
 def export_model(
     model_dir: Annotated[Path, typer.Argument(help="A polyhead model directory.")],
     format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
-    quantize: Annotated[str | None, typer.Option(help="int8: dynamic quantisation, per-channel weights.")] = None,
+    quantize: Annotated[
+        str | None,
+        typer.Option(help="int8: the fastest int8 recipe that holds the parity gate (docs/export.md), heads fp32."),
+    ] = None,
     check: Annotated[bool, typer.Option("--check", help="Run the parity gate against PyTorch.")] = False,
     sts: Annotated[Path | None, typer.Option(help="STS TSV for the int8 gate (e.g. stsb/test.tsv).")] = None,
+    check_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--check-file",
+            help="UTF-8 file, one text per line: in-domain texts for choosing the int8 recipe and for the gate "
+            "(default: 16 built-in sample sentences).",
+        ),
+    ] = None,
 ) -> None:
     """Export the whole model (encoder, pooling, heads) as one ONNX graph into MODEL_DIR."""
     if format != "onnx":
         raise PolyheadError(f"--format {format!r}: valid: onnx")
+    texts = read_text_lines(check_file, "--check-file") if check_file is not None else None
     from polyhead.export.onnx import export_onnx
 
-    report = export_onnx(model_dir, quantize=quantize, check=check, sts_file=sts)
+    report = export_onnx(model_dir, quantize=quantize, check=check, texts=texts, sts_file=sts)
     for file in report["files"]:
         console.print(f"wrote {file}")
     for variant, res in report.get("gate", {}).items():
