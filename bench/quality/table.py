@@ -73,6 +73,21 @@ def metric(records: list[dict], task: str, key: str) -> list[float]:
     return [100 * r["test"][task][key] for r in records if task in r.get("test", {})]
 
 
+def verdict(multi: list[float], single: list[float]) -> str:
+    """helped / hurt when Welch's t-test over seeds gives p < 0.05, else no clear difference; with fewer
+    than two runs on a side, say that noise can't be told apart."""
+    if not multi or not single:
+        return "-"
+    if len(multi) < 2 or len(single) < 2:
+        return "one run on a side: can't tell from noise"
+    from scipy.stats import ttest_ind
+
+    p = float(ttest_ind(multi, single, equal_var=False).pvalue)
+    if p < 0.05:
+        return f"{'helped' if statistics.mean(multi) > statistics.mean(single) else 'hurt'} (p={p:.3f})"
+    return f"no clear difference (p={p:.2f})"
+
+
 def command(records: list[dict]) -> str:
     seeds = sorted({r["seed"] for r in records})
     base = records[0]["command"].split(" --seed")[0]
@@ -127,8 +142,8 @@ def render(runs: dict[str, list[dict]]) -> str:
         lines += [
             "### Multi-task (one shared encoder) vs single-task, same budget (test split, x100)",
             "",
-            "| run | task | metric | multi-task | single-task | difference | STS-B after (multi) | command |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| run | task | metric | multi-task | single-task | difference | verdict | STS-B after (multi) | command |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for m in multi:
             recs = runs[m]
@@ -142,7 +157,7 @@ def render(runs: dict[str, list[dict]]) -> str:
                     diff = f"{statistics.mean(mt) - statistics.mean(st):+.2f}" if mt and st else "-"
                     lines.append(
                         f"| {m} | {task} | {SHOWN[key]} | {stat(mt) if mt else '-'} | {stat(st) if st else '-'} | "
-                        f"{diff} | {stat(sts) if sts else '-'} | {command(recs)} |"
+                        f"{diff} | {verdict(mt, st)} | {stat(sts) if sts else '-'} | {command(recs)} |"
                     )
         lines.append("")
     lines.append(END)

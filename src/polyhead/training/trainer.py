@@ -141,6 +141,7 @@ class Trainer:
         self.report = report or log_renderable
         self.interrupted = False
         self.dist = DistContext()
+        self.accelerator: Any = None  # created by run(); setup() alone (benchmarks, tests) runs on the CPU
         self.global_step = 0
         self.seen: dict[tuple[str, int], torch.Tensor] = {}  # (group, data epoch) -> times each example was seen
         self.eval_counts: dict[str, dict[str, list[int]]] = {}  # task -> split -> examples per process
@@ -193,7 +194,7 @@ class Trainer:
         self.data: dict[str, TaskData] = load_all_data(cfg)
         specs = build_specs(cfg, self.data)
         self.model: MultiTaskModel = build_model(cfg, specs)
-        self.device = self.accelerator.device
+        self.device = self.accelerator.device if self.accelerator is not None else torch.device("cpu")
         self.model.to(self.device)
         self.dist.broadcast_parameters(self.model)  # every process starts from the main process's weights
         if self.dist.rank:
