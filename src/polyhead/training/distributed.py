@@ -162,7 +162,9 @@ def launch_processes(polyhead_args: Sequence[str], num_processes: int) -> int:
     (``OMP_NUM_THREADS`` = cores / processes unless set). Returns the launcher's exit status; the
     launcher's own traceback after a failed process is dropped (the process printed its error).
     """
+    import io
     import os
+    import signal
     import socket
     import subprocess
     import sys
@@ -193,15 +195,45 @@ def launch_processes(polyhead_args: Sequence[str], num_processes: int) -> int:
     if not torch.cuda.is_available():
         env["ACCELERATE_USE_CPU"] = "true"
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // num_processes)))
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, errors="replace")
-    assert proc.stderr is not None
-    launcher_failed = False
-    for line in proc.stderr:
-        launcher_failed = launcher_failed or line.startswith("Traceback") or "ChildFailedError" in line
-        if not launcher_failed:
-            sys.stderr.write(line)
-            sys.stderr.flush()
-    status = proc.wait()
+    interrupted = []
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))  # the workers handle Ctrl-C
+    try:
+        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
+        assert proc.stderr is not None
+        # newline="": progress bars' carriage returns pass through as they are
+        launcher_failed = forward_stderr(io.TextIOWrapper(proc.stderr, encoding="utf-8", errors="replace", newline=""))
+        status = proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted and status:
+        return 130
     if status and launcher_failed:
         sys.stderr.write(f"error: {num_processes} training processes: at least one failed (its error is above)\n")
     return status
+
+
+def forward_stderr(stream: Any) -> bool:
+    """Copy the processes' stderr through, minus the launcher's own traceback after a process failed
+    (``ChildFailedError``) and the failure summary after it. Returns True when that traceback was seen."""
+    import sys
+
+    block: list[str] = []
+    dropping = False
+    for line in stream:
+        if dropping:
+            continue
+        if block or line.startswith("Traceback"):
+            block.append(line)
+            ended = line.strip() and not line.startswith((" ", "\t", "Traceback", "During handling", "The above"))
+            if ended:  # the exception line closes the traceback
+                text, block = "".join(block), []
+                if "ChildFailedError" in text or "SignalException" in text:
+                    dropping = True
+                else:
+                    sys.stderr.write(text)
+            continue
+        sys.stderr.write(line)
+        sys.stderr.flush()
+    if block:
+        sys.stderr.write("".join(block))
+    return dropping

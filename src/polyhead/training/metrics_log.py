@@ -45,7 +45,7 @@ class MetricsLog:
             self.accelerator.init_trackers(
                 "tensorboard",  # the run's sub-directory for trackers that write files
                 config=flat_config(run_config or {}),
-                init_kwargs={"tensorboard": {"purge_step": last_step or None}},
+                init_kwargs={"tensorboard": {"purge_step": last_step + 1 if last_step else None}},
             )
 
     def write(self, step: int, values: dict[str, float], **extra: Any) -> None:
@@ -64,8 +64,9 @@ class MetricsLog:
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
-        if self.accelerator is not None:
-            self.accelerator.end_training()
+        if self.accelerator is not None:  # not end_training(): that also ends the process group
+            for tracker in self.accelerator.trackers:
+                tracker.finish()
 
 
 def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -71,6 +71,7 @@ RUN_ARTIFACTS = {
     "tensorboard",
     "checkpoints",
     "best_model.safetensors",
+    ".write-test",  # written by earlier versions (now .write-test.<rank>)
 }
 
 
@@ -139,7 +140,8 @@ class Trainer:
         self.resume = resume
         self.show_progress = show_progress
         self.report = report or log_renderable
-        self.interrupted = False
+        self.interrupted = False  # Ctrl-C seen by this process
+        self.stopping = False  # Ctrl-C seen by any process, agreed at the end of a step
         self.dist = DistContext()
         self.accelerator: Any = None  # created by run(); setup() alone (benchmarks, tests) runs on the CPU
         self.global_step = 0
@@ -354,7 +356,7 @@ class Trainer:
         ctx = StepContext(stage, stage_groups, cache, optimizer, scheduler, sampler, unfreezer, encoder_frozen)
         while st["epoch"] < stage.epochs:
             self.train_epoch(ctx, st, steps_per_epoch)
-            if self.interrupted or self.stop_after_reached(st):
+            if self.stopping or self.stop_after_reached(st):
                 st["elapsed"] = time.time() - stage_started
                 self.checkpoint(ctx, st)
                 raise TrainingInterrupted(
@@ -410,8 +412,9 @@ class Trainer:
 
         With several processes each loss is multiplied by ``world x`` the shard's share of the batch (its
         examples, or labelled tokens for token tasks), so that averaging gradients over processes gives
-        the gradient of the global batch's mean loss. CoSENT ranks the pairs within a shard (as DDP does),
-        so a similarity task's losses are simply averaged.
+        the gradient of the global batch's mean loss (the cosine loss of similarity tasks is a mean over
+        pairs too). CoSENT ranks the pairs within a shard (as DDP does): its losses are averaged over the
+        processes whose shard holds pairs.
         """
         group = ctx.groups[gname]
         tasks = [t for t in group.tasks if t in ctx.stage.tasks]
@@ -433,11 +436,12 @@ class Trainer:
                         losses[t] = task_loss(self.specs[t], outputs[t], target, self.score_scale.get(t, 1.0))
         if not self.dist.distributed:
             return losses
-        totals = self.dist.all_sum(counts.clone())
-        scale = torch.where(totals > 0, self.dist.world * counts / totals.clamp(min=1), 0.0)
-        return {
-            t: losses[t] * (1.0 if self.specs[t].type == "similarity" else float(scale[i])) for i, t in enumerate(tasks)
-        }
+        totals = self.dist.all_sum(torch.cat([counts, (counts > 0).float()]))
+        n, holding = totals[: len(tasks)], totals[len(tasks) :]
+        by_share = torch.where(n > 0, self.dist.world * counts / n.clamp(min=1), 0.0)
+        by_shard = torch.where(counts > 0, self.dist.world / holding.clamp(min=1), 0.0)
+        in_batch = [self.specs[t].type == "similarity" and self.specs[t].loss == "cosent" for t in tasks]
+        return {t: losses[t] * float(by_shard[i] if in_batch[i] else by_share[i]) for i, t in enumerate(tasks)}
 
     def record_seen(self, gname: str, data_epoch: int, size: int, local: list[int]) -> None:
         """Count the training examples this process saw, per group and pass over the group's data."""
@@ -460,7 +464,8 @@ class Trainer:
                 self.record_seen(gname, st["positions"][gname][0], len(ctx.groups[gname]), local)
                 losses = self.forward_batch(ctx, gname, local)
                 total = self.weighting(losses) / cfg.gradient_accumulation
-                total.backward()
+                if total.requires_grad:  # False for an empty shard: no gradient, which counts as zero
+                    total.backward()
                 for t, loss in losses.items():
                     running.setdefault(t, []).append(float(loss.detach()))
             params = [p for g in ctx.optimizer.param_groups for p in g["params"] if p.requires_grad]
@@ -483,14 +488,18 @@ class Trainer:
                 running = {}
             if cfg.checkpoint_steps and st["global_step"] % cfg.checkpoint_steps == 0:
                 self.checkpoint(ctx, st)
-            self.interrupted = self.dist.any(self.interrupted)  # every process stops at the same step
-            if self.interrupted or self.stop_after_reached(st):
+            self.stopping = self.dist.any(self.interrupted)  # agreed: every process stops at the same step
+            if self.stopping or self.stop_after_reached(st):
                 break
         if bar is not None:
             bar.close()
 
     def log_losses(self, st: dict[str, Any], running: dict[str, list[float]], ctx: StepContext) -> None:
-        values = {f"train/loss/{t}": sum(v) / len(v) for t, v in running.items() if v}
+        """Mean training loss per task since the last log (over all processes: their scaled shard losses
+        average to the global batch's loss), learning rate and loss weights."""
+        names = [t for t, v in running.items() if v]
+        means = self.dist.all_sum(torch.tensor([sum(running[t]) / len(running[t]) for t in names])) / self.dist.world
+        values = {f"train/loss/{t}": float(m) for t, m in zip(names, means, strict=True)}
         values["train/lr"] = float(ctx.scheduler.get_last_lr()[-1])
         values.update(
             {f"train/loss_weight/{t}": w for t, w in self.weighting.weights().items() if t in ctx.stage.tasks}
