@@ -195,3 +195,22 @@ def test_tracker_without_its_package_is_a_one_line_error(monkeypatch: pytest.Mon
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
     with pytest.raises(PolyheadError, match=r"training.log_with: 'wandb' needs the wandb package"):
         create_accelerator(["tensorboard", "wandb"])
+
+
+def test_ctrl_c_stops_every_process_at_one_step_with_a_checkpoint(no_dropout_config: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "interrupted"
+    cmd = [sys.executable, "-m", "polyhead", "train", str(no_dropout_config), "--output", str(out), "--quiet"]
+    cmd += ["--num-processes", "2", "--set", "training.epochs=500"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "latest.json").is_file() and time.time() < deadline:
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr
+    assert stderr.count("checkpoint saved. Resume with") == 1  # the main process says it, once
+    step = json.loads((out / "checkpoints" / "latest.json").read_text())["step"]
+    assert step < 500 * 4

@@ -241,7 +241,8 @@ def train(
     try:
         trainer.run()
     except TrainingInterrupted as exc:
-        err_console.print(str(exc), markup=False)
+        if trainer.dist.is_main:  # one message, not one per process
+            err_console.print(str(exc), markup=False)
         raise SystemExit(130) from None
     if trainer.dist.is_main:
         console.print(f"model: {out / 'model'}\nmetrics: {out / 'metrics.jsonl'}")
