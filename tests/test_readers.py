@@ -21,6 +21,7 @@ def test_real_files(shared_data: Path) -> None:
     assert sts[0].label == 5.0 and sts[0].text_pair
     wnut = read_examples(shared_data / "wnut17/dev.conll", "token_classification", ReaderOptions(limit=3))
     assert all(len(e.words) == len(e.label) for e in wnut)
+    assert len(read_examples(shared_data / "wnut17/dev.conll", "token_classification")) == 1009  # whole file
     snips = read_examples(shared_data / "snips_intent_slots/dev.conll", "token_classification", ReaderOptions(limit=3))
     assert snips and snips[0].text == " ".join(snips[0].words)
 
@@ -47,3 +48,12 @@ def test_split_is_deterministic(tmp_path: Path) -> None:
     a, b = split_examples(ex, 0.25, seed=1)
     assert len(b) == 5 and len(a) == 15
     assert split_examples(ex, 0.25, seed=1) == (a, b)
+
+
+def test_conll_stray_byte_order_marks_are_dropped(tmp_path: Path) -> None:
+    # as in WNUT-17 dev.conll: a BOM glued to a token, and a line of nothing but BOMs inside a sentence
+    path = tmp_path / "bom.conll"
+    path.write_text("I\tO\nmet\tO\nDubbz\ufeff\tB-person\n\ufeff\t\ufeff\ntoday\tO\n\nok\tO\n", encoding="utf-8")
+    examples = read_examples(path, "token_classification")
+    assert [ex.words for ex in examples] == [["I", "met", "Dubbz", "today"], ["ok"]]
+    assert examples[0].label == ["O", "O", "B-person", "O"]

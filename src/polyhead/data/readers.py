@@ -238,7 +238,10 @@ def conll_rows(path: Path, lines: list[str], options: ReaderOptions) -> Iterator
     words: list[str] = []
     tags: list[str] = []
     start, width = 0, None
-    for n, line in enumerate([*lines, ""], start=1):
+    for n, raw in enumerate([*lines, ""], start=1):
+        line = raw.replace("\ufeff", "")  # stray byte-order marks inside a file (WNUT-17 dev has some)
+        if raw.strip() and not line.strip():
+            continue  # a line of nothing but BOMs is noise, not a sentence break
         if not line.strip():
             if words:
                 yield token_example(path, start, words, tags)
