@@ -112,6 +112,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--list", action="store_true")
+    parser.add_argument(
+        "--tag", help="a variant tried beside the benchmark's own settings (with --set): kept apart in the table"
+    )
     args = parser.parse_args()
     if args.list or not args.name:
         print("\n".join(["sts_zero_shot", *BENCHMARKS]))
@@ -128,6 +131,7 @@ def main() -> None:
         "benchmark": args.name,
         "config": BENCHMARKS.get(args.name),
         "overrides": args.overrides,
+        "tag": args.tag,
         "seed": args.seed,
         "dev": result.get("dev", {}),
         "test": result.get("test", {}),
@@ -140,7 +144,7 @@ def main() -> None:
         "command": "python bench/quality/run.py " + " ".join(sys.argv[1:]),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{args.name}-seed{args.seed}.json"
+    path = RESULTS / f"{args.name}{'-' + args.tag if args.tag else ''}-seed{args.seed}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
 

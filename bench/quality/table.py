@@ -55,10 +55,11 @@ REFERENCES = {
 
 
 def load() -> dict[str, list[dict]]:
+    """Results by benchmark; variants run with --tag go under "tried" instead."""
     runs: dict[str, list[dict]] = {}
     for path in sorted(RESULTS.glob("*.json")):
         record = json.loads(path.read_text())
-        runs.setdefault(record["benchmark"], []).append(record)
+        runs.setdefault("tried" if record.get("tag") else record["benchmark"], []).append(record)
     return runs
 
 
@@ -129,9 +130,7 @@ def render(runs: dict[str, list[dict]]) -> str:
             ref = REFERENCES.get(bench, ("-", ""))
             ref_text = f"{ref[0]} ({ref[1]})" if ref[1] else ref[0]
             sts = [r["sts_spearman_after"] for r in recs if r.get("sts_spearman_after") is not None]
-            time_s = statistics.median(
-                [r["train_wall_time_s"] for r in recs if r.get("train_wall_time_s")] or [0]
-            )
+            time_s = statistics.median([r["train_wall_time_s"] for r in recs if r.get("train_wall_time_s")] or [0])
             lines.append(
                 f"| {dataset} | {shown} | {stat(metric(recs, task, key))} | {ref_text} | "
                 f"{stat(sts) if sts else '-'} | {time_s:.0f} | {command(recs)} |"
@@ -159,6 +158,22 @@ def render(runs: dict[str, list[dict]]) -> str:
                         f"| {m} | {task} | {SHOWN[key]} | {stat(mt) if mt else '-'} | {stat(st) if st else '-'} | "
                         f"{diff} | {verdict(mt, st)} | {stat(sts) if sts else '-'} | {command(recs)} |"
                     )
+        lines.append("")
+    if runs.get("tried"):
+        lines += [
+            "### Other settings tried (not in the rows above)",
+            "",
+            "| benchmark | variant | overrides | test metrics (x100) | seed | command |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in runs["tried"]:
+            metrics = ", ".join(
+                f"{t} {k} {100 * v:.2f}" for t, m in r["test"].items() for k, v in m.items() if k in SHOWN
+            )
+            lines.append(
+                f"| {r['benchmark']} | {r['tag']} | {' '.join(r['overrides'])} | {metrics} | {r['seed']} | "
+                f"`{r['command']}` |"
+            )
         lines.append("")
     lines.append(END)
     return "\n".join(lines)
