@@ -10,6 +10,7 @@ import argparse
 import json
 import statistics
 import sys
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,7 +84,9 @@ def verdict(multi: list[float], single: list[float]) -> str:
         return "one run on a side: can't tell from noise"
     from scipy.stats import ttest_ind
 
-    p = float(ttest_ind(multi, single, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # identical runs on a side (zero spread) make scipy warn
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(ttest_ind(multi, single, equal_var=False).pvalue)
     if p < 0.05:
         return f"{'helped' if statistics.mean(multi) > statistics.mean(single) else 'hurt'} (p={p:.3f})"
     return f"no clear difference (p={p:.2f})"
