@@ -9,7 +9,6 @@ gate. The parity gate compares against PyTorch and refuses an export that drifts
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from polyhead.errors import PolyheadError
+from polyhead.io import write_json
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.onnx_backend import ONNX_META, VARIANTS, OnnxModel, source_hashes
 
@@ -118,20 +118,20 @@ def export_onnx(
         "source_sha256": source_hashes(model_dir),
         "files": {"fp32": VARIANTS["fp32"]},
     }
-    (model_dir / ONNX_META).write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(model_dir / ONNX_META, meta)
     report: dict[str, Any] = {"files": [str(model_dir / VARIANTS["fp32"])]}
     (model_dir / VARIANTS["int8"]).unlink(missing_ok=True)  # an int8 file from earlier weights would be stale
     if quantize == "int8":
         meta["files"]["int8"] = VARIANTS["int8"]  # listed first: OnnxModel, which tries the recipes, refuses others
-        (model_dir / ONNX_META).write_text(json.dumps(meta, indent=2) + "\n")
+        write_json(model_dir / ONNX_META, meta)
         try:
             meta["int8_recipe"] = report["int8_recipe"] = quantize_int8(model, model_dir, texts or SAMPLE)
         except BaseException:
             del meta["files"]["int8"]
             (model_dir / VARIANTS["int8"]).unlink(missing_ok=True)
-            (model_dir / ONNX_META).write_text(json.dumps(meta, indent=2) + "\n")
+            write_json(model_dir / ONNX_META, meta)
             raise
-        (model_dir / ONNX_META).write_text(json.dumps(meta, indent=2) + "\n")
+        write_json(model_dir / ONNX_META, meta)
         report["files"].append(str(model_dir / VARIANTS["int8"]))
     if check:
         try:
@@ -140,10 +140,10 @@ def export_onnx(
             )
         except PolyheadError:
             meta["files"] = {k: v for k, v in meta["files"].items() if (model_dir / v).is_file()}
-            (model_dir / ONNX_META).write_text(json.dumps(meta, indent=2) + "\n")
+            write_json(model_dir / ONNX_META, meta)
             raise
         meta["gate"] = report["gate"]
-        (model_dir / ONNX_META).write_text(json.dumps(meta, indent=2) + "\n")
+        write_json(model_dir / ONNX_META, meta)
     return report
 
 

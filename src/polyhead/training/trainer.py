@@ -145,7 +145,9 @@ class Trainer:
         self.dist = DistContext()
         self.accelerator: Any = None  # created by run(); setup() alone (benchmarks, tests) runs on the CPU
         self.global_step = 0
-        self.seen: dict[tuple[str, int], torch.Tensor] = {}  # (group, data epoch) -> times each example was seen
+        self.seen_count = 0  # training examples this process trained on (since this run started or resumed)
+        # several processes only: (group, data epoch) -> times each example was seen here, to check the shards
+        self.seen: dict[tuple[str, int], torch.Tensor] = {}
         self.eval_counts: dict[str, dict[str, list[int]]] = {}  # task -> split -> examples per process
         check_precision(config.training.precision)
 
@@ -444,7 +446,11 @@ class Trainer:
         return {t: losses[t] * float(by_shard[i] if in_batch[i] else by_share[i]) for i, t in enumerate(tasks)}
 
     def record_seen(self, gname: str, data_epoch: int, size: int, local: list[int]) -> None:
-        """Count the training examples this process saw, per group and pass over the group's data."""
+        """Count the training examples this process saw; with several processes also which ones, per group
+        and pass over the group's data (one process sees every drawn example: nothing to check)."""
+        self.seen_count += len(local)
+        if not self.dist.distributed:
+            return
         key = (gname, data_epoch)
         if key not in self.seen:
             self.seen[key] = torch.zeros(size, dtype=torch.int32)
@@ -625,7 +631,7 @@ class Trainer:
         """How the work was split: processes, training examples each saw (since this run started or
         resumed) and how many were seen by more than one process in the same pass over the data (0 when
         the shards are disjoint), and evaluation examples each process predicted per task and split."""
-        per_process = self.dist.gather_objects([int(sum(int(v.sum()) for v in self.seen.values()))])
+        per_process = self.dist.gather_objects([self.seen_count])
         in_several = 0
         for key in sorted(self.seen):
             in_several += int((self.dist.all_sum(self.seen[key].clone()) > 1).sum())
