@@ -4,7 +4,8 @@
 
 Variants, each run alternately (run 1 of every variant, then run 2, ...), medians reported:
   st_torch        sentence-transformers `encode` (batch 32, fp32): the reference
-  polyhead_fp32   SentenceEncoder.encode (token-sorted batches, token budget, eager attention)
+  polyhead_fp32   SentenceEncoder.encode (token-sorted batches, token budget, eager attention, oneDNN linears)
+  polyhead_fp32_mkl  the same with torch's own nn.Linear (MKL GEMMs): what the oneDNN linears gain
   polyhead_bf16   the same with precision="bf16" (only on CPUs with AVX512-BF16/AMX)
 Also: cosine of every polyhead vector to sentence-transformers' (mean and min), sentences/s at batch 1 on
 a smaller sample, and peak RSS. Writes bench/results/encode_speed.json.
@@ -21,9 +22,11 @@ three heads vs `encode` alone, torch fp32 and ONNX int8. `--quick` is a smoke ru
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -66,6 +69,7 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     from polyhead.modeling.encoder import SentenceEncoder, resolve_model_path
+    from polyhead.modeling.onednn import use_plain_linears
     from polyhead.runtime import cpu_supports_bf16
 
     parser = argparse.ArgumentParser()
@@ -74,6 +78,7 @@ def main() -> None:
     parser.add_argument("--batch1-n", type=int, default=300)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "encode_speed.json")
     parser.add_argument("--quick", action="store_true", help="smoke run: 300 sentences, 1 run, 50 at batch 1")
+    parser.add_argument("--keep-model", type=Path, help="copy the exported model directory here (st_onnx_speed.py)")
     parser.add_argument("--profile", type=Path, help="only profile polyhead fp32 on 1,000 sentences; JSON here")
     args = parser.parse_args()
     if args.profile:
@@ -85,9 +90,11 @@ def main() -> None:
     path = str(resolve_model_path("default"))
     st = SentenceTransformer(path, device="cpu")
     ours = SentenceEncoder.from_pretrained("default")
+    mkl = use_plain_linears(copy.deepcopy(ours))
     variants: dict[str, Callable[[list[str], int], np.ndarray]] = {
         "st_torch": lambda t, b: st.encode(t, batch_size=b, normalize_embeddings=True),
         "polyhead_fp32": lambda t, b: np.asarray(ours.encode(t, batch_size=b)),
+        "polyhead_fp32_mkl": lambda t, b: np.asarray(mkl.encode(t, batch_size=b)),
     }
     if cpu_supports_bf16():
         variants["polyhead_bf16"] = lambda t, b: np.asarray(ours.encode(t, batch_size=b, precision="bf16"))
@@ -95,6 +102,8 @@ def main() -> None:
     onnx_info: dict[str, Any] = {}
     try:
         onnx_info = add_onnx_variants(variants, Path(tmp.name), texts)
+        if args.keep_model:
+            shutil.copytree(Path(tmp.name) / "model", args.keep_model, dirs_exist_ok=True)
     except ImportError as exc:
         onnx_info = {"error": f"ONNX variants skipped: {exc}"}
     try:

@@ -4,8 +4,9 @@
 
 1. Full fine-tuning of the default encoder with a classification head, batch 32, on real sentences
    (SST-2 train): fixed 64-token padding with random batches (the HF Trainer default with
-   padding="max_length") vs token-sorted buckets with dynamic padding (polyhead) vs the same with bf16
-   autocast. Steps/s, median of alternating runs.
+   padding="max_length", torch's nn.Linear) vs token-sorted buckets with dynamic padding (still torch's
+   nn.Linear: `bucketed_mkl`) vs the same with polyhead's oneDNN linears (`bucketed`, the default) vs that
+   with bf16 autocast. Steps/s, median of alternating runs.
 2. Frozen encoder: heads-only training through the Trainer (3 epochs) with and without
    `cache_embeddings` (same seed, same batches): time per step of the loop, and of the whole stage
    including building the cache.
@@ -49,15 +50,22 @@ def load_sentences(n: int) -> tuple[list[str], list[str]]:
 
 
 def fine_tune_steps(mode: str, steps: int, texts: list[str], labels: list[str]) -> float:
-    """Steps/s of full fine-tuning; mode in fixed64 | bucketed | bucketed_bf16."""
+    """Steps/s of full fine-tuning; mode in fixed64 | bucketed_mkl | bucketed | bucketed_bf16.
+
+    ``fixed64`` (the HF Trainer's padding="max_length") and ``bucketed_mkl`` use torch's own nn.Linear
+    (MKL GEMMs); ``bucketed`` and ``bucketed_bf16`` are polyhead's defaults (oneDNN linears).
+    """
     from polyhead.data.collate import epoch_batches
     from polyhead.modeling.batching import pad_batch
     from polyhead.modeling.encoder import SentenceEncoder, autocast
     from polyhead.modeling.heads import TaskSpec
     from polyhead.modeling.multitask import MultiTaskModel
+    from polyhead.modeling.onednn import use_plain_linears
 
     torch.manual_seed(0)
     encoder = SentenceEncoder.from_pretrained("default", max_length=64)
+    if mode in ("fixed64", "bucketed_mkl"):
+        use_plain_linears(encoder)
     model = MultiTaskModel(encoder, {"label": TaskSpec("classification", sorted(set(labels)))})
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-5)
@@ -209,7 +217,9 @@ def main() -> None:
         print(json.dumps(existing["processes"], indent=2))
         return
     texts, labels = load_sentences(32 * (args.steps + 2))
-    modes = ["fixed64", "bucketed"] + (["bucketed_bf16"] if "avx512_bf16" in Path("/proc/cpuinfo").read_text() else [])
+    modes = ["fixed64", "bucketed_mkl", "bucketed"]
+    if "avx512_bf16" in Path("/proc/cpuinfo").read_text():
+        modes.append("bucketed_bf16")
     runs: dict[str, list[float]] = {m: [] for m in modes}
     for r in range(args.runs):
         for mode in modes:

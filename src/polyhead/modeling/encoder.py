@@ -15,6 +15,7 @@ from torch import nn
 
 from polyhead.errors import ModelDirError, PolyheadError
 from polyhead.modeling.batching import length_sorted_batches, pad_batch
+from polyhead.modeling.onednn import use_onednn_linears
 from polyhead.modeling.pooling import Dense, Pooling
 from polyhead.modeling.pooling import normalize as l2_normalize
 from polyhead.runtime import check_precision, force_offline
@@ -114,6 +115,7 @@ class SentenceEncoder(nn.Module):
         model_max = getattr(transformer.config, "max_position_embeddings", max_length) or max_length
         self.max_length = min(int(max_length), int(model_max))
         self.name = name
+        use_onednn_linears(self)  # CPU GEMMs on oneDNN (2.3x MKL on AMD): see modeling/onednn.py
 
     # ----------------------------------------------------------------- construction
     @classmethod
