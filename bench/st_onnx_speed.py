@@ -92,10 +92,10 @@ def main() -> None:
                 print(f"run {r} {name}: {len(texts) / seconds:.1f} sent/s", file=sys.stderr)
     speed = {k: len(texts) / statistics.median(v) for k, v in times.items()}
     ref = outputs["st_torch"]
-    versions = {}
-    for package in ("sentence_transformers", "transformers", "optimum", "onnxruntime", "torch"):
-        module = __import__(package)
-        versions[package] = getattr(module, "__version__", "?")
+    from importlib.metadata import version
+
+    packages = ("sentence-transformers", "transformers", "optimum", "optimum-onnx", "onnxruntime", "torch")
+    versions = {package: version(package) for package in packages}
     result = {
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
         "command": "python bench/st_onnx_speed.py " + " ".join(sys.argv[1:]),

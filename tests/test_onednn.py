@@ -54,6 +54,16 @@ def test_packed_weight_follows_in_place_weight_changes(tiny_encoder: SentenceEnc
     assert abs(after - plain_copy(tiny_encoder).encode(TEXTS)).max() < 1e-5
 
 
+def test_writes_through_dot_data_refresh_the_packed_weight(tiny_encoder: SentenceEncoder) -> None:
+    tiny_encoder.encode(TEXTS)
+    for module in tiny_encoder.modules():
+        if isinstance(module, nn.Linear):
+            version = module.weight._version
+            module.weight.data.mul_(0.5)  # bypasses the version counter
+            assert module.weight._version == version
+    assert abs(tiny_encoder.encode(TEXTS) - plain_copy(tiny_encoder).encode(TEXTS)).max() < 1e-5
+
+
 def test_load_state_dict_refreshes_the_packed_weight(tiny_model_dir) -> None:
     a = SentenceEncoder.from_pretrained(tiny_model_dir, max_length=64)
     b = SentenceEncoder.from_pretrained(tiny_model_dir, max_length=64)

@@ -8,8 +8,8 @@ only which kernel multiplies, on a CPU with a float32 weight:
 
 - inference (no autograd): a copy of the weight reordered once into oneDNN's blocked layout, fp32, or bf16
   under bf16 autocast (the numbers autocast gives, without casting the weight again on every call). The
-  copy is rebuilt when a parameter changes (optimizer step, ``load_state_dict``, ``.to()``), so it never
-  serves stale weights;
+  copy is rebuilt when a parameter changes (optimizer step, ``load_state_dict``, ``.to()``, a write through
+  ``.data``: see ``parameter_key``), so it doesn't serve stale weights;
 - training: an autograd function whose forward and both backward GEMMs (input and weight gradients) run
   on oneDNN with the weight as it is (it changes every step).
 
@@ -30,7 +30,10 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 # Row-count hint for oneDNN's weight layout; any value from 32 up measured the same for 25-2,000 rows.
 PACK_ROWS_HINT = 1024
 
-Packed = tuple[tuple[int, ...], torch.Tensor, torch.Tensor | None]
+Key = tuple[int, int, bytes] | None
+Packed = tuple[tuple[Key, Key], torch.Tensor, torch.Tensor | None]
+# Entries of a weight read on every packed call to notice writes that bypass torch's version counter.
+PROBES = 64
 
 
 @functools.cache
@@ -48,6 +51,20 @@ def onednn_available() -> bool:
 def onednn_linear(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:  # noqa: A002
     """``input @ weight.T + bias`` on oneDNN; ``weight`` is dense (any strides) or prepacked."""
     return torch.ops.mkldnn._linear_pointwise(input, weight, bias, "none", [], "")
+
+
+def parameter_key(tensor: torch.Tensor | None) -> Key:
+    """What identifies a parameter's current values: storage, version counter and ``PROBES`` sampled entries.
+
+    The version counter sees every in-place write made through the parameter (optimizer steps,
+    ``load_state_dict``, ``copy_`` under ``no_grad``) but not writes through ``param.data``, which has a
+    counter of its own; the sampled entries catch those (any update that changes the sampled values).
+    """
+    if tensor is None:
+        return None
+    flat = tensor.detach().reshape(-1)
+    probes = flat[:: max(1, flat.numel() // PROBES)].numpy().tobytes()  # ~64 floats: microseconds
+    return tensor.data_ptr(), tensor._version, probes
 
 
 class OneDNNLinearFunction(torch.autograd.Function):
@@ -116,9 +133,7 @@ class OneDNNLinear(nn.Linear):
 
     def packed(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Weight in oneDNN's layout and bias, in ``dtype``; rebuilt when either parameter changed."""
-        key: tuple[int, ...] = (self.weight.data_ptr(), self.weight._version)
-        if self.bias is not None:
-            key += (self.bias.data_ptr(), self.bias._version)
+        key = (parameter_key(self.weight), parameter_key(self.bias))
         cache = self._packed if self._packed is not None else {}
         if dtype not in cache or cache[dtype][0] != key:
             with torch.no_grad():
