@@ -62,6 +62,30 @@ def test_int8_gate_on_the_tiny_encoder(plain: Path) -> None:
     assert (plain / "model.int8.onnx").stat().st_size < (plain / "model.onnx").stat().st_size
 
 
+def test_sessions_leave_out_the_slow_skip_layer_norm_fusion(plain: Path, tmp_path: Path, monkeypatch) -> None:
+    import onnx
+
+    from polyhead import onnx_backend
+    from polyhead.export.onnx import export_onnx
+
+    if not (plain / "model.onnx").is_file():
+        export_onnx(plain)
+
+    def optimized_ops(name: str) -> set[str]:
+        onnx_backend.create_session(plain / "model.onnx", 1, tmp_path / name)
+        return {n.op_type for n in onnx.load(str(tmp_path / name)).graph.node}
+
+    assert "SkipLayerNormalization" not in optimized_ops("ours.onnx")
+    with monkeypatch.context() as m:  # without the exclusion onnxruntime fuses them: the check above can fail
+        m.setattr(onnx_backend, "DISABLED_OPTIMIZERS", ())
+        assert "SkipLayerNormalization" in optimized_ops("default.onnx")
+    calls: list[tuple] = []  # and OnnxModel builds its session with create_session
+    original = onnx_backend.create_session
+    monkeypatch.setattr(onnx_backend, "create_session", lambda *a, **k: calls.append(a) or original(*a, **k))
+    onnx_backend.OnnxModel(plain)
+    assert calls and calls[0][0] == plain / "model.onnx"
+
+
 def test_missing_onnxruntime_is_a_clear_error(plain: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from polyhead.onnx_backend import OnnxModel
 

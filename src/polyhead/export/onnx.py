@@ -150,8 +150,9 @@ def export_onnx(
 # int8 recipes, fastest first; export keeps the first whose outputs hold the int8 gate on the check texts.
 # Measured on MiniLM (2 contended cores; docs/export.md has the table): "dynamic" runs ~2x ONNX fp32 but
 # moves embeddings by ~1e-2 in cosine (label agreement 92% for SST-5 heads over a frozen encoder, 98% for a
-# fine-tuned ABSA model); "blockwise" ~1.3x, 1 - cosine ~4e-4 (98.2%, 99.7%); "blockwise-half" ~1.3x,
-# ~1e-4 (99.2%, 99.7%).
+# fine-tuned ABSA model); "blockwise" 1 - cosine ~4e-4 (98.2%, 99.7%); "blockwise-half" ~1e-4 (99.2%,
+# 99.7%). Both blockwise recipes run at about fp32 speed on onnxruntime 1.31 (MatMulNBits' int8 path is
+# built for one-row products): they make the file smaller, not faster.
 INT8_RECIPES = ("dynamic", "blockwise", "blockwise-half")
 
 
