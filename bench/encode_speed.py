@@ -272,7 +272,27 @@ def gate_numbers(info: dict[str, Any], outputs: dict[str, np.ndarray], texts: li
             res["sts_spearman_torch"], res["sts_spearman_onnx"] = sts_points(model, onnx_model, sts)
         res["gate_failure"] = gate_failure(variant, res)
         out[variant] = res
+    if "polyhead_bf16" in outputs:  # torch bf16 measured against the int8 bounds (the looser ones)
+        bf16 = Bf16View(model)
+        cos = (outputs["polyhead_bf16"] * ref).sum(1)
+        labels = labels_of(model.predict(texts, precision="bf16"))
+        res = {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
+               "label_agreement": float(np.mean([a == b for a, b in zip(labels, ref_labels, strict=True)]))}
+        if sts.is_file():
+            res["sts_spearman_torch"], res["sts_spearman_onnx"] = sts_points(model, bf16, sts)  # type: ignore[arg-type]
+        res["gate_failure_int8_bounds"] = gate_failure("int8", res)
+        out["torch_bf16"] = res
     return out
+
+
+class Bf16View:
+    """``encode`` of a torch model in bf16, for sts_points."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.model.encode(texts, precision="bf16"))
 
 
 def multi_head_cost(info: dict[str, Any], texts: list[str], runs: int) -> dict[str, Any]:
