@@ -132,12 +132,8 @@ def main() -> None:
     }
     roof_sent_s = {fmt: len(texts) / (work / rate) if rate else None for fmt, rate in roof.items()}
     speeds = json.loads(args.speeds.read_text())["batch32_sent_per_s"] if args.speeds.is_file() else {}
-    fmt_of = {"bf16": "bf16", "int8": "int8"}
-    share = {
-        name: speed / roof_sent_s[next((f for k, f in fmt_of.items() if k in name), "fp32")]
-        for name, speed in speeds.items()
-        if roof_sent_s[next((f for k, f in fmt_of.items() if k in name), "fp32")]
-    }
+    roof_of = {name: roof_sent_s["bf16" if "bf16" in name else "int8" if "int8" in name else "fp32"] for name in speeds}
+    share = {name: speed / roof_of[name] for name, speed in speeds.items() if roof_of[name]}
     result = {
         "machine": {"cpu": cpu_model()},
         "command": "python bench/roofline.py " + " ".join(sys.argv[1:]),

@@ -38,24 +38,10 @@ def texts_all() -> list[str]:
 
 
 def build() -> None:
-    import torch
-
     from polyhead.export.onnx import export_onnx, labels_of
-    from polyhead.modeling.encoder import SentenceEncoder
-    from polyhead.modeling.heads import TaskSpec
-    from polyhead.modeling.multitask import MultiTaskModel
 
     texts = texts_all()
-    torch.manual_seed(0)
-    model = MultiTaskModel(
-        SentenceEncoder.from_pretrained("default"),
-        {
-            "sentiment": TaskSpec("classification", list(es.SST5)),
-            "polarity": TaskSpec("classification", ["negative", "neutral", "positive"]),
-            "flags": TaskSpec("multilabel", ["negative", "positive", "strong"]),
-        },
-    ).eval()
-    es.fit_heads(model, texts[:2000])
+    model = es.sst5_model(texts[:2000])
     if MODEL.exists():
         shutil.rmtree(MODEL)
     directory = model.save_pretrained(MODEL)

@@ -68,7 +68,7 @@ def physical_cores() -> int:
 # Add, the residual Add and LayerNormalization into one SkipLayerNormalization kernel, which on onnxruntime
 # 1.31 (x86-64, AVX512) takes several times longer than the three ops it replaces: leaving it out makes
 # MiniLM 16% faster in fp32 and 17% faster with the `dynamic` int8 recipe, with the same arithmetic
-# (docs/export.md, "Session options").
+# (docs/export.md, "The ONNX backend").
 DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 
