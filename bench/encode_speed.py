@@ -13,6 +13,9 @@ a smaller sample, and peak RSS. Writes bench/results/encode_speed.json.
 ONNX variants (added when onnxruntime is installed): the default encoder plus three sentence heads is saved
 to a temporary model directory and exported with `export_onnx(quantize="int8")`; then
   polyhead_onnx_fp32 / polyhead_onnx_int8   OnnxModel.encode (onnxruntime, no torch in the hot path)
+  polyhead_onnx_int8_encoder   the encoder alone (no heads, like sentence-transformers' export), saved and
+                   exported by `export_encoder("default", ..., quantize="int8", check=True)`: the CLI's
+                   `polyhead export default --output DIR --quantize int8 --check --sts stsb/test.tsv`
   st_onnx          sentence-transformers `backend="onnx"` (needs optimum; recorded as unavailable if not)
 The parity gate's numbers are computed on the same 5,000 sentences (cosine to polyhead torch, label
 agreement of the three heads) and on the STS-B test set (Spearman). Multi-head cost: `predict` with the
@@ -78,7 +81,9 @@ def main() -> None:
     parser.add_argument("--batch1-n", type=int, default=300)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "encode_speed.json")
     parser.add_argument("--quick", action="store_true", help="smoke run: 300 sentences, 1 run, 50 at batch 1")
-    parser.add_argument("--keep-model", type=Path, help="copy the exported model directory here (st_onnx_speed.py)")
+    parser.add_argument("--keep-model", type=Path,
+                        help="copy the exported model directory here, the encoder-only one to <this>-encoder "
+                             "(for st_onnx_speed.py)")
     parser.add_argument("--profile", type=Path, help="only profile polyhead fp32 on 1,000 sentences; JSON here")
     args = parser.parse_args()
     if args.profile:
@@ -102,8 +107,9 @@ def main() -> None:
     onnx_info: dict[str, Any] = {}
     try:
         onnx_info = add_onnx_variants(variants, Path(tmp.name), texts)
-        if args.keep_model:
+        if args.keep_model:  # the three-head model there, the encoder-only export next to it
             shutil.copytree(Path(tmp.name) / "model", args.keep_model, dirs_exist_ok=True)
+            shutil.copytree(Path(tmp.name) / "encoder", f"{args.keep_model}-encoder", dirs_exist_ok=True)
     except ImportError as exc:
         onnx_info = {"error": f"ONNX variants skipped: {exc}"}
     try:
@@ -198,7 +204,7 @@ def add_onnx_variants(variants: dict[str, Callable[[list[str], int], np.ndarray]
     """Save the default encoder with three sentence heads, export fp32 + int8, add both as variants."""
     import onnxruntime  # noqa: F401 - ImportError here means "skip the ONNX variants"
 
-    from polyhead.export.onnx import export_onnx
+    from polyhead.export.onnx import export_encoder, export_onnx
     from polyhead.onnx_backend import OnnxModel
 
     model = sst5_model(texts[: min(2000, len(texts) // 2)])
@@ -206,11 +212,17 @@ def add_onnx_variants(variants: dict[str, Callable[[list[str], int], np.ndarray]
     start = time.perf_counter()
     export_onnx(directory, quantize="int8")
     export_s = time.perf_counter() - start
+    encoder_report = export_encoder("default", tmp / "encoder", quantize="int8", check=True,
+                                    sts_file=DATA / "stsb" / "test.tsv")
     onnx = {v: OnnxModel(directory, v) for v in ("fp32", "int8")}
-    variants["polyhead_onnx_fp32"] = lambda t, b: onnx["fp32"].encode(t, batch_size=b)
-    variants["polyhead_onnx_int8"] = lambda t, b: onnx["int8"].encode(t, batch_size=b)
+    onnx["int8_encoder"] = OnnxModel(tmp / "encoder", "int8")
+    for variant, onnx_model in onnx.items():
+        variants[f"polyhead_onnx_{variant}"] = lambda t, b, m=onnx_model: m.encode(t, batch_size=b)
     sizes = {p.name: p.stat().st_size / 2**20 for p in directory.glob("*.onnx")}
     return {"model": model, "onnx": onnx, "export_s": export_s, "file_mib": sizes,
+            "recipes": {"model": json.loads((directory / "onnx.json").read_text())["int8_recipe"],
+                        "encoder": encoder_report["int8_recipe"]},
+            "encoder_export_gate": encoder_report["gate"],
             "threads": onnx["fp32"].session.get_session_options().intra_op_num_threads}
 
 
@@ -279,10 +291,10 @@ def gate_numbers(info: dict[str, Any], outputs: dict[str, np.ndarray], texts: li
     out: dict[str, Any] = {}
     for variant, (emb, other, verdict) in candidates.items():
         cos = (emb * ref).sum(1)
-        labels = labels_of(other.predict(texts))
-        agree = float(np.mean([a == b for a, b in zip(labels, ref_labels, strict=True)]))
-        res: dict[str, Any] = {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
-                               "label_agreement": agree}
+        res: dict[str, Any] = {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min())}
+        labels = labels_of(other.predict(texts))  # none for the encoder alone: embeddings and STS only
+        agree = [a == b for a, b in zip(labels, ref_labels, strict=True)] if labels else [True]
+        res["label_agreement"], res["decisions"] = float(np.mean(agree)), len(labels)
         if sts.is_file():
             res["sts_spearman_torch"], res["sts_spearman_onnx"] = sts_points(model, other, sts)
         res[verdict] = gate_failure(variant if variant in info["onnx"] else "int8", res)

@@ -8,12 +8,13 @@ ONNX backend (onnxruntime + tokenizers only), on a model directory exported by t
     python3 -m venv /tmp/st-onnx && /tmp/st-onnx/bin/pip install torch==2.13.0 sentence-transformers==6.2.0 \\
         "optimum[onnxruntime]==2.1.0" optimum-onnx==0.1.0 onnxruntime==1.31.1 psutil
     flock /tmp/polyhead-cpu.lock env PYTHONPATH=src /tmp/st-onnx/bin/python bench/st_onnx_speed.py \\
-        --model-dir /tmp/encode-speed-model
+        --model-dir /tmp/encode-speed-model --encoder-dir /tmp/encode-speed-model-encoder
 
 Variants, alternating within each round, batch 32, medians: st_torch (the reference, as in
 encode_speed.py), st_onnx (sentence-transformers' ONNX export of the transformer; pooling and
 normalisation in torch), st_onnx_int8 (`export_dynamic_quantized_onnx_model` with its `avx512_vnni`
-config, or `avx2` on CPUs without VNNI), polyhead_onnx_fp32 / polyhead_onnx_int8 (`OnnxModel.encode`).
+config, or `avx2` on CPUs without VNNI), polyhead_onnx_fp32 / polyhead_onnx_int8 (`OnnxModel.encode`, the
+three-head model) and polyhead_onnx_int8_encoder (the encoder-only export, like sentence-transformers').
 Cosines are to st_torch. Writes bench/results/st_onnx_speed.json.
 """
 
@@ -68,6 +69,8 @@ def st_variants(tmp: Path) -> dict[str, Callable[[list[str]], np.ndarray]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model-dir", type=Path, help="a polyhead model directory with model(.int8).onnx")
+    parser.add_argument("--encoder-dir", type=Path,
+                        help="polyhead's encoder-only export (encode_speed.py --keep-model DIR writes DIR-encoder)")
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "st_onnx_speed.json")
@@ -75,12 +78,13 @@ def main() -> None:
     texts = real_sentences(args.n)
     with tempfile.TemporaryDirectory(prefix="st-onnx-") as tmp:
         variants = st_variants(Path(tmp))
-        if args.model_dir:
-            from polyhead.onnx_backend import OnnxModel
+        from polyhead.onnx_backend import OnnxModel
 
-            for variant in ("fp32", "int8"):
-                onnx = OnnxModel(args.model_dir, variant)
-                variants[f"polyhead_onnx_{variant}"] = lambda t, onnx=onnx: onnx.encode(t, batch_size=32)
+        polyhead = [(args.model_dir, "fp32", ""), (args.model_dir, "int8", ""), (args.encoder_dir, "int8", "_encoder")]
+        for directory, variant, suffix in polyhead:
+            if directory:
+                onnx = OnnxModel(directory, variant)
+                variants[f"polyhead_onnx_{variant}{suffix}"] = lambda t, onnx=onnx: onnx.encode(t, batch_size=32)
         for fn in variants.values():  # warm-up
             fn(texts[:64])
         times: dict[str, list[float]] = {k: [] for k in variants}

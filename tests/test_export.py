@@ -252,3 +252,53 @@ def test_check_file_texts_drive_the_gate(exported, tmp_path: Path) -> None:
     missing = subprocess.run([*cmd, "--check-file", str(tmp_path / "nope.txt")], capture_output=True, text=True)
     assert missing.returncode == 2
     assert f"--check-file {tmp_path / 'nope.txt'}: no such file" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_cli_exports_an_encoder_into_a_new_directory(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`polyhead export ENCODER --output DIR`: the embedding-only export (no heads) that sentence-transformers
+    users know, with the int8 recipe and the gate as for any model."""
+    from polyhead.export.onnx import INT8_RECIPES
+    from polyhead.modeling.encoder import SentenceEncoder
+    from polyhead.onnx_backend import OnnxModel
+
+    out = tmp_path / "embedder"
+    cmd = [sys.executable, "-m", "polyhead", "export", str(tiny_model_dir)]
+    proc = subprocess.run([*cmd, "--output", str(out), "--quantize", "int8", "--check"], capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {out}" in proc.stdout and "label agreement" not in proc.stdout  # no heads, no labels
+    config = json.loads((out / "polyhead.json").read_text())
+    meta = json.loads((out / "onnx.json").read_text())
+    assert config["tasks"] == {} and meta["int8_recipe"] in INT8_RECIPES
+    assert meta["outputs"] == ["sentence_embedding", "pooled_embedding"]
+    texts = ["John met Mary in Paris", "new chips ship today"]
+    ref = np.asarray(SentenceEncoder.from_pretrained(tiny_model_dir).encode(texts))
+    np.testing.assert_allclose(OnnxModel(out).encode(texts), ref, atol=1e-5)
+    assert (OnnxModel(out, "int8").encode(texts) * ref).sum(1).mean() >= 0.99
+    again = subprocess.run([*cmd, "--output", str(out)], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "already exists and is not empty" in again.stderr
+    assert json.loads((out / "onnx.json").read_text()) == meta  # untouched
+    no_output = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert no_output.returncode == 2 and "Traceback" not in no_output.stderr
+    assert "is an encoder, not a polyhead model directory: add --output DIR" in no_output.stderr
+
+
+def test_encoder_export_refuses_model_dirs_and_cleans_up_after_a_failure(
+    exported, tiny_model_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from polyhead.export import onnx as export
+
+    path, _ = exported
+    with pytest.raises(PolyheadError, match="is a polyhead model directory: it is exported in place"):
+        export.export_encoder(str(path), tmp_path / "out")
+    with pytest.raises(PolyheadError, match="--quantize 'int4': valid: int8"):
+        export.export_encoder(str(tiny_model_dir), tmp_path / "out", quantize="int4")
+    assert not (tmp_path / "out").exists()
+
+    def fail(*args, **kwargs):
+        raise PolyheadError("parity gate failed")
+
+    monkeypatch.setattr(export, "export_onnx", fail)
+    with pytest.raises(PolyheadError, match="parity gate failed"):
+        export.export_encoder(str(tiny_model_dir), tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # no half-made directory left behind

@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -374,7 +374,22 @@ def serve(
 
 @app.command(name="export")
 def export_model(
-    model_dir: Annotated[Path, typer.Argument(help="A polyhead model directory.")],
+    model_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="A polyhead model directory (exported in place), or with --output: 'default' or an HF / "
+            "sentence-transformers encoder directory."
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="New directory: save the encoder MODEL_DIR there as a polyhead model without heads, then export "
+            "it (an embedding-only ONNX model).",
+        ),
+    ] = None,
     format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
     quantize: Annotated[
         str | None,
@@ -391,19 +406,38 @@ def export_model(
         ),
     ] = None,
 ) -> None:
-    """Export the whole model (encoder, pooling, heads) as one ONNX graph into MODEL_DIR."""
+    """Export the whole model (encoder, pooling, heads) as one ONNX graph into MODEL_DIR (or into --output)."""
     if format != "onnx":
         raise PolyheadError(f"--format {format!r}: valid: onnx")
     texts = read_text_lines(check_file, "--check-file") if check_file is not None else None
-    from polyhead.export.onnx import export_onnx
+    from polyhead.export.onnx import export_encoder, export_onnx
 
-    report = export_onnx(model_dir, quantize=quantize, check=check, texts=texts, sts_file=sts)
+    options: dict[str, Any] = {"quantize": quantize, "check": check, "texts": texts, "sts_file": sts}
+    if output is not None:
+        report = export_encoder(str(model_dir), output, **options)
+    elif str(model_dir) == "default" or (
+        (model_dir / "config.json").is_file() and not (model_dir / "polyhead.json").is_file()
+    ):
+        raise PolyheadError(
+            f"{model_dir} is an encoder, not a polyhead model directory: add --output DIR to save it as one "
+            "and export it there"
+        )
+    else:
+        report = export_onnx(model_dir, **options)
     for file in report["files"]:
         console.print(f"wrote {file}")
+    if "int8_recipe" in report:
+        console.print(f"int8 recipe: {report['int8_recipe']}")
     for variant, res in report.get("gate", {}).items():
+        labels = f", label agreement {res['label_agreement']:.2%}" if res["decisions"] else ""
+        sts_moved = (
+            f", STS Spearman {res['sts_spearman_torch']:.2f} -> {res['sts_spearman_onnx']:.2f}"
+            if "sts_spearman_onnx" in res
+            else ""
+        )
         console.print(
-            f"parity {variant}: cosine mean {res['cosine_mean']:.6f} min {res['cosine_min']:.6f}, "
-            f"label agreement {res['label_agreement']:.2%} - passed"
+            f"parity {variant}: cosine mean {res['cosine_mean']:.6f} min {res['cosine_min']:.6f}"
+            f"{labels}{sts_moved} - passed"
         )
 
 

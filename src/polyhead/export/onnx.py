@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,7 @@ def export_onnx(
     sts_file: Path | None = None,
 ) -> dict[str, Any]:
     """Export (and optionally quantise and check) the model in ``model_dir``; returns what was written."""
-    if quantize not in (None, "int8"):
-        raise PolyheadError(f"--quantize {quantize!r}: valid: int8")
+    check_quantize(quantize)
     model = MultiTaskModel.from_pretrained(model_dir).eval()
     heads = [n for n, s in model.tasks.items() if s.type != "similarity"]
     with_tokens = any(model.tasks[n].level == "token" for n in heads)
@@ -144,6 +144,37 @@ def export_onnx(
             raise
         meta["gate"] = report["gate"]
         write_json(model_dir / ONNX_META, meta)
+    return report
+
+
+def check_quantize(quantize: str | None) -> None:
+    if quantize not in (None, "int8"):
+        raise PolyheadError(f"--quantize {quantize!r}: valid: int8")
+
+
+def export_encoder(source: str, output: Path, **options: Any) -> dict[str, Any]:
+    """Save an encoder (``"default"``, or an HF / sentence-transformers directory, with its pooling and
+    normalisation) as a polyhead model directory without heads at ``output`` and export it there
+    (:func:`export_onnx` ``options``): the embedding-only export sentence-transformers users know.
+    ``output`` must be new or empty; if the export fails, it is removed again."""
+    from polyhead.io import CONFIG_NAME
+    from polyhead.modeling.encoder import SentenceEncoder
+
+    check_quantize(options.get("quantize"))
+    if (Path(source) / CONFIG_NAME).is_file():
+        raise PolyheadError(
+            f"{source} is a polyhead model directory: it is exported in place (drop --output); "
+            "--output is for an encoder ('default' or an HF model directory)"
+        )
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise PolyheadError(f"--output {output} already exists and is not empty; choose a new directory")
+    MultiTaskModel(SentenceEncoder.from_pretrained(source), {}).save_pretrained(output)
+    try:
+        report = export_onnx(output, **options)
+    except BaseException:
+        shutil.rmtree(output, ignore_errors=True)
+        raise
+    report["files"].insert(0, str(output))
     return report
 
 
@@ -285,6 +316,7 @@ def compare(onnx_model: OnnxModel, texts: list[str], ref_emb: np.ndarray, ref_la
         "cosine_mean": float(cos.mean()),
         "cosine_min": float(cos.min()),
         "label_agreement": agree,
+        "decisions": len(labels),
         "texts": len(texts),
     }
 
