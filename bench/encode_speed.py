@@ -218,7 +218,8 @@ def add_onnx_variants(variants: dict[str, Callable[[list[str], int], np.ndarray]
     onnx["int8_encoder"] = OnnxModel(tmp / "encoder", "int8")
     for variant, onnx_model in onnx.items():
         variants[f"polyhead_onnx_{variant}"] = lambda t, b, m=onnx_model: m.encode(t, batch_size=b)
-    sizes = {p.name: p.stat().st_size / 2**20 for p in directory.glob("*.onnx")}
+    sizes = {f"{d.name}/{p.name}": p.stat().st_size / 2**20
+             for d in (directory, tmp / "encoder") for p in d.glob("*.onnx")}
     return {"model": model, "onnx": onnx, "export_s": export_s, "file_mib": sizes,
             "recipes": {"model": json.loads((directory / "onnx.json").read_text())["int8_recipe"],
                         "encoder": encoder_report["int8_recipe"]},
@@ -276,7 +277,7 @@ def fit_heads(model: Any, texts: list[str]) -> None:
 
 def gate_numbers(info: dict[str, Any], outputs: dict[str, np.ndarray], texts: list[str]) -> dict[str, Any]:
     """The parity gate's measures on the benchmark sentences and STS-B test, per ONNX variant."""
-    from polyhead.export.onnx import gate_failure, labels_of, sts_points
+    from polyhead.export.onnx import agreement, gate_failure, labels_of, sts_points
 
     model, ref = info["model"], outputs["polyhead_fp32"]
     ref_labels = labels_of(model.predict(texts))
@@ -293,8 +294,7 @@ def gate_numbers(info: dict[str, Any], outputs: dict[str, np.ndarray], texts: li
         cos = (emb * ref).sum(1)
         res: dict[str, Any] = {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min())}
         labels = labels_of(other.predict(texts))  # none for the encoder alone: embeddings and STS only
-        agree = [a == b for a, b in zip(labels, ref_labels, strict=True)] if labels else [True]
-        res["label_agreement"], res["decisions"] = float(np.mean(agree)), len(labels)
+        res.update(agreement(labels, ref_labels if labels else []))
         if sts.is_file():
             res["sts_spearman_torch"], res["sts_spearman_onnx"] = sts_points(model, other, sts)
         res[verdict] = gate_failure(variant if variant in info["onnx"] else "int8", res)

@@ -226,3 +226,65 @@ def test_length_sorted_batches() -> None:
 def test_bad_batch_size(tiny_encoder: SentenceEncoder) -> None:
     with pytest.raises(PolyheadError, match="batch_size must be >= 1, got 0"):
         tiny_encoder.encode(["x"], batch_size=0)
+
+
+@pytest.fixture(scope="module")
+def st_cls_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny encoder saved by sentence-transformers itself: CLS pooling, no Normalize, 48 tokens."""
+    from sentence_transformers import SentenceTransformer, models
+
+    transformer = models.Transformer(str(tiny_model_dir), max_seq_length=48)
+    st = SentenceTransformer(modules=[transformer, models.Pooling(32, pooling_mode="cls")], device="cpu")
+    path = tmp_path_factory.mktemp("st-cls") / "model"
+    st.save(str(path))
+    return path
+
+
+def test_sentence_transformers_layout_sets_pooling_normalize_and_length(st_cls_dir: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    ours = SentenceEncoder.from_pretrained(st_cls_dir)
+    assert (ours.pooling.mode, ours.normalize, ours.max_length) == ("cls", False, 48)
+    texts = ["a short one", " ".join(["long"] * 80), "John met Mary in Paris"]  # one past 48 tokens
+    theirs = SentenceTransformer(str(st_cls_dir), device="cpu").encode(texts, convert_to_numpy=True)
+    np.testing.assert_allclose(ours.encode(texts), theirs, atol=1e-5)  # not normalised, so norms match too
+    asked = SentenceEncoder.from_pretrained(st_cls_dir, pooling="mean", normalize=True, max_length=16)
+    assert (asked.pooling.mode, asked.normalize, asked.max_length) == ("mean", True, 16)  # arguments win
+
+
+def test_sentence_transformers_modules_polyhead_does_not_read(st_cls_dir: Path, tmp_path: Path, caplog) -> None:
+    import json
+    import shutil
+
+    from polyhead.modeling.encoder import sentence_transformers_settings
+
+    path = tmp_path / "model"
+    shutil.copytree(st_cls_dir, path)
+    modules = json.loads((path / "modules.json").read_text())
+    modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    (path / "modules.json").write_text(json.dumps(modules))
+    assert sentence_transformers_settings(path) == ({"normalize": False, "pooling": "cls", "max_length": 48},
+                                                    ["Dense (2_Dense)"])
+    with caplog.at_level("WARNING", logger="polyhead"):
+        SentenceEncoder.from_pretrained(path)
+    assert "Dense (2_Dense) not loaded" in caplog.text
+    pooling = path / "1_Pooling" / "config.json"
+    legacy = {"word_embedding_dimension": 32, "pooling_mode_cls_token": False, "pooling_mode_max_tokens": True}
+    pooling.write_text(json.dumps(legacy))  # the older format (one boolean per mode), as MiniLM ships it
+    assert sentence_transformers_settings(path)[0]["pooling"] == "max"
+    for unsupported in ({"pooling_mode": "weightedmean"}, {**legacy, "pooling_mode_mean_tokens": True},
+                        {"pooling_mode": ["cls", "mean"]}):
+        pooling.write_text(json.dumps(unsupported))
+        with pytest.raises(ModelDirError, match="1_Pooling/config.json: pooling .* is not supported; valid: one of"):
+            SentenceEncoder.from_pretrained(path)
+    (path / "modules.json").write_text("{broken")
+    with pytest.raises(ModelDirError, match="unreadable sentence-transformers files"):
+        SentenceEncoder.from_pretrained(path)
+
+
+def test_plain_hf_directory_gets_the_defaults(tiny_model_dir: Path) -> None:
+    from polyhead.modeling.encoder import sentence_transformers_settings
+
+    assert sentence_transformers_settings(tiny_model_dir) == ({}, [])
+    enc = SentenceEncoder.from_pretrained(tiny_model_dir)
+    assert (enc.pooling.mode, enc.normalize, enc.max_length) == ("mean", True, 128)  # 256, capped by positions

@@ -257,7 +257,6 @@ def test_check_file_texts_drive_the_gate(exported, tmp_path: Path) -> None:
 def test_cli_exports_an_encoder_into_a_new_directory(tiny_model_dir: Path, tmp_path: Path) -> None:
     """`polyhead export ENCODER --output DIR`: the embedding-only export (no heads) that sentence-transformers
     users know, with the int8 recipe and the gate as for any model."""
-    from polyhead.export.onnx import INT8_RECIPES
     from polyhead.modeling.encoder import SentenceEncoder
     from polyhead.onnx_backend import OnnxModel
 
@@ -266,10 +265,11 @@ def test_cli_exports_an_encoder_into_a_new_directory(tiny_model_dir: Path, tmp_p
     proc = subprocess.run([*cmd, "--output", str(out), "--quantize", "int8", "--check"], capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr
-    assert f"wrote {out}" in proc.stdout and "label agreement" not in proc.stdout  # no heads, no labels
     config = json.loads((out / "polyhead.json").read_text())
     meta = json.loads((out / "onnx.json").read_text())
-    assert config["tasks"] == {} and meta["int8_recipe"] in INT8_RECIPES
+    assert config["tasks"] == {} and set(meta["gate"]) == {"fp32", "int8"}
+    assert f"wrote {out}" in proc.stdout and f"int8 recipe: {meta['int8_recipe']}" in proc.stdout
+    assert "parity int8: cosine mean" in proc.stdout and "label agreement" not in proc.stdout  # no heads, no labels
     assert meta["outputs"] == ["sentence_embedding", "pooled_embedding"]
     texts = ["John met Mary in Paris", "new chips ship today"]
     ref = np.asarray(SentenceEncoder.from_pretrained(tiny_model_dir).encode(texts))
@@ -283,22 +283,56 @@ def test_cli_exports_an_encoder_into_a_new_directory(tiny_model_dir: Path, tmp_p
     assert "is an encoder, not a polyhead model directory: add --output DIR" in no_output.stderr
 
 
-def test_encoder_export_refuses_model_dirs_and_cleans_up_after_a_failure(
+def test_encoder_export_keeps_the_sentence_transformers_pooling(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A CLS-pooled, unnormalised sentence-transformers model exports to a graph computing its embeddings."""
+    from sentence_transformers import SentenceTransformer, models
+
+    from polyhead.export.onnx import export_encoder
+    from polyhead.onnx_backend import OnnxModel
+
+    modules = [models.Transformer(str(tiny_model_dir), max_seq_length=48), models.Pooling(32, pooling_mode="cls")]
+    st = SentenceTransformer(modules=modules, device="cpu")
+    st.save(str(tmp_path / "st"))
+    export_encoder(str(tmp_path / "st"), tmp_path / "out")
+    texts = ["a short one", " ".join(["long"] * 80)]
+    np.testing.assert_allclose(OnnxModel(tmp_path / "out").encode(texts), st.encode(texts), atol=1e-5)
+
+
+def test_encoder_export_refuses_bad_requests_before_writing(
     exported, tiny_model_dir: Path, tmp_path: Path, monkeypatch
 ) -> None:
     from polyhead.export import onnx as export
+    from polyhead.modeling.encoder import SentenceEncoder
 
+    def too_late(*args, **kwargs):
+        raise AssertionError("validated after loading the encoder")
+
+    monkeypatch.setattr(SentenceEncoder, "from_pretrained", too_late)
     path, _ = exported
+    out = tmp_path / "out"
     with pytest.raises(PolyheadError, match="is a polyhead model directory: it is exported in place"):
-        export.export_encoder(str(path), tmp_path / "out")
+        export.export_encoder(str(path), out)
     with pytest.raises(PolyheadError, match="--quantize 'int4': valid: int8"):
-        export.export_encoder(str(tiny_model_dir), tmp_path / "out", quantize="int4")
-    assert not (tmp_path / "out").exists()
+        export.export_encoder(str(tiny_model_dir), out, quantize="int4")
+    with pytest.raises(PolyheadError, match="--sts .*nope.tsv: no such file"):
+        export.export_encoder(str(tiny_model_dir), out, sts_file=tmp_path / "nope.tsv")
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(PolyheadError, match="--output .*notes.txt is a file, not a directory"):
+        export.export_encoder(str(tiny_model_dir), tmp_path / "notes.txt")
+    assert not out.exists() and (tmp_path / "notes.txt").read_text() == "mine"
 
-    def fail(*args, **kwargs):
-        raise PolyheadError("parity gate failed")
 
-    monkeypatch.setattr(export, "export_onnx", fail)
-    with pytest.raises(PolyheadError, match="parity gate failed"):
-        export.export_encoder(str(tiny_model_dir), tmp_path / "out")
-    assert not (tmp_path / "out").exists()  # no half-made directory left behind
+def test_encoder_export_removes_its_directory_after_a_failure(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from polyhead.export import onnx as export
+
+    def gate_fails(*args, **kwargs):
+        raise PolyheadError("parity gate failed for the int8 export (label agreement 98.00% < 99%)")
+
+    monkeypatch.setattr(export, "export_onnx", gate_fails)
+    out = tmp_path / "out"
+    out.mkdir()  # an empty directory is accepted, like a new one
+    with pytest.raises(PolyheadError, match=r"98.00% < 99%\); .*out was removed again"):
+        export.export_encoder(str(tiny_model_dir), out)
+    assert not out.exists()  # no half-made directory left behind

@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -59,11 +59,18 @@ def encode(
     model: Annotated[
         str, typer.Option(help="'default', an HF encoder directory or a polyhead model directory.")
     ] = "default",
-    pooling: Annotated[str, typer.Option(help="mean, cls, max or mean_sqrt_len.")] = "mean",
+    pooling: Annotated[
+        str | None,
+        typer.Option(
+            help="mean, cls, max or mean_sqrt_len (default: the model's sentence-transformers Pooling, else mean)."
+        ),
+    ] = None,
     projection_dim: Annotated[
         int | None, typer.Option(help="Add a (randomly initialised) projection to this size.")
     ] = None,
-    no_normalize: Annotated[bool, typer.Option("--no-normalize", help="Skip L2 normalisation.")] = False,
+    no_normalize: Annotated[
+        bool, typer.Option("--no-normalize", help="Skip L2 normalisation (default: normalise, as the model says).")
+    ] = False,
     out: Annotated[Path | None, typer.Option(help="Write the vectors to this .npy file.")] = None,
     similarity: Annotated[bool, typer.Option("--similarity", help="Print pairwise cosine similarities.")] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
@@ -82,7 +89,7 @@ def encode(
         from polyhead.modeling.encoder import SentenceEncoder
 
         encoder = SentenceEncoder.from_pretrained(
-            model, pooling=pooling, projection_dim=projection_dim, normalize=not no_normalize
+            model, pooling=pooling, projection_dim=projection_dim, normalize=False if no_normalize else None
         )
     else:
         encoder = load_backend(Path(model), backend)
@@ -92,7 +99,7 @@ def encode(
             batch_size=batch_size,
             precision=precision,
             show_progress=len(items) > 1000,
-            normalize=not no_normalize,
+            normalize=False if no_normalize else None,
         )
     )
     console.print(f"{len(items)} texts -> dimension {vectors.shape[1]}")
@@ -259,11 +266,11 @@ def default_run_dir(name: str) -> Path:
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="A polyhead model directory.")],
     config: Annotated[Path, typer.Option("--config", "-c", help="The config whose data to evaluate on.")],
-    split: Annotated[str, typer.Option(help="dev or test.")] = "test",
+    split: Annotated[str, typer.Option(help="dev, test or train.")] = "test",
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Per-task metrics of a saved model on the dev or test split of a config's data."""
+    """Per-task metrics of a saved model on the dev, test or train split of a config's data."""
     from polyhead.config import load_config
     from polyhead.training.api import evaluate_model
 
@@ -300,9 +307,10 @@ def demo(
         counts = write_demo_data(data_dir)
         console.print(f"wrote demo data to {data_dir}: {counts}")
         return
+    from polyhead.io import check_new_directory
+
     out = output or default_run_dir("demo")
-    if out.exists() and any(out.iterdir()):
-        raise PolyheadError(f"{out} already exists and is not empty; choose another --output")
+    check_new_directory(out, "--output", "choose another --output")
     console.print(f"[bold]polyhead demo[/]: run directory {out} (each run gets its own; nothing is overwritten)")
     run_demo(out, data_dir, quick, console)
 
@@ -412,22 +420,14 @@ def export_model(
     texts = read_text_lines(check_file, "--check-file") if check_file is not None else None
     from polyhead.export.onnx import export_encoder, export_onnx
 
-    options: dict[str, Any] = {"quantize": quantize, "check": check, "texts": texts, "sts_file": sts}
     if output is not None:
-        report = export_encoder(str(model_dir), output, **options)
-    elif str(model_dir) == "default" or (
-        (model_dir / "config.json").is_file() and not (model_dir / "polyhead.json").is_file()
-    ):
-        raise PolyheadError(
-            f"{model_dir} is an encoder, not a polyhead model directory: add --output DIR to save it as one "
-            "and export it there"
-        )
+        report = export_encoder(str(model_dir), output, quantize, check, texts, sts)
     else:
-        report = export_onnx(model_dir, **options)
+        report = export_onnx(model_dir, quantize, check, texts, sts)
     for file in report["files"]:
-        console.print(f"wrote {file}")
+        console.print(f"wrote {file}", markup=False, soft_wrap=True)
     if "int8_recipe" in report:
-        console.print(f"int8 recipe: {report['int8_recipe']}")
+        console.print(f"int8 recipe: {report['int8_recipe']}", markup=False)
     for variant, res in report.get("gate", {}).items():
         labels = f", label agreement {res['label_agreement']:.2%}" if res["decisions"] else ""
         sts_moved = (
@@ -437,7 +437,8 @@ def export_model(
         )
         console.print(
             f"parity {variant}: cosine mean {res['cosine_mean']:.6f} min {res['cosine_min']:.6f}"
-            f"{labels}{sts_moved} - passed"
+            f"{labels}{sts_moved} - passed",
+            markup=False,
         )
 
 

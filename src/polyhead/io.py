@@ -51,6 +51,14 @@ def library_versions() -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------------------- saving
+def check_new_directory(path: Path, what: str, hint: str = "choose a new or empty directory") -> None:
+    """Refuse a path that is a file or a non-empty directory: nothing the user has is written over."""
+    if path.exists() and not path.is_dir():
+        raise PolyheadError(f"{what} {path} is a file, not a directory; {hint}")
+    if path.exists() and any(path.iterdir()):
+        raise PolyheadError(f"{what} {path} already exists and is not empty; {hint}")
+
+
 def save_pretrained(model: MultiTaskModel | SentenceEncoder, path: Path, overwrite: bool = False) -> Path:
     """Write the model directory atomically: into a temporary sibling, then renamed into place.
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from polyhead.errors import PolyheadError
-from polyhead.io import write_json
+from polyhead.io import CONFIG_NAME, check_new_directory, write_json
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.onnx_backend import ONNX_META, VARIANTS, OnnxModel, source_hashes
 
@@ -80,7 +80,13 @@ def export_onnx(
     sts_file: Path | None = None,
 ) -> dict[str, Any]:
     """Export (and optionally quantise and check) the model in ``model_dir``; returns what was written."""
-    check_quantize(quantize)
+    check_options(quantize, sts_file)
+    encoder_only = str(model_dir) == "default" or (model_dir / "config.json").is_file()
+    if encoder_only and not (model_dir / CONFIG_NAME).is_file():
+        raise PolyheadError(
+            f"{model_dir} is an encoder, not a polyhead model directory: add --output DIR to save it as one "
+            "and export it there (export_encoder)"
+        )
     model = MultiTaskModel.from_pretrained(model_dir).eval()
     heads = [n for n, s in model.tasks.items() if s.type != "similarity"]
     with_tokens = any(model.tasks[n].level == "token" for n in heads)
@@ -147,30 +153,48 @@ def export_onnx(
     return report
 
 
-def check_quantize(quantize: str | None) -> None:
+def check_options(quantize: str | None, sts_file: Path | None) -> None:
+    """Options an export would otherwise only trip over after minutes of exporting and quantising."""
     if quantize not in (None, "int8"):
         raise PolyheadError(f"--quantize {quantize!r}: valid: int8")
+    if sts_file is not None and not Path(sts_file).is_file():
+        raise PolyheadError(f"--sts {sts_file}: no such file (a TSV with sentence1, sentence2, score columns)")
 
 
-def export_encoder(source: str, output: Path, **options: Any) -> dict[str, Any]:
-    """Save an encoder (``"default"``, or an HF / sentence-transformers directory, with its pooling and
-    normalisation) as a polyhead model directory without heads at ``output`` and export it there
-    (:func:`export_onnx` ``options``): the embedding-only export sentence-transformers users know.
-    ``output`` must be new or empty; if the export fails, it is removed again."""
-    from polyhead.io import CONFIG_NAME
-    from polyhead.modeling.encoder import SentenceEncoder
+def export_encoder(
+    source: str,
+    output: Path,
+    quantize: str | None = None,
+    check: bool = False,
+    texts: list[str] | None = None,
+    sts_file: Path | None = None,
+) -> dict[str, Any]:
+    """Save an encoder (``"default"``, or an HF / sentence-transformers directory, with the pooling,
+    normalisation and max length of its sentence-transformers files) as a polyhead model directory without
+    heads at ``output`` and export it there, as :func:`export_onnx` does: the embedding-only export
+    sentence-transformers users know. ``output`` must be new or empty; if the export fails, it is removed."""
+    from polyhead.modeling.encoder import SentenceEncoder, resolve_model_path, sentence_transformers_settings
 
-    check_quantize(options.get("quantize"))
-    if (Path(source) / CONFIG_NAME).is_file():
+    check_options(quantize, sts_file)
+    path = resolve_model_path(source)
+    if (path / CONFIG_NAME).is_file():
         raise PolyheadError(
             f"{source} is a polyhead model directory: it is exported in place (drop --output); "
             "--output is for an encoder ('default' or an HF model directory)"
         )
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise PolyheadError(f"--output {output} already exists and is not empty; choose a new directory")
+    check_new_directory(output, "--output")
+    _, ignored = sentence_transformers_settings(path)
+    if ignored:
+        raise PolyheadError(
+            f"{source}: sentence-transformers module(s) {', '.join(ignored)} can't be exported (polyhead reads "
+            "Transformer, Pooling and Normalize); the export would not compute that model's embeddings"
+        )
     MultiTaskModel(SentenceEncoder.from_pretrained(source), {}).save_pretrained(output)
     try:
-        report = export_onnx(output, **options)
+        report = export_onnx(output, quantize=quantize, check=check, texts=texts, sts_file=sts_file)
+    except PolyheadError as exc:
+        shutil.rmtree(output, ignore_errors=True)
+        raise PolyheadError(f"{exc}; {output} was removed again") from exc
     except BaseException:
         shutil.rmtree(output, ignore_errors=True)
         raise
@@ -310,15 +334,18 @@ def compare(onnx_model: OnnxModel, texts: list[str], ref_emb: np.ndarray, ref_la
     """Cosine of each embedding to PyTorch's ``ref_emb`` (n, dim) and the share of identical decisions."""
     emb = onnx_model.encode(texts)
     cos = (emb * ref_emb).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(ref_emb, axis=1))
-    labels = labels_of(onnx_model.predict(texts))
-    agree = float(np.mean([a == b for a, b in zip(labels, ref_labels, strict=True)])) if labels else 1.0
     return {
         "cosine_mean": float(cos.mean()),
         "cosine_min": float(cos.min()),
-        "label_agreement": agree,
-        "decisions": len(labels),
+        **agreement(labels_of(onnx_model.predict(texts)), ref_labels),
         "texts": len(texts),
     }
+
+
+def agreement(labels: list[Any], ref_labels: list[Any]) -> dict[str, Any]:
+    """Share of identical decisions (1.0 when there are none: a model without heads) and their count."""
+    same = [a == b for a, b in zip(labels, ref_labels, strict=True)]
+    return {"label_agreement": float(np.mean(same)) if same else 1.0, "decisions": len(same)}
 
 
 def gate_failure(variant: str, res: dict[str, Any]) -> str | None:

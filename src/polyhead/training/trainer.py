@@ -38,6 +38,7 @@ from polyhead.data.collate import EncodedGroup, collate, encode_group, epoch_bat
 from polyhead.errors import PolyheadError
 from polyhead.evaluation.evaluator import predict_task, sts_spearman, task_metrics
 from polyhead.evaluation.metrics import PRIMARY_METRIC
+from polyhead.io import check_new_directory
 from polyhead.modeling.encoder import autocast
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.runtime import check_precision
@@ -711,11 +712,8 @@ class EmbeddingCache:
 
 
 def refuse_non_empty(out: Path) -> None:
-    """A new run never writes into a directory that holds something."""
-    if out.exists() and any(out.iterdir()):
-        raise PolyheadError(
-            f"output directory {out} is not empty; pass --resume to continue it or choose another --output"
-        )
+    """A new run never writes into a directory that holds something (or over a file)."""
+    check_new_directory(out, "output directory", "pass --resume to continue it or choose another --output")
 
 
 def loss_count(task_type: str, target: torch.Tensor) -> int:
