@@ -208,3 +208,23 @@ def test_markup_like_text_is_printed_as_written(tiny_model_dir: Path, model_dir:
         assert "[red]hello\\\\" not in result.output
     result = invoke("predict", str(model_dir), "[/] Rome [b]")
     assert "[/] Rome [b]" in result.output
+
+
+def test_every_command_and_option_is_in_the_cli_reference() -> None:
+    """docs/cli.md has a section per command naming each of its options (long and short forms)."""
+    import re
+
+    import typer
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    sections = dict(re.findall(r"^## (\w+)\n(.*?)(?=^## |\Z)", doc, flags=re.S | re.M))
+    group = typer.main.get_command(app)
+    missing = []
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        if name not in sections:
+            missing.append(f"## {name}")
+            continue
+        for param in command.params:
+            flags = [o for o in (*param.opts, *param.secondary_opts) if o.startswith("-") and o != "--help"]
+            missing += [f"{name} {flag}" for flag in flags if not re.search(rf"{re.escape(flag)}\b", sections[name])]
+    assert not missing, f"docs/cli.md lacks: {missing}"
