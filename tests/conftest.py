@@ -43,6 +43,18 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model_dir(tmp_path_factory.mktemp("tiny-bert"))
 
 
+@pytest.fixture(scope="session")
+def st_cls_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny encoder saved by sentence-transformers itself: CLS pooling, no Normalize, 48 tokens."""
+    from sentence_transformers import SentenceTransformer, models
+
+    transformer = models.Transformer(str(tiny_model_dir), max_seq_length=48)
+    st = SentenceTransformer(modules=[transformer, models.Pooling(32, pooling_mode="cls")], device="cpu")
+    path = tmp_path_factory.mktemp("st-cls") / "model"
+    st.save(str(path))
+    return path
+
+
 @pytest.fixture
 def tiny_encoder(tiny_model_dir: Path):
     from polyhead.modeling.encoder import SentenceEncoder

@@ -137,3 +137,17 @@ def test_shipped_configs_load_and_open_with_a_command(name: str) -> None:
     assert path.read_text().startswith("#"), "each config opens with a comment showing its command"
     assert "polyhead " in path.read_text().split("\n\n")[0]
     load_config(path)
+
+
+def test_unset_pooling_and_normalize_come_from_the_model(tmp_path: Path, st_cls_dir: Path) -> None:
+    """A sentence-transformers model trains with its own pooling and normalisation unless the config says."""
+    from polyhead.modeling.heads import TaskSpec
+    from polyhead.training.setup import build_model
+
+    specs = {"topic": TaskSpec("classification", ["a", "b"])}
+    cfg = load_config(write(tmp_path, BASE.replace("model: default", f"model: {st_cls_dir}")))
+    assert (cfg.encoder.pooling, cfg.encoder.normalize) == (None, None)
+    encoder = build_model(cfg, specs).encoder
+    assert (encoder.pooling.mode, encoder.normalize, encoder.max_length) == ("cls", False, 128)  # config's length
+    cfg = load_config(write(tmp_path, BASE.replace("model: default", f"model: {st_cls_dir}\n  pooling: mean")))
+    assert build_model(cfg, specs).encoder.pooling.mode == "mean"

@@ -228,18 +228,6 @@ def test_bad_batch_size(tiny_encoder: SentenceEncoder) -> None:
         tiny_encoder.encode(["x"], batch_size=0)
 
 
-@pytest.fixture(scope="module")
-def st_cls_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny encoder saved by sentence-transformers itself: CLS pooling, no Normalize, 48 tokens."""
-    from sentence_transformers import SentenceTransformer, models
-
-    transformer = models.Transformer(str(tiny_model_dir), max_seq_length=48)
-    st = SentenceTransformer(modules=[transformer, models.Pooling(32, pooling_mode="cls")], device="cpu")
-    path = tmp_path_factory.mktemp("st-cls") / "model"
-    st.save(str(path))
-    return path
-
-
 def test_sentence_transformers_layout_sets_pooling_normalize_and_length(st_cls_dir: Path) -> None:
     from sentence_transformers import SentenceTransformer
 

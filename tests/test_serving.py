@@ -235,3 +235,21 @@ def test_onnx_backend(tiny_model_dir: Path, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_model_without_heads_embeds_and_refuses_predict(tiny_model_dir: Path) -> None:
+    """An encoder exported alone (`polyhead export ENCODER --output`) serves /embed; /predict says why not."""
+    from fastapi.testclient import TestClient
+
+    from polyhead.modeling.encoder import SentenceEncoder
+    from polyhead.modeling.heads import TaskSpec
+    from polyhead.modeling.multitask import MultiTaskModel
+    from polyhead.serving.app import create_app
+
+    encoder = SentenceEncoder.from_pretrained(tiny_model_dir)
+    for tasks in ({}, {"sts": TaskSpec("similarity")}):
+        with TestClient(create_app(MultiTaskModel(encoder, tasks))) as client:
+            assert client.post("/embed", json={"texts": ["a", "b"]}).json()["dimension"] == 32
+            response = client.post("/predict", json={"texts": ["a"]})
+            assert response.status_code == 422
+            assert "no heads that predict" in response.json()["error"] and "/embed" in response.json()["error"]

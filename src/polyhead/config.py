@@ -25,9 +25,10 @@ class Strict(BaseModel):
 
 class EncoderConfig(Strict):
     model: str = "default"
-    pooling: Literal["mean", "cls", "max", "mean_sqrt_len"] = "mean"
+    # None: the model's own sentence-transformers Pooling / Normalize modules, else mean and normalised
+    pooling: Literal["mean", "cls", "max", "mean_sqrt_len"] | None = None
     projection_dim: int | None = Field(None, gt=0)
-    normalize: bool = True
+    normalize: bool | None = None
     max_length: int = Field(128, ge=8, le=8192)
 
 

@@ -167,6 +167,9 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
     @app.post("/predict", dependencies=guarded)
     async def predict(body: PredictRequest) -> Any:
         check_texts(body.texts)
+        if not any(spec.type != "similarity" for spec in model.tasks.values()):
+            return error(422, "this model has no heads that predict (an encoder, or similarity tasks only): "
+                         "use /embed or /similarity", valid_tasks=[])
         if body.tasks is not None:
             unknown = [t for t in body.tasks if t not in model.tasks]
             if unknown:
