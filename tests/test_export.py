@@ -297,7 +297,7 @@ def test_encoder_export_keeps_the_sentence_transformers_pooling(st_cls_dir: Path
 
 
 def test_encoder_export_refuses_bad_requests_before_writing(
-    exported, tiny_model_dir: Path, tmp_path: Path, monkeypatch
+    exported, tiny_model_dir: Path, st_cls_dir: Path, tmp_path: Path, monkeypatch
 ) -> None:
     from polyhead.export import onnx as export
     from polyhead.modeling.encoder import SentenceEncoder
@@ -317,6 +317,13 @@ def test_encoder_export_refuses_bad_requests_before_writing(
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(PolyheadError, match="--output .*notes.txt is a file, not a directory"):
         export.export_encoder(str(tiny_model_dir), tmp_path / "notes.txt")
+    dense = tmp_path / "st-dense"
+    shutil.copytree(st_cls_dir, dense)
+    modules = json.loads((dense / "modules.json").read_text())
+    modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    (dense / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(PolyheadError, match=r"module\(s\) Dense \(2_Dense\) can't be exported"):
+        export.export_encoder(str(dense), out)
     assert not out.exists() and (tmp_path / "notes.txt").read_text() == "mine"
 
 
