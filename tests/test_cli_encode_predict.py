@@ -228,3 +228,22 @@ def test_every_command_and_option_is_in_the_cli_reference() -> None:
             flags = [o for o in (*param.opts, *param.secondary_opts) if o.startswith("-") and o != "--help"]
             missing += [f"{name} {flag}" for flag in flags if not re.search(rf"{re.escape(flag)}\b", sections[name])]
     assert not missing, f"docs/cli.md lacks: {missing}"
+
+
+def test_no_normalize_applies_to_a_model_directory_too(model_dir: Path, tmp_path: Path, caplog) -> None:
+    out = tmp_path / "v.npy"
+    with caplog.at_level("WARNING", logger="polyhead"):
+        invoke("encode", "--model", str(model_dir), "--no-normalize", "a cat", "--out", str(out))
+    raw = MultiTaskModel.from_pretrained(model_dir).encoder.encode(["a cat"], normalize=False)
+    np.testing.assert_allclose(np.load(out), raw, atol=1e-6)
+    assert not np.isclose(np.linalg.norm(raw), 1.0) and "saved encoder settings" not in caplog.text
+
+
+def test_predict_without_predicting_heads_and_onnx_without_model(
+    tiny_model_dir: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    encoder_only = MultiTaskModel(SentenceEncoder.from_pretrained(tiny_model_dir), {}).save_pretrained(tmp_path / "m")
+    result = run_main(capsys, monkeypatch, "predict", str(encoder_only), "hello")
+    assert_user_error(result, "has no heads that predict", f"use polyhead encode --model {encoder_only}")
+    result = run_main(capsys, monkeypatch, "encode", "hello", "--backend", "onnx")
+    assert_user_error(result, "--backend onnx needs --model MODEL_DIR", "polyhead export default --output DIR")

@@ -50,7 +50,7 @@ def runs(tmp_path: Path) -> list[Path]:
 def test_table_groups_seeds_and_reports_mean_and_std(runs: list[Path]) -> None:
     result = compare(runs)
     header, rows = result["table"]
-    assert header[:4] == ["strategy", "seeds", "category (test)", "polarity (test)"]
+    assert header[:4] == ["strategy", "seeds", "category (test accuracy)", "polarity (test accuracy)"]
     joint = next(r for r in rows if r[0] == "joint")
     assert joint[1] == "3"
     assert joint[2] == "82.00 ± 2.00"
@@ -101,3 +101,12 @@ def test_bad_inputs(tmp_path: Path) -> None:
         text=True,
     )
     assert proc.returncode == 2 and "not a run directory" in proc.stderr
+
+
+def test_token_tasks_are_scored_by_entity_f1_not_word_accuracy(tmp_path: Path) -> None:
+    slots = {"f1": 0.56, "precision": 0.5, "recall": 0.6, "accuracy": 0.78}  # what token tasks report
+    runs = [fake_run(tmp_path, "snips", seed, {"slots": slots, "intent": {"accuracy": 0.9, "macro_f1": 0.8}})
+            for seed in (1, 2)]
+    header, rows = compare(runs)["table"]
+    assert header[2:4] == ["intent (test accuracy)", "slots (test f1)"]
+    assert rows[0][2:4] == ["90.00 ± 0.00", "56.00 ± 0.00"]

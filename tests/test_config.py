@@ -151,3 +151,13 @@ def test_unset_pooling_and_normalize_come_from_the_model(tmp_path: Path, st_cls_
     assert (encoder.pooling.mode, encoder.normalize, encoder.max_length) == ("cls", False, 128)  # config's length
     cfg = load_config(write(tmp_path, BASE.replace("model: default", f"model: {st_cls_dir}\n  pooling: mean")))
     assert build_model(cfg, specs).encoder.pooling.mode == "mean"
+
+
+def test_errors_in_set_overrides_name_the_override_not_a_file_line(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE)
+    with pytest.raises(ConfigError, match=r"^--set training.epochs=zero: training.epochs: Input should be a valid int"):
+        load_config(path, ["training.epochs=zero"])
+    with pytest.raises(ConfigError, match=r"^--set training.epoch=1: training.epoch: unknown key 'epoch'"):
+        load_config(path, ["training.epoch=1"])
+    with pytest.raises(ConfigError, match=rf"^{path}:\d+: training.epochs: Input should be a valid int"):
+        load_config(write(tmp_path, BASE.replace("epochs: 2", "epochs: two")), ["training.seed=1"])  # the file's

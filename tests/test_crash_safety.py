@@ -90,7 +90,7 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path: Path, tiny_m
     config = write_config(tmp_path, cfg)
     run = tmp_path / "run"
     child = subprocess.Popen(
-        train_cmd(config, run), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        train_cmd(config, run, "--set", "training.seed=7"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     deadline = time.time() + 120
     while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().strip()):
@@ -99,7 +99,8 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path: Path, tiny_m
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=120)
     assert child.returncode == 130, err
-    assert "Resume with: polyhead train" in err and "--resume" in err
+    # the whole command, overrides included: resuming without them would be refused (another config)
+    assert f"Resume with: polyhead train {config} --set training.seed=7 --output {run} --resume" in err
     assert "Traceback" not in err
     assert (run / "checkpoints" / "latest.json").exists()
     assert_checkpoints_complete(run)

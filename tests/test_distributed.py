@@ -211,6 +211,7 @@ def test_ctrl_c_stops_every_process_at_one_step_with_a_checkpoint(no_dropout_con
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 130, stderr
-    assert stderr.count("checkpoint saved. Resume with") == 1  # the main process says it, once
+    assert stderr.count("Resume with: polyhead train") == 1  # the main process says it, once
+    assert f"--set training.epochs=500 --output {out} --resume --num-processes 2" in stderr
     step = json.loads((out / "checkpoints" / "latest.json").read_text())["step"]
     assert step < 500 * 4

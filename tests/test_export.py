@@ -341,3 +341,13 @@ def test_encoder_export_removes_its_directory_after_a_failure(
     with pytest.raises(PolyheadError, match=r"98.00% < 99%\); .*out was removed again"):
         export.export_encoder(str(tiny_model_dir), out)
     assert not out.exists()  # no half-made directory left behind
+
+
+def test_the_quantiser_import_leaves_the_callers_logging_alone() -> None:
+    code = (
+        "import logging; from polyhead.export.onnx import nbits_quantizer; nbits_quantizer(); "
+        "root = logging.getLogger(); print(root.level, len(root.handlers))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["30", "0"]  # WARNING, no handler: as Python starts (onnxruntime: INFO, 1)

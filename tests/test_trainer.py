@@ -59,8 +59,14 @@ def test_resume_continues_exactly(tmp_path: Path, tiny_model_dir: Path) -> None:
     full.run()
     (tmp_path / "b").mkdir()
     cfg = make(tmp_path / "b", tiny_model_dir)
-    with pytest.raises(TrainingInterrupted, match="--resume"):
+    with pytest.raises(TrainingInterrupted, match="checkpoint saved in .*resume=True"):
         Trainer(cfg, tmp_path / "b" / "run").run(stop_after_steps=3)  # mid-epoch
+    saved = (tmp_path / "b" / "run" / "config.yaml").read_text()
+    other = cfg.model_copy(deep=True)
+    other.training.epochs += 1
+    with pytest.raises(PolyheadError, match=rf"config differs .*training.epochs: {cfg.training.epochs} -> "):
+        Trainer(other, tmp_path / "b" / "run", resume=True).run()  # another run's schedule: refused
+    assert (tmp_path / "b" / "run" / "config.yaml").read_text() == saved
     Trainer(cfg, tmp_path / "b" / "run", resume=True).run()
     a = full.model.state_dict()
     b = MultiTaskModel.from_pretrained(tmp_path / "b" / "run" / "model").state_dict()

@@ -88,8 +88,12 @@ def encode(
     if backend == "torch":
         from polyhead.modeling.encoder import SentenceEncoder
 
-        encoder = SentenceEncoder.from_pretrained(
-            model, pooling=pooling, projection_dim=projection_dim, normalize=False if no_normalize else None
+        # --no-normalize is applied by encode() below, for every kind of model
+        encoder = SentenceEncoder.from_pretrained(model, pooling=pooling, projection_dim=projection_dim)
+    elif model == "default":
+        raise PolyheadError(
+            f"--backend {backend} needs --model MODEL_DIR: a polyhead model directory after `polyhead export` "
+            "(for the default encoder: polyhead export default --output DIR)"
         )
     else:
         encoder = load_backend(Path(model), backend)
@@ -155,6 +159,11 @@ def predict(
 
     items = gather_texts(texts, file)
     model = load_backend(model_dir, backend)
+    if not any(spec.type != "similarity" for spec in model.tasks.values()):
+        raise PolyheadError(
+            f"{model_dir} has no heads that predict (an encoder, or similarity tasks only): "
+            f"use polyhead encode --model {model_dir}"
+        )
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     results = model.predict(items, tasks=names, batch_size=batch_size, precision=precision)
     for text, result in zip(items, results, strict=True):
@@ -249,7 +258,12 @@ def train(
         trainer.run()
     except TrainingInterrupted as exc:
         if trainer.dist.is_main:  # one message, not one per process
-            err_console.print(str(exc), markup=False)
+            import shlex
+
+            command = ["polyhead", "train", str(config), *[a for s in set_ or [] for a in ("--set", s)]]
+            command += ["--output", str(out), "--resume"]
+            command += ["--num-processes", os.environ["WORLD_SIZE"]] if launched else []
+            err_console.print(f"{exc}. Resume with: {shlex.join(command)}", markup=False, soft_wrap=True)
         raise SystemExit(130) from None
     if trainer.dist.is_main:
         console.print(f"model: {out / 'model'}\nmetrics: {out / 'metrics.jsonl'}")

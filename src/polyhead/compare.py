@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from polyhead.errors import PolyheadError
+from polyhead.evaluation.metrics import METRIC_NAMES, PRIMARY_METRIC
 
 PRIMARY = ("accuracy", "f1", "micro_f1", "spearman")
 
@@ -45,6 +46,11 @@ class Strategy:
 
 
 def primary(metrics: dict[str, float]) -> tuple[str, float]:
+    """The primary metric of the task type whose metric names these are (entity F1 for token tasks, which
+    also report word accuracy), else the first of PRIMARY present."""
+    for task_type, names in METRIC_NAMES.items():
+        if set(names) <= set(metrics):
+            return PRIMARY_METRIC[task_type], metrics[PRIMARY_METRIC[task_type]]
     for key in PRIMARY:
         if key in metrics:
             return key, metrics[key]
@@ -113,13 +119,18 @@ def fmt(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
+def metric_name(strategies: list[Strategy], task: str) -> str:
+    names = {primary(r.test[task])[0] for s in strategies for r in s.runs if task in r.test}
+    return "/".join(sorted(names))
+
+
 def comparison_rows(strategies: list[Strategy]) -> tuple[list[str], list[list[str]]]:
     """Header and rows: strategy, seeds, one column per task (primary test metric x100), STS, params, time."""
     tasks = sorted({t for s in strategies for t in s.tasks})
     header = [
         "strategy",
         "seeds",
-        *[f"{t} (test)" for t in tasks],
+        *[f"{t} (test {metric_name(strategies, t)})" for t in tasks],
         "STS-B after",
         "trainable params",
         "wall time (s)",

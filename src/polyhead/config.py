@@ -236,12 +236,21 @@ def key_lines(text: str) -> dict[tuple[str, ...], int]:
     return lines
 
 
-def format_validation_error(exc: ValidationError, source: str, lines: dict[tuple[str, ...], int]) -> str:
+def format_validation_error(
+    exc: ValidationError,
+    source: str,
+    lines: dict[tuple[str, ...], int],
+    overrides: dict[tuple[str, ...], str] | None = None,
+) -> str:
+    """One line: where (``file:line``, or the ``--set`` that put the value there), key path, message."""
     err = exc.errors()[0]
     loc = tuple(str(p) for p in err["loc"])
     key = ".".join(loc) or "(top level)"
     line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
     where = f"{source}:{line}" if line else source
+    by_set = [item for path, item in (overrides or {}).items() if loc[: len(path)] == path]
+    if by_set:
+        where = f"--set {by_set[-1]}"
     message = err["msg"]
     if err["type"] == "extra_forbidden":
         valid = valid_keys(loc[:-1])
@@ -298,12 +307,15 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the config must be a YAML mapping with 'encoder', 'tasks', 'training'")
+    overridden: dict[tuple[str, ...], str] = {}
     for item in overrides or []:
-        apply_override(data, *parse_override(item))
+        keys, value = parse_override(item)
+        apply_override(data, keys, value)
+        overridden[tuple(keys)] = item
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path), key_lines(text))) from exc
+        raise ConfigError(format_validation_error(exc, str(path), key_lines(text), overridden)) from exc
 
 
 def resolve_path(value: str) -> Path:

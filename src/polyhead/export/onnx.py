@@ -268,7 +268,6 @@ def quantize_with(recipe: str, src: Path, dst: Path, encoder_mm: list[str], head
         the rest in fp32.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     if recipe == "dynamic":
         # the quantiser first rewrites each Gemm into MatMul "<name>_MatMul" + Add, so exclude both names
@@ -277,7 +276,7 @@ def quantize_with(recipe: str, src: Path, dst: Path, encoder_mm: list[str], head
         return
     assert recipe in ("blockwise", "blockwise-half"), recipe
     keep = encoder_mm if recipe == "blockwise" else encoder_mm[: (len(encoder_mm) + 1) // 2]
-    quantizer = MatMulNBitsQuantizer(
+    quantizer = nbits_quantizer()(
         str(src),
         bits=8,
         block_size=32,
@@ -288,6 +287,19 @@ def quantize_with(recipe: str, src: Path, dst: Path, encoder_mm: list[str], head
     )
     quantizer.process()
     quantizer.model.save_model_to_file(str(dst), False)
+
+
+def nbits_quantizer() -> Any:
+    """onnxruntime's ``MatMulNBitsQuantizer``. Importing its module runs ``logging.basicConfig(level=INFO)``,
+    which would switch on INFO logging (thousands of quantiser lines) for the caller's whole program: the
+    root logger's level and handlers are put back as they were."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    root.setLevel(level)
+    root.handlers[:] = handlers
+    return MatMulNBitsQuantizer
 
 
 def labels_of(predictions: list[dict[str, Any]]) -> list[Any]:

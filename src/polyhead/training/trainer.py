@@ -247,12 +247,14 @@ class Trainer:
             self.report = lambda item: None  # one report, from the main process
             self.show_progress = False
         self.prepare_output()
+        checkpoint = latest_checkpoint(self.out) if self.resume else None
+        if checkpoint is not None:
+            check_same_config(self.config.model_dump(mode="json"), self.out)
         started = time.time()
         self.setup()
         if self.dist.is_main:
             (self.out / "config.yaml").write_text(yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
         state: dict[str, Any] = {"stage": 0, "global_step": 0, "elapsed": 0.0}
-        checkpoint = latest_checkpoint(self.out) if self.resume else None
         if checkpoint is not None:
             state = json.loads((checkpoint / "state.json").read_text())
             self.report(f"resuming from {checkpoint} (stage {state['stage'] + 1}, step {state['global_step']})")
@@ -363,8 +365,8 @@ class Trainer:
                 st["elapsed"] = time.time() - stage_started
                 self.checkpoint(ctx, st)
                 raise TrainingInterrupted(
-                    f"stopped at step {st['global_step']}; checkpoint saved. Resume with: "
-                    f"polyhead train <config> --output {self.out} --resume"
+                    f"stopped at step {st['global_step']}; checkpoint saved in {self.out}; resume with the same "
+                    "config and overrides (resume=True)"
                 )
             st["epoch"] += 1
             st["step_in_epoch"] = 0
@@ -709,6 +711,29 @@ class EmbeddingCache:
                 padded[row, : len(v)] = v
             feats["token_embeddings"] = padded
         return {k: v.to(attention_mask.device) for k, v in feats.items()}
+
+
+def check_same_config(config: dict[str, Any], out: Path) -> None:
+    """--resume continues a run only under the config it started with (overrides included): the data,
+    schedule and sampler it would rebuild otherwise are another run's."""
+    saved_file = out / "config.yaml"
+    if not saved_file.is_file():
+        return
+    saved = yaml.safe_load(saved_file.read_text())
+    changed = [f"{key}: {old!r} -> {new!r}" for key, old, new in config_differences(saved, config)]
+    if changed:
+        shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
+        raise PolyheadError(
+            f"--resume: the config differs from the one this run started with ({shown}); resume with the same "
+            f"config and --set overrides (the run's config is {saved_file})"
+        )
+
+
+def config_differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, old value, new value) for every leaf that differs between two config dumps."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for key in {**old, **new} for d in config_differences(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [] if old == new else [(prefix.rstrip("."), old, new)]
 
 
 def refuse_non_empty(out: Path) -> None:
