@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from helpers import tiny_config, write_config
 from polyhead.config import Config
@@ -67,7 +68,13 @@ def test_resume_continues_exactly(tmp_path: Path, tiny_model_dir: Path) -> None:
     with pytest.raises(PolyheadError, match=rf"config differs .*training.epochs: {cfg.training.epochs} -> "):
         Trainer(other, tmp_path / "b" / "run", resume=True).run()  # another run's schedule: refused
     assert (tmp_path / "b" / "run" / "config.yaml").read_text() == saved
-    Trainer(cfg, tmp_path / "b" / "run", resume=True).run()
+    older = yaml.safe_load(saved)
+    from polyhead.config import SamplingConfig
+
+    assert older["training"]["sampling"] == SamplingConfig().model_dump(mode="json")
+    del older["training"]["sampling"]  # at its defaults: as a polyhead from before that section wrote it
+    (tmp_path / "b" / "run" / "config.yaml").write_text(yaml.safe_dump(older))
+    Trainer(cfg, tmp_path / "b" / "run", resume=True).run()  # a missing key compares as its default
     a = full.model.state_dict()
     b = MultiTaskModel.from_pretrained(tmp_path / "b" / "run" / "model").state_dict()
     for key in a:

@@ -9,6 +9,7 @@ of every global batch and evaluates its shard of dev/test; see :mod:`polyhead.tr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -23,6 +24,7 @@ from typing import Any
 
 import torch
 import yaml
+from pydantic import ValidationError
 from safetensors.torch import load_file
 from torch import nn
 
@@ -720,6 +722,10 @@ def check_same_config(config: dict[str, Any], out: Path) -> None:
     if not saved_file.is_file():
         return
     saved = yaml.safe_load(saved_file.read_text())
+    # through the model, so keys a newer polyhead added compare as their defaults (if it no longer
+    # validates, it is compared as written: the differences say what changed)
+    with contextlib.suppress(ValidationError):
+        saved = Config.model_validate(saved).model_dump(mode="json")
     changed = [f"{key}: {old!r} -> {new!r}" for key, old, new in config_differences(saved, config)]
     if changed:
         shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
