@@ -244,6 +244,15 @@ def test_predict_without_predicting_heads_and_onnx_without_model(
 ) -> None:
     encoder_only = MultiTaskModel(SentenceEncoder.from_pretrained(tiny_model_dir), {}).save_pretrained(tmp_path / "m")
     result = run_main(capsys, monkeypatch, "predict", str(encoder_only), "hello")
-    assert_user_error(result, "has no heads that predict", f"use polyhead encode --model {encoder_only}")
+    assert_user_error(result, "nothing to predict (it has no heads", f"use polyhead encode --model {encoder_only}")
+    tasks = {"sts": TaskSpec("similarity"), "topic": TaskSpec("classification", ["a", "b"])}
+    mixed = MultiTaskModel(SentenceEncoder.from_pretrained(tiny_model_dir), tasks).save_pretrained(tmp_path / "x")
+    result = run_main(capsys, monkeypatch, "predict", str(mixed), "hello", "--tasks", "sts")
+    assert_user_error(result, "nothing to predict (the tasks asked for are similarity tasks")
+    assert run_main(capsys, monkeypatch, "predict", str(mixed), "hello", "--json").returncode == 0
     result = run_main(capsys, monkeypatch, "encode", "hello", "--backend", "onnx")
     assert_user_error(result, "--backend onnx needs --model MODEL_DIR", "polyhead export default --output DIR")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m").rename(tmp_path / "default")  # a local model directory named "default" is that directory
+    result = run_main(capsys, monkeypatch, "encode", "hello", "--backend", "onnx", "--model", "default")
+    assert_user_error(result, "default has no model.onnx: run `polyhead export default")

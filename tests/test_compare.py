@@ -110,3 +110,22 @@ def test_token_tasks_are_scored_by_entity_f1_not_word_accuracy(tmp_path: Path) -
     header, rows = compare(runs)["table"]
     assert header[2:4] == ["intent (test accuracy)", "slots (test f1)"]
     assert rows[0][2:4] == ["90.00 ± 0.00", "56.00 ± 0.00"]
+
+
+def test_benchmark_records_group_by_overrides_and_skip_unrankable_tasks(tmp_path: Path, caplog) -> None:
+    def record(name: str, overrides: list[str], test: dict) -> Path:
+        path = tmp_path / f"{name}-{len(overrides)}.json"
+        path.write_text(json.dumps({"benchmark": name, "overrides": overrides, "seed": 42, "test": test}))
+        return path
+
+    ner = {"f1": 0.71, "precision": 0.7, "recall": 0.7, "accuracy": 0.9}
+    runs = [
+        record("wikiann", [], {"ner": ner}),
+        record("wikiann", ["training.epochs=3"], {"ner": {**ner, "f1": 0.76}}),
+        record("sts_zero_shot", [], {"sts": {"pairs": 1379, "spearman_polyhead": 0.82}}),
+    ]
+    with caplog.at_level("WARNING", logger="polyhead"):
+        _, rows = compare(runs)["table"]
+    expected = [("wikiann", "1", "71.00"), ("wikiann (training.epochs=3)", "1", "76.00"), ("sts_zero_shot", "1", "-")]
+    assert [(r[0], r[1], r[2]) for r in rows] == expected
+    assert "task 'sts' has no metric compare ranks by" in caplog.text

@@ -161,3 +161,11 @@ def test_errors_in_set_overrides_name_the_override_not_a_file_line(tmp_path: Pat
         load_config(path, ["training.epoch=1"])
     with pytest.raises(ConfigError, match=rf"^{path}:\d+: training.epochs: Input should be a valid int"):
         load_config(write(tmp_path, BASE.replace("epochs: 2", "epochs: two")), ["training.seed=1"])  # the file's
+
+
+def test_set_errors_in_sections_the_override_made_or_replaced(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE)
+    with pytest.raises(ConfigError, match=r"^--set encoder.pooling.mode=cls: encoder.pooling: "):
+        load_config(path, ["encoder.pooling.mode=cls"])  # turned a value into a section
+    with pytest.raises(ConfigError, match=r"^--set training.gradual_unfreezing.unit=steps: training.gradual_unf"):
+        load_config(path, ["training.gradual_unfreezing.unit=steps"])  # a section the file doesn't have

@@ -213,5 +213,9 @@ def test_ctrl_c_stops_every_process_at_one_step_with_a_checkpoint(no_dropout_con
     assert proc.returncode == 130, stderr
     assert stderr.count("Resume with: polyhead train") == 1  # the main process says it, once
     assert f"--set training.epochs=500 --output {out} --resume --num-processes 2" in stderr
+    other = subprocess.run([*cmd[:-1], "training.epochs=400", "--resume"], capture_output=True, text=True, timeout=300)
+    lines = [line for line in other.stderr.splitlines() if line.strip()]  # refused once, before any process starts
+    assert other.returncode == 2 and len(lines) == 1, other.stderr
+    assert lines[0].startswith("error: --resume: the config differs") and "training.epochs: 500 -> 400" in lines[0]
     step = json.loads((out / "checkpoints" / "latest.json").read_text())["step"]
     assert step < 500 * 4

@@ -73,6 +73,11 @@ def test_resume_continues_exactly(tmp_path: Path, tiny_model_dir: Path) -> None:
 
     assert older["training"]["sampling"] == SamplingConfig().model_dump(mode="json")
     del older["training"]["sampling"]  # at its defaults: as a polyhead from before that section wrote it
+    assert older["encoder"]["pooling"] is None and older["encoder"]["normalize"] is None
+    older["encoder"].update(pooling="mean", normalize=True)  # what runs saved before these were optional
+    (tmp_path / "b" / "run" / "config.yaml").write_text("{not: [yaml")
+    with pytest.raises(PolyheadError, match="config.yaml is not readable YAML .* delete it to resume without"):
+        Trainer(cfg, tmp_path / "b" / "run", resume=True).run()
     (tmp_path / "b" / "run" / "config.yaml").write_text(yaml.safe_dump(older))
     Trainer(cfg, tmp_path / "b" / "run", resume=True).run()  # a missing key compares as its default
     a = full.model.state_dict()

@@ -90,7 +90,7 @@ def encode(
 
         # --no-normalize is applied by encode() below, for every kind of model
         encoder = SentenceEncoder.from_pretrained(model, pooling=pooling, projection_dim=projection_dim)
-    elif model == "default":
+    elif model == "default" and not (Path(model) / "polyhead.json").is_file():
         raise PolyheadError(
             f"--backend {backend} needs --model MODEL_DIR: a polyhead model directory after `polyhead export` "
             "(for the default encoder: polyhead export default --output DIR)"
@@ -159,12 +159,14 @@ def predict(
 
     items = gather_texts(texts, file)
     model = load_backend(model_dir, backend)
-    if not any(spec.type != "similarity" for spec in model.tasks.values()):
+    names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    asked = [model.tasks[t] for t in names or model.tasks if t in model.tasks]  # unknown names: predict says
+    if len(asked) == len(names or model.tasks) and all(spec.type == "similarity" for spec in asked):
+        what = "the tasks asked for are similarity tasks" if names else "it has no heads that predict"
         raise PolyheadError(
-            f"{model_dir} has no heads that predict (an encoder, or similarity tasks only): "
+            f"{model_dir}: nothing to predict ({what}; similarity heads are the embedding): "
             f"use polyhead encode --model {model_dir}"
         )
-    names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     results = model.predict(items, tasks=names, batch_size=batch_size, precision=precision)
     for text, result in zip(items, results, strict=True):
         if as_json:
@@ -229,7 +231,8 @@ def train(
     import os
 
     from polyhead.config import load_config
-    from polyhead.training.trainer import Trainer, TrainingInterrupted, refuse_non_empty
+    from polyhead.training.checkpoint import latest_checkpoint
+    from polyhead.training.trainer import Trainer, TrainingInterrupted, check_same_config, refuse_non_empty
 
     cfg = load_config(config, set_ or [])
     if resume and output is None:
@@ -242,6 +245,8 @@ def train(
 
         if not resume:
             refuse_non_empty(out)
+        elif latest_checkpoint(out) is not None:
+            check_same_config(cfg.model_dump(mode="json"), out)  # once, here, rather than from every process
         load_all_data(cfg)  # data errors once, here, rather than from every process
         args = ["train", str(config), "--output", str(out), *[a for s in set_ or [] for a in ("--set", s)]]
         args += ["--resume"] * resume + ["--quiet"] * quiet
@@ -263,7 +268,7 @@ def train(
             command = ["polyhead", "train", str(config), *[a for s in set_ or [] for a in ("--set", s)]]
             command += ["--output", str(out), "--resume"]
             command += ["--num-processes", os.environ["WORLD_SIZE"]] if launched else []
-            err_console.print(f"{exc}. Resume with: {shlex.join(command)}", markup=False, soft_wrap=True)
+            err_console.print(f"{exc.summary}. Resume with: {shlex.join(command)}", markup=False, soft_wrap=True)
         raise SystemExit(130) from None
     if trainer.dist.is_main:
         console.print(f"model: {out / 'model'}\nmetrics: {out / 'metrics.jsonl'}")

@@ -8,6 +8,7 @@ seeds of one strategy: their metrics are averaged and the sample standard deviat
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import yaml
 from polyhead.errors import PolyheadError
 from polyhead.evaluation.metrics import METRIC_NAMES, PRIMARY_METRIC
 
+logger = logging.getLogger(__name__)
 PRIMARY = ("accuracy", "f1", "micro_f1", "spearman")
 
 
@@ -57,6 +59,19 @@ def primary(metrics: dict[str, float]) -> tuple[str, float]:
     raise PolyheadError(f"no primary metric among {sorted(metrics)}")
 
 
+def readable_tasks(test: dict[str, dict[str, float]], source: Path) -> dict[str, dict[str, float]]:
+    """Tasks with a metric compare can rank by; others (e.g. a zero-shot STS record) are left out, saying so."""
+    kept = {}
+    for task, metrics in test.items():
+        try:
+            primary(metrics)
+            kept[task] = metrics
+        except PolyheadError:
+            logger.warning("%s: task %r has no metric compare ranks by (%s): left out", source, task,
+                           ", ".join(sorted(metrics)))
+    return kept
+
+
 def load_run(path: Path) -> Run:
     """A run directory or a benchmark JSON file -> Run (one-line errors for anything else)."""
     if path.is_dir():
@@ -72,7 +87,7 @@ def load_run(path: Path) -> Run:
         return Run(
             str(name or path.name),
             results.get("seed"),
-            results.get("test") or {},
+            readable_tasks(results.get("test") or {}, results_file),
             results.get("wall_time_s"),
             results.get("trainable_params"),
             100 * sts if sts is not None else None,
@@ -82,10 +97,11 @@ def load_run(path: Path) -> Run:
         record = read_json(path)
         if "benchmark" not in record or "test" not in record:
             raise PolyheadError(f"{path}: not a polyhead run result (needs 'benchmark' and 'test')")
+        overrides = record.get("overrides") or []  # runs with other overrides are another strategy, not a seed
         return Run(
-            record["benchmark"],
+            record["benchmark"] + (f" ({', '.join(map(str, overrides))})" if overrides else ""),
             record.get("seed"),
-            record["test"],
+            readable_tasks(record["test"], path),
             record.get("train_wall_time_s"),
             record.get("trainable_params"),
             record.get("sts_spearman_after"),

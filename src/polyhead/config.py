@@ -248,9 +248,11 @@ def format_validation_error(
     key = ".".join(loc) or "(top level)"
     line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
     where = f"{source}:{line}" if line else source
-    by_set = [item for path, item in (overrides or {}).items() if loc[: len(path)] == path]
+    by_set = [item for path, item in (overrides or {}).items() if set_caused(path, loc, lines)]
     if by_set:
         where = f"--set {by_set[-1]}"
+    elif overrides and not loc:  # a check across the whole config: any override may be involved
+        where = f"{source} (with --set {', '.join(overrides.values())})"
     message = err["msg"]
     if err["type"] == "extra_forbidden":
         valid = valid_keys(loc[:-1])
@@ -261,6 +263,14 @@ def format_validation_error(
         message = message.removeprefix("Value error, ")
     more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
     return f"{where}: {message}{more}" if not loc else f"{where}: {key}: {message}{more}"
+
+
+def set_caused(path: tuple[str, ...], loc: tuple[str, ...], lines: dict[tuple[str, ...], int]) -> bool:
+    """Is the error at ``loc`` about what ``--set path=...`` wrote? Yes when one path contains the other
+    (the value set, or a section the override turned into something else), or when they meet in a section
+    the file doesn't have (the override created it)."""
+    common = next((n for n in range(min(len(path), len(loc)), 0, -1) if path[:n] == loc[:n]), 0)
+    return common > 0 and (common in (len(path), len(loc)) or path[:common] not in lines)
 
 
 def valid_keys(parent: tuple[str, ...]) -> list[str]:

@@ -41,7 +41,13 @@ from polyhead.errors import PolyheadError
 from polyhead.evaluation.evaluator import predict_task, sts_spearman, task_metrics
 from polyhead.evaluation.metrics import PRIMARY_METRIC
 from polyhead.io import check_new_directory
-from polyhead.modeling.encoder import autocast
+from polyhead.modeling.encoder import (
+    DEFAULT_MODEL,
+    DEFAULT_SETTINGS,
+    autocast,
+    resolve_model_path,
+    sentence_transformers_settings,
+)
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.runtime import check_precision
 from polyhead.tokens import IGNORE_INDEX
@@ -50,6 +56,7 @@ from polyhead.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
     save_tensors_atomic,
+    write_text_atomic,
 )
 from polyhead.training.distributed import DistContext, create_accelerator
 from polyhead.training.freezing import (
@@ -79,7 +86,12 @@ RUN_ARTIFACTS = {
 
 
 class TrainingInterrupted(Exception):
-    """Raised after Ctrl-C: a checkpoint was saved; the message says how to resume."""
+    """Raised after Ctrl-C: a checkpoint was saved; the message says how to resume (``summary``: where it
+    stopped, without the how-to, for the CLI, which prints the whole command instead)."""
+
+    def __init__(self, summary: str) -> None:
+        super().__init__(f"{summary}; resume with the same config and overrides (resume=True)")
+        self.summary = summary
 
 
 @dataclass
@@ -254,8 +266,9 @@ class Trainer:
             check_same_config(self.config.model_dump(mode="json"), self.out)
         started = time.time()
         self.setup()
-        if self.dist.is_main:
-            (self.out / "config.yaml").write_text(yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
+        if self.dist.is_main and checkpoint is None:  # a resumed run keeps the file it was checked against
+            dump = yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
+            write_text_atomic(self.out / "config.yaml", dump)
         state: dict[str, Any] = {"stage": 0, "global_step": 0, "elapsed": 0.0}
         if checkpoint is not None:
             state = json.loads((checkpoint / "state.json").read_text())
@@ -366,10 +379,7 @@ class Trainer:
             if self.stopping or self.stop_after_reached(st):
                 st["elapsed"] = time.time() - stage_started
                 self.checkpoint(ctx, st)
-                raise TrainingInterrupted(
-                    f"stopped at step {st['global_step']}; checkpoint saved in {self.out}; resume with the same "
-                    "config and overrides (resume=True)"
-                )
+                raise TrainingInterrupted(f"stopped at step {st['global_step']}; checkpoint saved in {self.out}")
             st["epoch"] += 1
             st["step_in_epoch"] = 0
             if unfreezer is not None and stage.gradual and stage.gradual.unit == "epochs":
@@ -721,18 +731,57 @@ def check_same_config(config: dict[str, Any], out: Path) -> None:
     saved_file = out / "config.yaml"
     if not saved_file.is_file():
         return
-    saved = yaml.safe_load(saved_file.read_text())
+    try:
+        saved = yaml.safe_load(saved_file.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise PolyheadError(
+            f"--resume: {saved_file} is not readable YAML ({type(exc).__name__}); it records the config the run "
+            "started with: restore it, or delete it to resume without this check"
+        ) from exc
+    if not isinstance(saved, dict):
+        raise PolyheadError(
+            f"--resume: {saved_file} holds no config; restore it, or delete it to resume without this check"
+        )
     # through the model, so keys a newer polyhead added compare as their defaults (if it no longer
     # validates, it is compared as written: the differences say what changed)
     with contextlib.suppress(ValidationError):
         saved = Config.model_validate(saved).model_dump(mode="json")
-    changed = [f"{key}: {old!r} -> {new!r}" for key, old, new in config_differences(saved, config)]
+    saved, config = (effective_encoder(c) for c in (saved, config))
+    changed = [
+        f"{key}: {old!r} -> {new!r}"
+        for key, old, new in config_differences(saved, config)
+        if key not in RESUME_IRRELEVANT
+    ]
     if changed:
         shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
         raise PolyheadError(
             f"--resume: the config differs from the one this run started with ({shown}); resume with the same "
             f"config and --set overrides (the run's config is {saved_file})"
         )
+
+
+# Keys that don't change what a resumed run computes (threads, logging, evaluation batch size, checkpoint
+# keeping): they may differ between the start and the resume.
+RESUME_IRRELEVANT = {
+    "training.num_threads",
+    "training.log_with",
+    "training.eval_batch_size",
+    "training.keep_checkpoints",
+    "training.checkpoint_steps",
+}
+
+
+def effective_encoder(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with an unset ``encoder.pooling`` / ``encoder.normalize`` replaced by what the model gives
+    (its sentence-transformers files, else mean / normalised): a run saved as ``mean`` before these became
+    optional is the same run."""
+    encoder = dict(config.get("encoder") or {})
+    if encoder.get("pooling") is None or encoder.get("normalize") is None:
+        with contextlib.suppress(PolyheadError):
+            found, _ = sentence_transformers_settings(resolve_model_path(encoder.get("model", DEFAULT_MODEL)))
+            resolved = {**DEFAULT_SETTINGS, **found}
+            encoder = {**encoder, **{k: resolved[k] for k in ("pooling", "normalize") if encoder.get(k) is None}}
+    return {**config, "encoder": encoder}
 
 
 def config_differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
