@@ -244,7 +244,7 @@ def test_predict_without_predicting_heads_and_onnx_without_model(
 ) -> None:
     encoder_only = MultiTaskModel(SentenceEncoder.from_pretrained(tiny_model_dir), {}).save_pretrained(tmp_path / "m")
     result = run_main(capsys, monkeypatch, "predict", str(encoder_only), "hello")
-    assert_user_error(result, "nothing to predict (it has no heads", f"use polyhead encode --model {encoder_only}")
+    assert_user_error(result, "nothing to predict (the model has no heads", f"encode --model {encoder_only}")
     tasks = {"sts": TaskSpec("similarity"), "topic": TaskSpec("classification", ["a", "b"])}
     mixed = MultiTaskModel(SentenceEncoder.from_pretrained(tiny_model_dir), tasks).save_pretrained(tmp_path / "x")
     result = run_main(capsys, monkeypatch, "predict", str(mixed), "hello", "--tasks", "sts")

@@ -253,3 +253,9 @@ def test_a_model_without_heads_embeds_and_refuses_predict(tiny_model_dir: Path) 
             response = client.post("/predict", json={"texts": ["a"]})
             assert response.status_code == 422
             assert "no heads that predict" in response.json()["error"] and "/embed" in response.json()["error"]
+    mixed = MultiTaskModel(encoder, {"sts": TaskSpec("similarity"), "topic": TaskSpec("classification", ["a", "b"])})
+    with TestClient(create_app(mixed)) as client:
+        response = client.post("/predict", json={"texts": ["a"], "tasks": ["sts"]})
+        assert response.status_code == 422 and response.json()["valid_tasks"] == ["topic"]
+        assert "the tasks asked for are similarity tasks" in response.json()["error"]
+        assert client.post("/predict", json={"texts": ["a"]}).status_code == 200

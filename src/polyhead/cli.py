@@ -156,15 +156,15 @@ def predict(
     backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (after polyhead export).")] = "torch",
 ) -> None:
     """Run every head (or --tasks) on texts: a table per text, or JSON lines."""
+    from polyhead.decoding import nothing_to_predict
 
     items = gather_texts(texts, file)
     model = load_backend(model_dir, backend)
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
-    asked = [model.tasks[t] for t in names or model.tasks if t in model.tasks]  # unknown names: predict says
-    if len(asked) == len(names or model.tasks) and all(spec.type == "similarity" for spec in asked):
-        what = "the tasks asked for are similarity tasks" if names else "it has no heads that predict"
+    reason = nothing_to_predict(model.tasks, names)
+    if reason:
         raise PolyheadError(
-            f"{model_dir}: nothing to predict ({what}; similarity heads are the embedding): "
+            f"{model_dir}: nothing to predict ({reason}; similarity heads are the embedding): "
             f"use polyhead encode --model {model_dir}"
         )
     results = model.predict(items, tasks=names, batch_size=batch_size, precision=precision)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -81,3 +81,12 @@ def decode_tokens(
     hit_limit = len(word_ids) >= max_length
     kept = max(positions) + 1 if positions else 0
     return {"entities": entities, "tags": tags, "truncated_words": len(words) - kept if hit_limit else 0}
+
+
+def nothing_to_predict(tasks: Mapping[str, Any], names: Sequence[str] | None) -> str | None:
+    """Why ``predict`` on these tasks (all when ``names`` is None) would return nothing, or None. Similarity
+    heads have no per-text output (they are the embedding). Unknown names are left to predict's own error."""
+    asked = list(tasks) if names is None else list(names)
+    if any(name not in tasks for name in asked) or any(tasks[n].type != "similarity" for n in asked):
+        return None
+    return "the model has no heads that predict" if names is None else "the tasks asked for are similarity tasks"

@@ -85,6 +85,13 @@ def sentence_transformers_settings(path: Path) -> tuple[dict[str, Any], list[str
     return found, ignored
 
 
+def encoder_settings(path: Path, **asked: Any) -> tuple[dict[str, Any], list[str]]:
+    """(pooling / normalize / max_length for the HF directory ``path``: the ``asked`` values that are not
+    None, else its sentence-transformers files', else DEFAULT_SETTINGS; the modules not read)."""
+    found, ignored = sentence_transformers_settings(path)
+    return {**DEFAULT_SETTINGS, **found, **{k: v for k, v in asked.items() if v is not None}}, ignored
+
+
 def resolve_model_path(name_or_path: str | Path) -> Path:
     """Map ``"default"`` or a local directory to a directory holding an HF encoder.
 
@@ -207,12 +214,10 @@ class SentenceEncoder(nn.Module):
             if (pooling, projection_dim, normalize, max_length) != (None, None, None, None):
                 logger.warning("%s is a polyhead model directory: its saved encoder settings are used", path)
             return load_encoder(path, attn_implementation=attn_implementation)
-        found, ignored = sentence_transformers_settings(path)
+        settings, ignored = encoder_settings(path, pooling=pooling, normalize=normalize, max_length=max_length)
         if ignored:
             logger.warning("%s: sentence-transformers module(s) %s not loaded (polyhead reads the transformer, "
                            "Pooling and Normalize)", path, ", ".join(ignored))
-        asked = {"pooling": pooling, "normalize": normalize, "max_length": max_length}
-        settings = {**DEFAULT_SETTINGS, **found, **{k: v for k, v in asked.items() if v is not None}}
         Pooling(settings["pooling"])  # validate before the (slower) model load
         transformer, tokenizer = load_transformer(path, attn_implementation)
         return cls(transformer, tokenizer, projection_dim=projection_dim, name=str(name_or_path), **settings)

@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from polyhead.decoding import nothing_to_predict
 from polyhead.errors import PolyheadError
 from polyhead.serving.batcher import MicroBatcher
 
@@ -167,14 +168,16 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
     @app.post("/predict", dependencies=guarded)
     async def predict(body: PredictRequest) -> Any:
         check_texts(body.texts)
-        if not any(spec.type != "similarity" for spec in model.tasks.values()):
-            return error(422, "this model has no heads that predict (an encoder, or similarity tasks only): "
-                         "use /embed or /similarity", valid_tasks=[])
         if body.tasks is not None:
             unknown = [t for t in body.tasks if t not in model.tasks]
             if unknown:
                 return error(422, f"unknown task(s) {unknown}; valid tasks: {list(model.tasks)}",
                              valid_tasks=list(model.tasks))
+        reason = nothing_to_predict(model.tasks, body.tasks)
+        if reason:
+            predicting = [n for n, spec in model.tasks.items() if spec.type != "similarity"]
+            return error(422, f"nothing to predict ({reason}; similarity heads are the embedding): "
+                         "use /embed or /similarity", valid_tasks=predicting)
         key = ("predict", tuple(body.tasks) if body.tasks is not None else None)
         return {"predictions": await batcher.submit(key, body.texts)}
 

@@ -41,13 +41,7 @@ from polyhead.errors import PolyheadError
 from polyhead.evaluation.evaluator import predict_task, sts_spearman, task_metrics
 from polyhead.evaluation.metrics import PRIMARY_METRIC
 from polyhead.io import check_new_directory
-from polyhead.modeling.encoder import (
-    DEFAULT_MODEL,
-    DEFAULT_SETTINGS,
-    autocast,
-    resolve_model_path,
-    sentence_transformers_settings,
-)
+from polyhead.modeling.encoder import DEFAULT_MODEL, autocast, encoder_settings, resolve_model_path
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.runtime import check_precision
 from polyhead.tokens import IGNORE_INDEX
@@ -776,11 +770,10 @@ def effective_encoder(config: dict[str, Any]) -> dict[str, Any]:
     (its sentence-transformers files, else mean / normalised): a run saved as ``mean`` before these became
     optional is the same run."""
     encoder = dict(config.get("encoder") or {})
-    if encoder.get("pooling") is None or encoder.get("normalize") is None:
-        with contextlib.suppress(PolyheadError):
-            found, _ = sentence_transformers_settings(resolve_model_path(encoder.get("model", DEFAULT_MODEL)))
-            resolved = {**DEFAULT_SETTINGS, **found}
-            encoder = {**encoder, **{k: resolved[k] for k in ("pooling", "normalize") if encoder.get(k) is None}}
+    with contextlib.suppress(PolyheadError):  # a model that is gone: compared as written
+        path = resolve_model_path(encoder.get("model", DEFAULT_MODEL))
+        settings, _ = encoder_settings(path, pooling=encoder.get("pooling"), normalize=encoder.get("normalize"))
+        encoder.update(pooling=settings["pooling"], normalize=settings["normalize"])
     return {**config, "encoder": encoder}
 
 
