@@ -235,8 +235,8 @@ def sst5_model(train_texts: list[str]) -> Any:
     ``train_texts`` over the frozen encoder: the hard case for the int8 gate."""
     import torch
 
+    from polyhead.modeldir import TaskSpec
     from polyhead.modeling.encoder import SentenceEncoder
-    from polyhead.modeling.heads import TaskSpec
     from polyhead.modeling.multitask import MultiTaskModel
 
     torch.manual_seed(0)
@@ -280,7 +280,7 @@ def gate_numbers(info: dict[str, Any], outputs: dict[str, np.ndarray], texts: li
     from polyhead.export.onnx import agreement, gate_failure, labels_of, sts_points
 
     model, ref = info["model"], outputs["polyhead_fp32"]
-    ref_labels = labels_of(model.predict(texts))
+    ref_labels = labels_of(model.predict(texts), model.tasks)
     sts = DATA / "stsb" / "test.tsv"
     # variant -> (embeddings, what predicts and encodes it, name of its verdict)
     candidates: dict[str, tuple[np.ndarray, Any, str]] = {
@@ -293,7 +293,7 @@ def gate_numbers(info: dict[str, Any], outputs: dict[str, np.ndarray], texts: li
     for variant, (emb, other, verdict) in candidates.items():
         cos = (emb * ref).sum(1)
         res: dict[str, Any] = {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min())}
-        labels = labels_of(other.predict(texts))  # none for the encoder alone: embeddings and STS only
+        labels = labels_of(other.predict(texts), other.tasks)  # none for the encoder alone: embeddings and STS only
         res.update(agreement(labels, ref_labels if labels else []))
         if sts.is_file():
             res["sts_spearman_torch"], res["sts_spearman_onnx"] = sts_points(model, other, sts)

@@ -48,8 +48,8 @@ def machine() -> dict:
 def build_model(out: Path) -> Path:
     import torch
 
+    from polyhead.modeldir import TaskSpec
     from polyhead.modeling.encoder import SentenceEncoder
-    from polyhead.modeling.heads import TaskSpec
     from polyhead.modeling.multitask import MultiTaskModel
 
     torch.manual_seed(0)

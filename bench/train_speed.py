@@ -56,9 +56,9 @@ def fine_tune_steps(mode: str, steps: int, texts: list[str], labels: list[str]) 
     (MKL GEMMs); ``bucketed`` and ``bucketed_bf16`` are polyhead's defaults (oneDNN linears).
     """
     from polyhead.data.collate import epoch_batches
+    from polyhead.modeldir import TaskSpec
     from polyhead.modeling.batching import pad_batch
     from polyhead.modeling.encoder import SentenceEncoder, autocast
-    from polyhead.modeling.heads import TaskSpec
     from polyhead.modeling.multitask import MultiTaskModel
     from polyhead.modeling.onednn import use_plain_linears
 

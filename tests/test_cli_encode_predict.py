@@ -19,8 +19,8 @@ import torch
 from typer.testing import CliRunner
 
 from polyhead.cli import app
+from polyhead.modeldir import TaskSpec
 from polyhead.modeling.encoder import SentenceEncoder
-from polyhead.modeling.heads import TaskSpec
 from polyhead.modeling.multitask import MultiTaskModel
 
 runner = CliRunner()

@@ -141,7 +141,7 @@ def test_shipped_configs_load_and_open_with_a_command(name: str) -> None:
 
 def test_unset_pooling_and_normalize_come_from_the_model(tmp_path: Path, st_cls_dir: Path) -> None:
     """A sentence-transformers model trains with its own pooling and normalisation unless the config says."""
-    from polyhead.modeling.heads import TaskSpec
+    from polyhead.modeldir import TaskSpec
     from polyhead.training.setup import build_model
 
     specs = {"topic": TaskSpec("classification", ["a", "b"])}

@@ -244,7 +244,7 @@ def test_sentence_transformers_modules_polyhead_does_not_read(st_cls_dir: Path, 
     import json
     import shutil
 
-    from polyhead.modeling.encoder import sentence_transformers_settings
+    from polyhead.modeldir.layout import sentence_transformers_settings
 
     path = tmp_path / "model"
     shutil.copytree(st_cls_dir, path)
@@ -271,7 +271,7 @@ def test_sentence_transformers_modules_polyhead_does_not_read(st_cls_dir: Path, 
 
 
 def test_plain_hf_directory_gets_the_defaults(tiny_model_dir: Path) -> None:
-    from polyhead.modeling.encoder import sentence_transformers_settings
+    from polyhead.modeldir.layout import sentence_transformers_settings
 
     assert sentence_transformers_settings(tiny_model_dir) == ({}, [])
     enc = SentenceEncoder.from_pretrained(tiny_model_dir)

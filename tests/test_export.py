@@ -23,8 +23,8 @@ def exported(
     tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, subprocess.CompletedProcess]:
     """A model with every head type, exported through the CLI with int8 and the gate."""
+    from polyhead.modeldir import TaskSpec
     from polyhead.modeling.encoder import SentenceEncoder
-    from polyhead.modeling.heads import TaskSpec
     from polyhead.modeling.multitask import MultiTaskModel
 
     torch.manual_seed(0)
@@ -85,7 +85,10 @@ def test_int8_recipes_leave_heads_fp32_and_blockwise_is_closer(exported, tmp_pat
     assert len(encoder_mm) == 2 * 6  # 2 layers x (Q, K, V, attention output, FFN in, FFN out)
     assert len(heads) == 4  # topic, tags, score, ner (similarity heads are the embedding itself)
     model = MultiTaskModel.from_pretrained(copy).eval()
-    ref_emb, ref_labels = np.asarray(model.encode(export.SAMPLE)), export.labels_of(model.predict(export.SAMPLE))
+    ref_emb, ref_labels = (
+        np.asarray(model.encode(export.SAMPLE)),
+        export.labels_of(model.predict(export.SAMPLE), model.tasks),
+    )
     res = {}
     for recipe in export.INT8_RECIPES:
         monkeypatch.setattr(export, "INT8_RECIPES", (recipe,))
@@ -262,8 +265,9 @@ def test_cli_exports_an_encoder_into_a_new_directory(tiny_model_dir: Path, tmp_p
 
     out = tmp_path / "embedder"
     cmd = [sys.executable, "-m", "polyhead", "export", str(tiny_model_dir)]
-    proc = subprocess.run([*cmd, "--output", str(out), "--quantize", "int8", "--check"], capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        [*cmd, "--output", str(out), "--quantize", "int8", "--check"], capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr
     config = json.loads((out / "polyhead.json").read_text())
     meta = json.loads((out / "onnx.json").read_text())

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from polyhead.errors import ConfigError
+from polyhead.modeldir import TaskSpec
 from polyhead.modeling.encoder import SentenceEncoder
-from polyhead.modeling.heads import TaskSpec
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.training.freezing import (
     GradualUnfreezer,

@@ -11,9 +11,8 @@ import pytest
 import torch
 
 from polyhead.errors import ModelDirError, PolyheadError
-from polyhead.io import FORMAT_VERSION, read_config, save_pretrained
+from polyhead.modeldir import FORMAT_VERSION, TaskSpec, read_config
 from polyhead.modeling.encoder import SentenceEncoder
-from polyhead.modeling.heads import TaskSpec
 from polyhead.modeling.multitask import MultiTaskModel
 
 TASKS = {
@@ -70,7 +69,7 @@ def test_directory_layout(model_dir: Path) -> None:
 
 
 def test_polyhead_json(model_dir: Path) -> None:
-    config = read_config(model_dir)
+    config = read_config(model_dir).raw
     assert set(config) == {"format_version", "library_versions", "encoder", "tasks"}
     assert config["format_version"] == FORMAT_VERSION
     assert set(config["library_versions"]) == {"polyhead", "torch", "transformers"}
@@ -108,9 +107,9 @@ def test_encoder_from_a_polyhead_directory(model_dir: Path, caplog: pytest.LogCa
 
 def test_sentence_encoder_alone_saves_and_loads(tiny_model_dir: Path, tmp_path: Path) -> None:
     encoder = SentenceEncoder.from_pretrained(tiny_model_dir, pooling="max", normalize=False)
-    path = save_pretrained(encoder, tmp_path / "enc")
+    path = MultiTaskModel(encoder, {}).save_pretrained(tmp_path / "enc")
     assert not (path / "heads.safetensors").exists()
-    assert read_config(path)["tasks"] == {}
+    assert read_config(path).tasks == {}
     loaded = SentenceEncoder.from_pretrained(path)
     assert loaded.pooling.mode == "max" and not loaded.normalize
     assert np.array_equal(loaded.encode(TEXTS), encoder.encode(TEXTS))
@@ -219,7 +218,7 @@ def test_invalid_task_spec(model_dir: Path) -> None:
     assert "invalid task spec" in error_of(model_dir)
     (model_dir / "polyhead.json").write_text(json.dumps(original))
     edit_config(model_dir, lambda c: c["tasks"]["topic"].update(type="ranking"))
-    assert "unknown head 'ranking'" in error_of(model_dir)
+    assert "unknown type 'ranking'; valid: classification" in error_of(model_dir)
 
 
 @pytest.mark.parametrize("name", ["pytorch_model.bin", "heads.pkl", "extra/state.pt", "modeling_evil.py"])

@@ -6,9 +6,14 @@ import math
 
 import torch
 
-from polyhead.modeling.heads import TaskSpec
+from polyhead.modeldir import TaskSpec
+from polyhead.tasks.similarity import cosent_loss
 from polyhead.tokens import IGNORE_INDEX
-from polyhead.training.losses import StaticWeighting, UncertaintyWeighting, cosent_loss, task_loss
+from polyhead.training.losses import StaticWeighting, UncertaintyWeighting
+
+
+def task_loss(spec: TaskSpec, output: torch.Tensor, target: torch.Tensor, score_scale: float = 1.0) -> torch.Tensor:
+    return spec.task.loss(spec, output, target, score_scale)
 
 
 def test_token_loss_ignores_unaligned_positions() -> None:

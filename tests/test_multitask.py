@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from polyhead.errors import PolyheadError
+from polyhead.modeldir import TaskSpec
 from polyhead.modeling.batching import pad_batch
 from polyhead.modeling.encoder import SentenceEncoder
-from polyhead.modeling.heads import TaskSpec
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.tokens import IGNORE_INDEX, align_labels, split_words, tokenize_words
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from polyhead.modeldir import TaskSpec
 from polyhead.modeling.encoder import SentenceEncoder
-from polyhead.modeling.heads import TaskSpec
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.training.freezing import apply_freezing, frozen_parameter_names
 from polyhead.training.param_groups import build_param_groups, describe_groups, format_group_table

@@ -26,8 +26,8 @@ def free_port() -> int:
 
 def build_served_model(tiny_model_dir: Path, out: Path) -> Path:
     """A tiny model with a classification, a regression and a token-classification head, saved to ``out``."""
+    from polyhead.modeldir import TaskSpec
     from polyhead.modeling.encoder import SentenceEncoder
-    from polyhead.modeling.heads import TaskSpec
     from polyhead.modeling.multitask import MultiTaskModel
 
     torch.manual_seed(0)
@@ -241,8 +241,8 @@ def test_a_model_without_heads_embeds_and_refuses_predict(tiny_model_dir: Path) 
     """An encoder exported alone (`polyhead export ENCODER --output`) serves /embed; /predict says why not."""
     from fastapi.testclient import TestClient
 
+    from polyhead.modeldir import TaskSpec
     from polyhead.modeling.encoder import SentenceEncoder
-    from polyhead.modeling.heads import TaskSpec
     from polyhead.modeling.multitask import MultiTaskModel
     from polyhead.serving.app import create_app
 

@@ -48,7 +48,7 @@ def build() -> None:
     export_onnx(directory)
     held = texts[HELD_OUT]
     np.save(EXP / "ref_emb.npy", np.asarray(model.encode(held)))
-    (EXP / "ref_labels.json").write_text(json.dumps(labels_of(model.predict(held))))
+    (EXP / "ref_labels.json").write_text(json.dumps(labels_of(model.predict(held), model.tasks)))
 
 
 def ref_labels() -> list[Any]:
@@ -81,7 +81,7 @@ def quality(path: str | Path, torch_model: Any = None) -> dict[str, float]:
     m = session_for(path)
     emb = m.encode(held)
     cos = (emb * ref).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(ref, axis=1))
-    agree = float(np.mean([a == b for a, b in zip(labels_of(m.predict(held)), ref_labels(), strict=True)]))
+    agree = float(np.mean([a == b for a, b in zip(labels_of(m.predict(held), m.tasks), ref_labels(), strict=True)]))
     out = {"cos_mean": float(cos.mean()), "cos_min": float(cos.min()), "agree": agree}
     out["sts_torch"], out["sts_onnx"] = sts_points(torch_model or load_torch(), m, es.DATA / "stsb" / "test.tsv")
     return out

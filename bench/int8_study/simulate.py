@@ -117,7 +117,7 @@ def run(spec: dict[str, Any], model: Any, held: list[str], ref: np.ndarray, mx: 
         setattr(parent, leaf, FakeQuant(lin, spec["a"], spec["w"], s, outl))
     try:
         emb = np.asarray(model.encode(held))
-        labels = labels_of(model.predict(held))
+        labels = labels_of(model.predict(held), model.tasks)
     finally:
         for parent, leaf, lin in replaced:
             setattr(parent, leaf, lin)

@@ -44,14 +44,9 @@ BENCHMARKS = {
 
 
 def read_sts(path: Path) -> list[tuple[str, str, float]]:
-    rows = path.read_text(encoding="utf-8").splitlines()
-    header = rows[0].split("\t")
-    i1, i2, isc = header.index("sentence1"), header.index("sentence2"), header.index("score")
-    out = []
-    for line in rows[1:]:
-        cols = line.split("\t")
-        out.append((cols[i1], cols[i2], float(cols[isc])))
-    return out
+    from polyhead.evaluation.evaluator import read_sts_pairs
+
+    return read_sts_pairs(path)
 
 
 def sts_zero_shot() -> dict:
@@ -125,7 +120,7 @@ def main() -> None:
     else:
         result = train_and_evaluate(args.name, args.seed, args.overrides)
     import polyhead
-    from polyhead.io import library_versions
+    from polyhead.modeldir import library_versions
 
     record = {
         "benchmark": args.name,

@@ -96,7 +96,9 @@ def encode(
             "(for the default encoder: polyhead export default --output DIR)"
         )
     else:
-        encoder = load_backend(Path(model), backend)
+        from polyhead.predict import load
+
+        encoder = load(Path(model), backend)
     vectors = np.asarray(
         encoder.encode(
             items,
@@ -156,10 +158,10 @@ def predict(
     backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (after polyhead export).")] = "torch",
 ) -> None:
     """Run every head (or --tasks) on texts: a table per text, or JSON lines."""
-    from polyhead.decoding import nothing_to_predict
+    from polyhead.predict import load, nothing_to_predict
 
     items = gather_texts(texts, file)
-    model = load_backend(model_dir, backend)
+    model = load(model_dir, backend)
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     reason = nothing_to_predict(model.tasks, names)
     if reason:
@@ -172,36 +174,16 @@ def predict(
         if as_json:
             sys.stdout.write(json.dumps({"text": text, **result}) + "\n")
         else:
-            console.print(prediction_table(text, result))
+            console.print(prediction_table(text, result, model.tasks))
 
 
-def load_backend(model_dir: Path, backend: str):  # type: ignore[no-untyped-def]
-    """torch -> MultiTaskModel; onnx / onnx-int8 -> OnnxModel (same predict/encode API, torch never imported)."""
-    if backend not in ("torch", "onnx", "onnx-int8"):
-        raise PolyheadError(f"--backend {backend!r}: valid: torch, onnx, onnx-int8")
-    if backend == "torch":
-        from polyhead.modeling.multitask import MultiTaskModel
-
-        return MultiTaskModel.from_pretrained(model_dir)
-    from polyhead.onnx_backend import OnnxModel
-
-    return OnnxModel(model_dir, "int8" if backend == "onnx-int8" else "fp32")
-
-
-def prediction_table(text: str, result: dict) -> Table:
+def prediction_table(text: str, result: dict, tasks: dict) -> Table:
+    """One text's predictions, each task's in the one line its task type writes."""
     table = Table(title=cell(text, 100), title_justify="left")
     table.add_column("task")
     table.add_column("prediction")
     for task, out in result.items():
-        if "label" in out:
-            shown = f"{out['label']} ({out['score']:.3f})"
-        elif "labels" in out:
-            shown = ", ".join(out["labels"]) or "(none)"
-        elif "entities" in out:
-            shown = "; ".join(f"{e['text']} [{e['type']}] {e['score']:.2f}" for e in out["entities"]) or "(no entities)"
-        else:
-            shown = f"{out['score']:.4f}"
-        table.add_row(Text(task), Text(shown))
+        table.add_row(Text(task), Text(tasks[task].task.summary(out)))
     return table
 
 
@@ -326,7 +308,7 @@ def demo(
         counts = write_demo_data(data_dir)
         console.print(f"wrote demo data to {data_dir}: {counts}")
         return
-    from polyhead.io import check_new_directory
+    from polyhead.modeldir import check_new_directory
 
     out = output or default_run_dir("demo")
     check_new_directory(out, "--output", "choose another --output")
@@ -381,9 +363,10 @@ def serve(
     """Serve a model over HTTP: /embed, /predict, /similarity, /health, a page at /, docs at /docs."""
     import uvicorn
 
+    from polyhead.predict import load
     from polyhead.serving.app import ServeSettings, create_app
 
-    model = load_backend(model_dir, backend)
+    model = load(model_dir, backend)
     settings = ServeSettings(
         max_texts=max_texts,
         max_chars=max_chars,

@@ -17,7 +17,6 @@ from typing import Any
 import yaml
 
 from polyhead.errors import PolyheadError
-from polyhead.evaluation.metrics import METRIC_NAMES, PRIMARY_METRIC
 
 logger = logging.getLogger(__name__)
 PRIMARY = ("accuracy", "f1", "micro_f1", "spearman")
@@ -50,9 +49,12 @@ class Strategy:
 def primary(metrics: dict[str, float]) -> tuple[str, float]:
     """The primary metric of the task type whose metric names these are (entity F1 for token tasks, which
     also report word accuracy), else the first of PRIMARY present."""
-    for task_type, names in METRIC_NAMES.items():
-        if set(names) <= set(metrics):
-            return PRIMARY_METRIC[task_type], metrics[PRIMARY_METRIC[task_type]]
+    from polyhead.tasks import get_task_type, task_type_names
+
+    for name in task_type_names():
+        task = get_task_type(name)
+        if task.metric_names and set(task.metric_names) <= set(metrics):
+            return task.primary_metric, metrics[task.primary_metric]
     for key in PRIMARY:
         if key in metrics:
             return key, metrics[key]

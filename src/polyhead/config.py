@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from polyhead.errors import ConfigError
-
-TaskType = Literal["classification", "multilabel", "regression", "token_classification", "similarity"]
 
 
 class Strict(BaseModel):
@@ -58,11 +56,20 @@ class HeadConfig(Strict):
 
 
 class TaskConfig(Strict):
-    type: TaskType
+    type: str = Field(..., description="a registered task type (polyhead.tasks)")
     data: DataConfig
     head: HeadConfig = Field(default_factory=HeadConfig)
     loss_weight: float = Field(1.0, ge=0)
     labels: list[str] | None = None
+
+    @field_validator("type")
+    @classmethod
+    def registered_type(cls, value: str) -> str:
+        from polyhead.tasks import task_type_names
+
+        if value not in task_type_names():
+            raise ValueError(f"unknown task type {value!r}; valid: {', '.join(task_type_names())}")
+        return value
 
 
 class FreezeConfig(Strict):
@@ -166,25 +173,25 @@ class Config(Strict):
                 raise ValueError(
                     f"training.freeze.heads names unknown task {name!r}; tasks: {', '.join(known)}"
                 )
+        from polyhead.tasks import get_task_type
+
         metric = self.training.early_stopping.metric
         if metric != "mean":
-            from polyhead.evaluation.metrics import METRIC_NAMES
-
             task_name, _, metric_name = metric.partition("/")
             if task_name not in self.tasks:
                 raise ValueError(
                     f"training.early_stopping.metric {metric!r}: unknown task; use 'mean' or 'task/metric' "
                     f"with a task among {', '.join(known)}"
                 )
-            valid = METRIC_NAMES[self.tasks[task_name].type]
+            valid = get_task_type(self.tasks[task_name].type).metric_names
             if metric_name not in valid:
                 raise ValueError(
                     f"training.early_stopping.metric {metric!r}: valid metrics for {task_name}: "
                     + ", ".join(f"{task_name}/{m}" for m in valid)
                 )
         for name, task in self.tasks.items():
-            if task.type == "similarity" and not task.data.pair_column:
-                raise ValueError(f"tasks.{name}.data.pair_column is required for a similarity task")
+            if get_task_type(task.type).needs_pair_column and not task.data.pair_column:
+                raise ValueError(f"tasks.{name}.data.pair_column is required for a {task.type} task")
         return self
 
 

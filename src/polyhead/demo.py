@@ -125,7 +125,7 @@ def run_demo(
     summary: dict[str, Any] = {}
     for name, spec in trainer.model.tasks.items():
         test = results["test"].get(name, {})
-        if spec.type == "classification":
+        if spec.task.primary_metric == "accuracy":  # class labels: majority and TF-IDF baselines apply
             base = baselines(config, name, data[name].train, data[name].test)
             table.add_row(
                 name,

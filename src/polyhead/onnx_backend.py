@@ -12,33 +12,21 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from polyhead.decoding import decode_sentence, decode_tokens
+from polyhead import predict as pipeline
 from polyhead.errors import ModelDirError, PolyheadError
-from polyhead.modeling.batching import length_sorted_batches
-from polyhead.tokens import TextInput, Word, item_text, prediction_inputs
+from polyhead.modeldir import read_config
+from polyhead.tokens import TextInput
 
 logger = logging.getLogger(__name__)
 
 ONNX_META = "onnx.json"
 VARIANTS = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 SOURCE_FILES = ("model.safetensors", "heads.safetensors", "2_Dense/model.safetensors")
-
-
-@dataclass
-class OnnxTask:
-    type: str
-    labels: list[str] = field(default_factory=list)
-    threshold: float = 0.5
-
-    @property
-    def level(self) -> str:
-        return "token" if self.type == "token_classification" else "sentence"
 
 
 def sha256(path: Path) -> str:
@@ -89,7 +77,8 @@ def create_session(file: Path, threads: int, optimized_file: Path | None = None)
 
 
 class OnnxModel:
-    """Same encode / similarity / predict API and outputs as MultiTaskModel, on onnxruntime."""
+    """Same encode / similarity / predict API and outputs as MultiTaskModel, on onnxruntime (the pipeline in
+    polyhead.predict; this class only tokenises with ``tokenizers`` and runs a batch)."""
 
     def __init__(self, path: str | Path, variant: str = "fp32", threads: int | None = None) -> None:
         path = Path(path)
@@ -102,18 +91,15 @@ class OnnxModel:
             ) from exc
         if variant not in VARIANTS:
             raise PolyheadError(f"unknown ONNX variant {variant!r}; valid: {', '.join(VARIANTS)}")
+        config = read_config(path)
         meta_file = path / ONNX_META
-        config_file = path / "polyhead.json"
-        if not config_file.is_file():
-            raise ModelDirError(f"{path} is not a polyhead model directory: polyhead.json is missing")
+        quantize = " --quantize int8" if variant == "int8" else ""
         if not meta_file.is_file() or not (path / VARIANTS[variant]).is_file():
-            quantize = " --quantize int8" if variant == "int8" else ""
             raise ModelDirError(
                 f"{path} has no {VARIANTS[variant]}: run `polyhead export {path} --format onnx{quantize}`"
             )
         meta = json.loads(meta_file.read_text())
         if variant not in meta.get("files", {}):
-            quantize = " --quantize int8" if variant == "int8" else ""
             raise ModelDirError(
                 f"{meta_file} lists no {variant} export: run `polyhead export {path} --format onnx{quantize}`"
             )
@@ -122,15 +108,11 @@ class OnnxModel:
                 f"{path / VARIANTS[variant]} was exported from other weights than the directory holds "
                 f"now (stale export): run `polyhead export {path} --format onnx` again"
             )
-        config = json.loads(config_file.read_text())
         self.path = path
-        self.settings = config["encoder"]
+        self.settings = config.encoder
         self.max_length = int(self.settings["max_length"])
         self.normalize = bool(self.settings["normalize"])
-        self.tasks = {
-            n: OnnxTask(t["type"], list(t.get("labels") or []), float(t.get("threshold", 0.5)))
-            for n, t in config["tasks"].items()
-        }
+        self.tasks = config.tasks
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
@@ -148,77 +130,50 @@ class OnnxModel:
             or self.settings["hidden_size"]
         )
 
-    # ----------------------------------------------------------------- internals
-    def run(self, encodings: list[Any], batch_size: int, wanted: list[str]) -> Any:
-        """Yield (indices, {output: array}) for token-sorted, dynamically padded batches."""
-        batches = length_sorted_batches([len(e.ids) for e in encodings], batch_size, 16384)
-        for batch in batches:
-            width = max(len(encodings[i].ids) for i in batch)
-            ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
-            mask = np.zeros((len(batch), width), dtype=np.int64)
-            for row, i in enumerate(batch):
-                n = len(encodings[i].ids)
-                ids[row, :n] = encodings[i].ids
-                mask[row, :n] = 1
-            feeds = {"input_ids": ids, "attention_mask": mask}
-            if "token_type_ids" in self.inputs:
-                feeds["token_type_ids"] = np.zeros_like(ids)
-            yield batch, dict(zip(wanted, self.session.run(wanted, feeds), strict=True))
+    # ----------------------------------------------------------------- polyhead.predict's Backend
+    def tokenize_texts(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        return [{"input_ids": e.ids} for e in self.tokenizer.encode_batch(list(texts))]
 
-    # ----------------------------------------------------------------- API
+    def tokenize_words(self, words: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
+        encodings = self.tokenizer.encode_batch([list(w) for w in words], is_pretokenized=True)
+        return [{"input_ids": e.ids, "word_ids": e.word_ids} for e in encodings]
+
+    def run_batch(
+        self, encodings: Sequence[dict[str, Any]], outputs: Sequence[str], precision: str
+    ) -> dict[str, np.ndarray]:
+        """Pad one batch and run the session (``precision`` is the graph's own: fp32 or int8)."""
+        width = max(len(e["input_ids"]) for e in encodings)
+        ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, e in enumerate(encodings):
+            n = len(e["input_ids"])
+            ids[row, :n] = e["input_ids"]
+            mask[row, :n] = 1
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.inputs:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        return dict(zip(outputs, self.session.run(list(outputs), feeds), strict=True))
+
+    # ----------------------------------------------------------------- API (polyhead.predict.Predictor)
     def encode(
-        self, texts: str | Sequence[str], batch_size: int = 32, normalize: bool | None = None, **_: Any
+        self,
+        texts: str | Sequence[str],
+        batch_size: int = 32,
+        normalize: bool | None = None,
+        show_progress: bool = False,
+        **_: Any,
     ) -> np.ndarray:
-        single = isinstance(texts, str)
-        items = [texts] if isinstance(texts, str) else list(texts)
-        out = np.zeros((len(items), self.dim), dtype=np.float32)
-        if items:
-            for batch, result in self.run(self.tokenizer.encode_batch(items), batch_size, ["pooled_embedding"]):
-                out[batch] = result["pooled_embedding"]
-        if self.normalize if normalize is None else normalize:
-            out = out / np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
-        return out[0] if single else out
+        vectors = pipeline.encode(self, texts, batch_size, normalize, show_progress=show_progress)
+        return vectors if isinstance(texts, str) or len(vectors) else np.zeros((0, self.dim), dtype=np.float32)
 
     def similarity(self, a: str | Sequence[str], b: str | Sequence[str] | None = None, **kwargs: Any) -> np.ndarray:
-        ea = self.encode([a] if isinstance(a, str) else a, normalize=True, **kwargs)
-        eb = ea if b is None else self.encode([b] if isinstance(b, str) else b, normalize=True, **kwargs)
-        return ea @ eb.T
+        return pipeline.similarity(self, a, b, **kwargs)
 
     def predict(
         self,
         texts: TextInput | Sequence[TextInput],
         tasks: Sequence[str] | None = None,
         batch_size: int = 32,
-        **_: Any,
+        precision: str = "fp32",
     ) -> list[dict[str, Any]]:
-        if tasks is not None:
-            unknown = [t for t in tasks if t not in self.tasks]
-            if unknown:
-                raise PolyheadError(f"unknown task(s) {', '.join(map(repr, unknown))}; valid: {', '.join(self.tasks)}")
-        names = [t for t in (tasks or list(self.tasks)) if self.tasks[t].type != "similarity"]
-        items, item_words = prediction_inputs(texts, any(self.tasks[t].level == "token" for t in names))
-        words: list[list[Word]] = item_words or []
-        if item_words is not None:
-            encodings = self.tokenizer.encode_batch([[w.text for w in ws] for ws in words], is_pretokenized=True)
-        else:
-            encodings = self.tokenizer.encode_batch(list(items))
-        results: list[dict[str, Any]] = [{} for _ in items]
-        if not names:  # a plain encoder (or only similarity heads): nothing to run
-            return results
-        for batch, outputs in self.run(encodings, batch_size, [f"task.{n}" for n in names]):
-            for name in names:
-                spec, values = self.tasks[name], outputs[f"task.{name}"]
-                for row, index in enumerate(batch):
-                    if spec.level == "token":
-                        n = len(encodings[index].ids)
-                        results[index][name] = decode_tokens(
-                            spec.labels,
-                            values[row, :n],
-                            encodings[index].word_ids,
-                            words[index],
-                            self.max_length,
-                            item_text(items[index]),
-                        )
-                    else:
-                        results[index][name] = decode_sentence(spec.type, spec.labels, spec.threshold, values[row])
-        return results
+        return pipeline.predict(self, texts, tasks, batch_size, precision)

@@ -1,4 +1,4 @@
-"""Name -> class maps, so YAML configs and model directories can name heads, losses and samplers.
+"""Name -> object maps, so YAML configs and model directories can name task types by short name.
 
 Modules register themselves with :func:`register`; lookups fail with the list of valid names.
 """
@@ -12,11 +12,11 @@ from polyhead.errors import PolyheadError
 
 T = TypeVar("T")
 
-_REGISTRIES: dict[str, dict[str, Any]] = {"head": {}, "sampler": {}, "loss_weighting": {}}
+_REGISTRIES: dict[str, dict[str, Any]] = {"task_type": {}}
 
 
 def register(kind: str, name: str) -> Callable[[T], T]:
-    """Class decorator: ``@register("head", "classification")``."""
+    """Decorator: ``@register("task_type", "classification")``."""
 
     def wrap(obj: T) -> T:
         _REGISTRIES[kind][name] = obj
@@ -29,7 +29,7 @@ def lookup(kind: str, name: str) -> Any:
     """The object registered under ``name``, or a one-line error listing the valid names."""
     table = _REGISTRIES[kind]
     if name not in table:
-        raise PolyheadError(f"unknown {kind} {name!r}; valid: {', '.join(sorted(table))}")
+        raise PolyheadError(f"unknown {kind.replace('_', ' ')} {name!r}; valid: {', '.join(sorted(table))}")
     return table[name]
 
 

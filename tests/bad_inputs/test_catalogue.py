@@ -39,8 +39,8 @@ def set_dotted(data: dict, dotted: str, value: Any) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_model_with_heads(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from polyhead.modeldir import TaskSpec
     from polyhead.modeling.encoder import SentenceEncoder
-    from polyhead.modeling.heads import TaskSpec
     from polyhead.modeling.multitask import MultiTaskModel
 
     torch.manual_seed(0)

@@ -15,8 +15,8 @@ CASES = yaml.safe_load((Path(__file__).parent / "http_cases.yaml").read_text())
 def client(tiny_model_dir: Path):
     from fastapi.testclient import TestClient
 
+    from polyhead.modeldir import TaskSpec
     from polyhead.modeling.encoder import SentenceEncoder
-    from polyhead.modeling.heads import TaskSpec
     from polyhead.modeling.multitask import MultiTaskModel
     from polyhead.serving.app import ServeSettings, create_app
 

@@ -15,9 +15,8 @@ import numpy as np
 import torch
 
 from polyhead.errors import DataError
+from polyhead.modeldir import TaskSpec
 from polyhead.modeling.batching import pad_batch
-from polyhead.modeling.heads import TaskSpec
-from polyhead.tokens import IGNORE_INDEX, align_labels, tokenize_words
 
 
 @dataclass
@@ -25,7 +24,7 @@ class EncodedGroup:
     """Tokenised training data of one or more tasks that share their sentences.
 
     ``items[i]`` holds ``enc`` (id lists, plus ``word_ids`` for word-tokenised input), optionally
-    ``pair`` (the second sentence of a similarity pair) and ``labels`` ({task: encoded label}).
+    ``pair`` (the second sentence of a pair, for task types that embed pairs) and ``labels`` ({task: encoded label}).
     """
 
     name: str
@@ -40,24 +39,6 @@ class EncodedGroup:
 
     def __len__(self) -> int:
         return len(self.items)
-
-
-def encode_label(spec: TaskSpec, label: Any, word_ids: Sequence[int | None] | None, source: str) -> Any:
-    """Label value -> what the loss needs: class id, multi-hot ids, float, or aligned tag ids."""
-    index = {name: i for i, name in enumerate(spec.labels)}
-    try:
-        if spec.type == "classification":
-            return index[label]
-        if spec.type == "multilabel":
-            return [index[x] for x in label]
-        if spec.type == "token_classification":
-            assert word_ids is not None
-            return align_labels(word_ids, [index[t] for t in label])
-    except KeyError as exc:
-        raise DataError(
-            f"{source}: label {exc.args[0]!r} is not in the label list {spec.labels[:10]}"
-        ) from exc
-    return float(label)
 
 
 def encode_group(
@@ -77,17 +58,16 @@ def encode_group(
             )
     word_task = next((t for t in tasks if specs[t].level == "token"), None)
     if word_task is not None:
-        words = [ex.words for ex in examples[word_task]]
-        encs = tokenize_words(encoder.tokenizer, words, encoder.max_length)
+        encs = encoder.tokenize_words([ex.words for ex in examples[word_task]])
     else:
         encs = encoder.tokenize_lists([ex.text for ex in rows])
     group = EncodedGroup(name, tasks)
     pairs = None
-    if any(specs[t].type == "similarity" for t in tasks):
+    if any(specs[t].task.embeds_pairs for t in tasks):
         pairs = encoder.tokenize_lists([ex.text_pair or "" for ex in rows])
     for i, enc in enumerate(encs):
         labels = {
-            t: encode_label(specs[t], examples[t][i].label, enc.get("word_ids"), examples[t][i].source)
+            t: specs[t].task.encode_target(specs[t], examples[t][i].label, enc.get("word_ids"), examples[t][i].source)
             for t in tasks
         }
         item: dict[str, Any] = {"enc": enc, "labels": labels}
@@ -123,9 +103,9 @@ def collate(
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Padded features and per-task target tensors for one batch.
 
-    Similarity groups put the first sentences then the second ones in one batch (2 * batch, seq_len);
-    the loss splits the embeddings in half. Targets: class ids (batch,), multi-hot (batch, labels),
-    floats (batch,), aligned tag ids (batch, seq_len) padded with IGNORE_INDEX.
+    Groups of a task that embeds pairs put the first sentences then the second ones in one batch
+    (2 * batch, seq_len); the loss splits the embeddings in half. Targets are each task type's own
+    (``TaskType.collate_targets``), e.g. class ids (batch,) or aligned tag ids (batch, seq_len).
     """
     items = [group.items[i] for i in indices]
     encs = [it["enc"] for it in items]
@@ -133,20 +113,8 @@ def collate(
         encs = encs + [it["pair"] for it in items]
     features = pad_batch(encs, pad_token_id)
     width = features["input_ids"].shape[1]
-    targets: dict[str, torch.Tensor] = {}
-    for task in group.tasks:
-        spec, values = specs[task], [it["labels"][task] for it in items]
-        if spec.type == "classification":
-            targets[task] = torch.tensor(values, dtype=torch.long)
-        elif spec.type == "multilabel":
-            hot = torch.zeros((len(values), len(spec.labels)))
-            for row, ids in enumerate(values):
-                hot[row, ids] = 1.0
-            targets[task] = hot
-        elif spec.type == "token_classification":
-            targets[task] = torch.tensor(
-                [v + [IGNORE_INDEX] * (width - len(v)) for v in values], dtype=torch.long
-            )
-        else:
-            targets[task] = torch.tensor(values, dtype=torch.float32)
+    targets = {
+        task: specs[task].task.collate_targets(specs[task], [it["labels"][task] for it in items], width)
+        for task in group.tasks
+    }
     return features, targets

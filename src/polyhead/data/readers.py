@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from polyhead.errors import DataError
+from polyhead.tasks import TaskType, get_task_type
 
 FORMATS = ("tsv", "csv", "jsonl", "conll")
 SUFFIXES = {
@@ -25,7 +26,6 @@ SUFFIXES = {
 }
 # A text field may be long (a whole article), but not unbounded: 16 MiB, then a DataError.
 csv.field_size_limit(16 * 2**20)
-SENTENCE_TYPES = ("classification", "multilabel", "regression", "similarity")
 
 
 @dataclass
@@ -84,25 +84,28 @@ def read_lines(path: Path) -> list[str]:
     return text.splitlines()
 
 
-def read_examples(path: str | Path, task_type: str, options: ReaderOptions | None = None) -> list[Example]:
-    """Read one split. Token tasks need CoNLL or JSONL; sentence tasks TSV/CSV/JSONL."""
+def read_examples(path: str | Path, task: TaskType | str, options: ReaderOptions | None = None) -> list[Example]:
+    """Read one split for a task type (or its name). Word-level types need CoNLL or JSONL; sentence-level
+    types TSV/CSV/JSONL. Each label is parsed by the task type."""
     path = Path(path)
+    task = get_task_type(task) if isinstance(task, str) else task
     options = options or ReaderOptions()
     fmt = detect_format(path, options)
     lines = read_lines(path)
-    if task_type == "token_classification":
+    rows: Iterator[Example]
+    if task.level == "token":
         if fmt == "conll":
-            rows = conll_rows(path, lines, options)
+            rows = conll_rows(path, lines, task, options)
         elif fmt == "jsonl":
-            rows = jsonl_token_rows(path, lines, options)
+            rows = jsonl_token_rows(path, lines, task, options)
         else:
-            raise DataError(f"{path}: token_classification reads CoNLL or JSONL files, not {fmt}")
+            raise DataError(f"{path}: {task.name} reads CoNLL or JSONL files, not {fmt}")
     elif fmt == "conll":
-        raise DataError(f"{path}: a {task_type} task reads TSV/CSV/JSONL, not CoNLL")
+        raise DataError(f"{path}: a {task.name} task reads TSV/CSV/JSONL, not CoNLL")
     elif fmt == "jsonl":
-        rows = (sentence_example(path, n, rec, task_type, options) for n, rec in jsonl_records(path, lines))
+        rows = (sentence_example(path, n, rec, task, options) for n, rec in jsonl_records(path, lines))
     else:
-        rows = table_rows(path, lines, fmt, task_type, options)
+        rows = table_rows(path, lines, fmt, task, options)
     examples = []
     for example in rows:
         examples.append(example)
@@ -114,7 +117,7 @@ def read_examples(path: str | Path, task_type: str, options: ReaderOptions | Non
 
 
 def table_rows(
-    path: Path, lines: list[str], fmt: str, task_type: str, options: ReaderOptions
+    path: Path, lines: list[str], fmt: str, task: TaskType, options: ReaderOptions
 ) -> Iterator[Example]:
     # TSV: tab-separated, quotes are ordinary characters (as in SST, TREC, STS-B); CSV: RFC 4180 quoting.
     reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv" else csv.reader(lines)
@@ -147,7 +150,7 @@ def table_rows(
         if len(cols) != len(header):
             raise DataError(f"{path}:{n}: {len(cols)} columns, the header has {len(header)}")
         record = {name: cols[i] for name, i in index.items()}
-        yield sentence_example(path, n, record, task_type, options)
+        yield sentence_example(path, n, record, task, options)
 
 
 def jsonl_records(path: Path, lines: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -169,9 +172,7 @@ def field(path: Path, n: int, record: dict[str, Any], key: str) -> Any:
     return record[key]
 
 
-def sentence_example(
-    path: Path, n: int, record: dict[str, Any], task_type: str, options: ReaderOptions
-) -> Example:
+def sentence_example(path: Path, n: int, record: dict[str, Any], task: TaskType, options: ReaderOptions) -> Example:
     source = f"{path}:{n}"
     text = field(path, n, record, options.text_column)
     if not isinstance(text, str) or not text.strip():
@@ -182,34 +183,11 @@ def sentence_example(
         pair = field(path, n, record, options.pair_column)
         if not isinstance(pair, str) or not pair.strip():
             raise DataError(f"{source}: empty text in {options.pair_column!r}")
-    label: Any
-    if task_type in ("regression", "similarity"):
-        try:
-            label = float(raw)
-        except (TypeError, ValueError):
-            raise DataError(f"{source}: label {raw!r} in {options.label_column!r} is not a number") from None
-        if label != label or label in (float("inf"), float("-inf")):
-            raise DataError(f"{source}: label {raw!r} is not a finite number")
-    elif task_type == "multilabel":
-        if isinstance(raw, list):
-            label = [str(x) for x in raw]
-        elif isinstance(raw, str):
-            label = (
-                [x.strip() for x in raw.split(options.label_separator)]
-                if options.label_separator
-                else [raw.strip()]
-            )
-            label = [x for x in label if x]
-        else:
-            raise DataError(f"{source}: multilabel label must be a list or a separated string, got {raw!r}")
-    else:
-        if isinstance(raw, list | dict) or raw is None or str(raw).strip() == "":
-            raise DataError(f"{source}: label {raw!r} in {options.label_column!r} is not a class name")
-        label = str(raw).strip()
+    label = task.parse_label(raw, source, options.label_column, options.label_separator)
     return Example(text=text.strip(), label=label, text_pair=pair.strip() if pair else None, source=source)
 
 
-def jsonl_token_rows(path: Path, lines: list[str], options: ReaderOptions) -> Iterator[Example]:
+def jsonl_token_rows(path: Path, lines: list[str], task: TaskType, options: ReaderOptions) -> Iterator[Example]:
     for n, record in jsonl_records(path, lines):
         words = field(path, n, record, options.tokens_column)
         tags = field(path, n, record, options.label_column)
@@ -217,23 +195,23 @@ def jsonl_token_rows(path: Path, lines: list[str], options: ReaderOptions) -> It
             raise DataError(
                 f"{path}:{n}: {options.tokens_column!r} and {options.label_column!r} must be lists"
             )
-        yield token_example(path, n, [str(w) for w in words], [str(t) for t in tags])
+        yield token_example(path, n, [str(w) for w in words], [str(t) for t in tags], task, options)
 
 
-def token_example(path: Path, n: int, words: list[str], tags: list[str]) -> Example:
+def token_example(
+    path: Path, n: int, words: list[str], tags: list[str], task: TaskType, options: ReaderOptions
+) -> Example:
     if len(words) != len(tags):
         raise DataError(f"{path}:{n}: {len(words)} tokens but {len(tags)} tags")
     if not words:
         raise DataError(f"{path}:{n}: a sentence without tokens")
     if any(not w.strip() for w in words):
         raise DataError(f"{path}:{n}: an empty token")
-    bad = [t for t in tags if t != "O" and not (t[:2] in ("B-", "I-") and len(t) > 2)]
-    if bad:
-        raise DataError(f"{path}:{n}: tag {bad[0]!r} is not a BIO tag ('O', 'B-TYPE', 'I-TYPE')")
-    return Example(text=" ".join(words), label=tags, words=words, source=f"{path}:{n}")
+    label = task.parse_label(tags, f"{path}:{n}", options.label_column, options.label_separator)
+    return Example(text=" ".join(words), label=label, words=words, source=f"{path}:{n}")
 
 
-def conll_rows(path: Path, lines: list[str], options: ReaderOptions) -> Iterator[Example]:
+def conll_rows(path: Path, lines: list[str], task: TaskType, options: ReaderOptions) -> Iterator[Example]:
     """Whitespace/tab separated columns, one token a line, blank line between sentences; -DOCSTART- skipped."""
     words: list[str] = []
     tags: list[str] = []
@@ -244,7 +222,7 @@ def conll_rows(path: Path, lines: list[str], options: ReaderOptions) -> Iterator
             continue  # a line of nothing but BOMs is noise, not a sentence break
         if not line.strip():
             if words:
-                yield token_example(path, start, words, tags)
+                yield token_example(path, start, words, tags, task, options)
             words, tags = [], []
             continue
         cols = line.split("\t") if "\t" in line else line.split()

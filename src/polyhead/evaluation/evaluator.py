@@ -1,66 +1,62 @@
-"""Per-task evaluation of a MultiTaskModel on examples, via the same predict() users call."""
+"""Per-task evaluation of a model (any predictor) on examples, via the same predict() users call, and the STS
+Spearman of the shared embedding."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from polyhead.evaluation.metrics import compute_metrics
-from polyhead.modeling.multitask import MultiTaskModel
+from polyhead.errors import PolyheadError
 
 logger = logging.getLogger(__name__)
 
 
 def evaluate_task(
-    model: MultiTaskModel, task: str, examples: Sequence[Any], batch_size: int = 64, precision: str = "fp32"
+    model: Any, task: str, examples: Sequence[Any], batch_size: int = 64, precision: str = "fp32"
 ) -> dict[str, float]:
-    """Metrics of one head on examples (readers' Example objects); see evaluation/metrics.py for names."""
+    """Metrics of one head on examples (readers' Example objects); names are the task type's metric_names."""
     gold, pred = predict_task(model, task, examples, batch_size, precision)
     return task_metrics(model, task, gold, pred)
 
 
-def task_metrics(model: MultiTaskModel, task: str, gold: Sequence[Any], pred: Sequence[Any]) -> dict[str, float]:
+def task_metrics(model: Any, task: str, gold: Sequence[Any], pred: Sequence[Any]) -> dict[str, float]:
     """Metrics of one head from (gold, predicted) values as :func:`predict_task` returns them."""
     spec = model.tasks[task]
-    return compute_metrics(spec.type, list(gold), list(pred), labels=spec.labels or None)
+    return spec.task.metrics(list(gold), list(pred), spec.labels)  # type: ignore[no-any-return]
 
 
 def predict_task(
-    model: MultiTaskModel, task: str, examples: Sequence[Any], batch_size: int = 64, precision: str = "fp32"
+    model: Any, task: str, examples: Sequence[Any], batch_size: int = 64, precision: str = "fp32"
 ) -> tuple[list[Any], list[Any]]:
-    """Gold and predicted values of one head on examples, in example order, ready for compute_metrics.
-
-    Labels for classification, label lists for multilabel, scores for regression, tag lists for token
-    classification, gold score and cosine of the two sentences' embeddings for similarity.
-    """
-    spec = model.tasks[task]
+    """Gold and predicted values of one head on examples, in example order, ready for :func:`task_metrics`
+    (what they are is the task type's choice: labels, label lists, scores, tag lists, cosines)."""
     if not examples:
         return [], []
-    if spec.type == "similarity":
-        a, b = (
-            np.asarray(model.encode(texts, batch_size=batch_size, normalize=True, precision=precision))
-            for texts in ([ex.text for ex in examples], [ex.text_pair for ex in examples])
-        )
-        return [float(ex.label) for ex in examples], (a * b).sum(axis=1).tolist()
-    inputs = [ex.words if spec.level == "token" else ex.text for ex in examples]
-    results = model.predict(inputs, tasks=[task], batch_size=batch_size, precision=precision)
-    outputs = [r[task] for r in results]
-    if spec.type == "classification":
-        pred: list[Any] = [o["label"] for o in outputs]
-    elif spec.type == "multilabel":
-        pred = [o["labels"] for o in outputs]
-    elif spec.type == "regression":
-        pred = [o["score"] for o in outputs]
-    else:
-        pred = [o["tags"] for o in outputs]
-    gold = [float(ex.label) if spec.type == "regression" else ex.label for ex in examples]
-    return gold, pred
+    spec = model.tasks[task]
+    return spec.task.predict_examples(model, task, examples, batch_size, precision)  # type: ignore[no-any-return]
 
 
-def sts_spearman(model: MultiTaskModel, pairs: Sequence[tuple[str, str, float]], batch_size: int = 64) -> float:
+def read_sts_pairs(
+    file: str | Path, sentence1: str = "sentence1", sentence2: str = "sentence2", score: str = "score",
+    where: str = "--sts",
+) -> list[tuple[str, str, float]]:
+    """(sentence1, sentence2, gold score) rows of an STS file (TSV/CSV/JSONL), read like a similarity task's
+    data; ``where`` names the option or config key in the error for a missing file."""
+    from polyhead.config import resolve_path
+    from polyhead.data.readers import ReaderOptions, read_examples
+
+    path = resolve_path(str(file))
+    if not path.is_file():
+        raise PolyheadError(f"{where}: {str(file)!r} not found (a file with {sentence1}, {sentence2}, {score} columns)")
+    options = ReaderOptions(text_column=sentence1, pair_column=sentence2, label_column=score)
+    return [(ex.text, ex.text_pair or "", float(ex.label)) for ex in read_examples(path, "similarity", options)]  # type: ignore[arg-type]
+
+
+def sts_spearman(model: Any, pairs: Sequence[tuple[str, str, float]], batch_size: int = 64) -> float:
     """Spearman (x100 is the usual report) between cosine of the shared embedding and gold scores."""
     from scipy.stats import spearmanr
 

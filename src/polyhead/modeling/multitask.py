@@ -11,11 +11,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from polyhead.decoding import decode_sentence, decode_tokens
+from polyhead import predict as pipeline
 from polyhead.errors import PolyheadError
-from polyhead.modeling.encoder import SentenceEncoder
-from polyhead.modeling.heads import TaskSpec, build_head
-from polyhead.tokens import TextInput, Word, item_text, prediction_inputs, tokenize_words
+from polyhead.modeldir import HEADS_NAME, TaskSpec, read_config, write_config, write_directory_atomic
+from polyhead.modeling.encoder import SentenceEncoder, load_encoder, run_padded
+from polyhead.modeling.weights import load_strict, load_weights, save_module
+from polyhead.tokens import TextInput
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +24,8 @@ logger = logging.getLogger(__name__)
 class MultiTaskModel(nn.Module):
     """Encoder + heads keyed by task name.
 
-    ``forward(features, tasks)`` runs the encoder once and then only the requested heads.
+    ``forward(features, tasks)`` runs the encoder once and then only the requested heads. Prediction,
+    encoding and similarity go through :mod:`polyhead.predict` (this class is its torch backend).
     """
 
     def __init__(self, encoder: SentenceEncoder, tasks: dict[str, TaskSpec]) -> None:
@@ -31,16 +33,17 @@ class MultiTaskModel(nn.Module):
         self.encoder = encoder
         self.tasks = dict(tasks)
         self.heads = nn.ModuleDict(
-            {name: build_head(spec, encoder.dim, encoder.hidden_size) for name, spec in self.tasks.items()}
+            {name: spec.task.build_head(spec, encoder.dim, encoder.hidden_size) for name, spec in self.tasks.items()}
         )
 
+    # ----------------------------------------------------------------- saving and loading
     @classmethod
     def from_pretrained(cls, path: str | Path, backend: str = "torch", variant: str = "fp32", **kwargs: Any) -> Any:
         """Load a model directory written by :meth:`save_pretrained` (see docs/model-directory.md).
 
         ``backend="onnx"`` returns a :class:`polyhead.onnx_backend.OnnxModel` with the same
         encode/similarity/predict API on onnxruntime (``variant``: ``fp32`` or ``int8``), after
-        ``polyhead export``.
+        ``polyhead export``. (:func:`polyhead.predict.load` is the same, typed as a Predictor.)
         """
         if backend == "onnx":
             from polyhead.onnx_backend import OnnxModel
@@ -48,24 +51,23 @@ class MultiTaskModel(nn.Module):
             return OnnxModel(Path(path), variant)
         if backend != "torch":
             raise PolyheadError(f"unknown backend {backend!r}; valid: torch, onnx")
-        from polyhead.io import load_pretrained
-
         return load_pretrained(Path(path), **kwargs)
 
     def save_pretrained(self, path: str | Path, overwrite: bool = False) -> Path:
-        from polyhead.io import save_pretrained
+        """Write the model directory atomically (a temporary sibling renamed into place); an existing directory
+        is replaced only with ``overwrite=True`` and only if it is a polyhead model directory."""
+        return write_directory_atomic(Path(path), self.write_directory, overwrite)
 
-        return save_pretrained(self, Path(path), overwrite=overwrite)
+    def write_directory(self, out: Path) -> None:
+        self.encoder.save(out)
+        if self.tasks:
+            save_module(self.heads, out / HEADS_NAME)
+        write_config(out, self.encoder.settings(), self.tasks)
 
     # ----------------------------------------------------------------- forward
     def check_tasks(self, tasks: Sequence[str] | None) -> list[str]:
         """The requested task names (all when None); unknown names are an error listing the valid ones."""
-        if tasks is None:
-            return list(self.tasks)
-        unknown = [t for t in tasks if t not in self.tasks]
-        if unknown:
-            raise PolyheadError(f"unknown task(s) {', '.join(map(repr, unknown))}; valid: {', '.join(self.tasks)}")
-        return list(tasks)
+        return pipeline.check_tasks(self.tasks, tasks)
 
     def run_heads(
         self, features: dict[str, torch.Tensor], tasks: Sequence[str] | None = None
@@ -80,6 +82,38 @@ class MultiTaskModel(nn.Module):
         (batch, seq_len, tags); similarity (batch, dim), the sentence embedding.
         """
         return self.run_heads(self.encoder(features), tasks)
+
+    # ----------------------------------------------------------------- polyhead.predict's Backend
+    @property
+    def max_length(self) -> int:
+        return self.encoder.max_length
+
+    @property
+    def normalize(self) -> bool:
+        return self.encoder.normalize
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    def tokenize_texts(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        return self.encoder.tokenize_lists(texts)
+
+    def tokenize_words(self, words: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
+        return self.encoder.tokenize_words(words)
+
+    def run_batch(
+        self, encodings: Sequence[dict[str, Any]], outputs: Sequence[str], precision: str
+    ) -> dict[str, np.ndarray]:
+        """Pad and run one batch with every head in eval mode: ``pooled_embedding`` and ``task.<name>`` outputs."""
+        names = [o.removeprefix("task.") for o in outputs if o.startswith("task.")]
+
+        def run(features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            feats = self.encoder(features)
+            return {**feats, **{f"task.{n}": out for n, out in self.run_heads(feats, names).items()}}
+
+        result = run_padded(self, encodings, self.encoder.pad_token_id, precision, run)
+        return {name: result[name].float().cpu().numpy() for name in outputs}
 
     # ----------------------------------------------------------------- inference
     def encode(self, texts: str | Sequence[str], **kwargs: Any) -> np.ndarray | torch.Tensor:
@@ -96,51 +130,20 @@ class MultiTaskModel(nn.Module):
         batch_size: int = 32,
         precision: str = "fp32",
     ) -> list[dict[str, Any]]:
-        """One encoder pass per batch -> every requested head's decoded output, per text.
+        """One encoder pass per batch -> every requested head's decoded output, per text (polyhead.predict.predict).
 
         A text is a string or a pre-tokenised list of words. Similarity tasks have no per-text output
         (use :meth:`similarity`). Returns a list (input order) of ``{task: result}``; see docs/python-api.md.
         """
-        names = [t for t in self.check_tasks(tasks) if self.tasks[t].type != "similarity"]
-        items, item_words = prediction_inputs(texts, any(self.tasks[t].level == "token" for t in names))
-        words: list[list[Word]] = item_words or []
-        if item_words is not None:
-            encodings = tokenize_words(
-                self.encoder.tokenizer, [[w.text for w in ws] for ws in words], self.encoder.max_length
-            )
-        else:
-            encodings = self.encoder.tokenize_lists(items)  # type: ignore[arg-type]
-        results: list[dict[str, Any]] = [{} for _ in items]
-        was_training = self.training
-        self.eval()  # heads too: no dropout at prediction
-        try:
-            for batch, features in self.encoder.iter_batches(encodings, batch_size, 16384, False, precision):
-                outputs = self(features, names)
-                for name in names:
-                    for row, index in enumerate(batch):
-                        out = outputs[name][row].float()
-                        if self.tasks[name].level == "token":
-                            word_ids = encodings[index]["word_ids"]
-                            source = item_text(items[index])
-                            results[index][name] = self.decode_tokens(name, out, word_ids, words[index], source)
-                        else:
-                            results[index][name] = self.decode_sentence(name, out)
-        finally:
-            self.train(was_training)
-        return results
+        return pipeline.predict(self, texts, tasks, batch_size, precision)
 
-    def decode_sentence(self, name: str, output: torch.Tensor) -> dict[str, Any]:
-        spec = self.tasks[name]
-        return decode_sentence(spec.type, spec.labels, spec.threshold, output.detach().float().cpu().numpy())
 
-    def decode_tokens(
-        self,
-        name: str,
-        logits: torch.Tensor,
-        word_ids: list[int | None],
-        words: list[Word],
-        text: str | None = None,
-    ) -> dict[str, Any]:
-        """logits: (seq_len, tags) -> entity spans (see polyhead.decoding.decode_tokens)."""
-        array = logits.detach().float().cpu().numpy()
-        return decode_tokens(self.tasks[name].labels, array, word_ids, words, self.encoder.max_length, text)
+def load_pretrained(path: Path, attn_implementation: str = "eager") -> MultiTaskModel:
+    """A MultiTaskModel from its directory; every weight and every label list is checked."""
+    config = read_config(path)
+    encoder = load_encoder(path, attn_implementation)
+    model = MultiTaskModel(encoder, config.tasks)
+    if config.tasks:
+        load_strict(model.heads, load_weights(path / HEADS_NAME), path / HEADS_NAME)
+    model.eval()
+    return model

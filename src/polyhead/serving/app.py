@@ -21,8 +21,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from polyhead.decoding import nothing_to_predict
 from polyhead.errors import PolyheadError
+from polyhead.predict import Predictor, nothing_to_predict, predicting_tasks
 from polyhead.serving.batcher import MicroBatcher
 
 logger = logging.getLogger(__name__)
@@ -74,8 +74,8 @@ def error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": message, **extra})
 
 
-def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
-    """An app serving ``model`` (a MultiTaskModel, or anything with encode/predict/tasks)."""
+def create_app(model: Predictor, settings: ServeSettings | None = None) -> FastAPI:
+    """An app serving ``model``: any backend's predictor (polyhead.predict.load)."""
     settings = settings or ServeSettings()
 
     def run(key: tuple[str, tuple[str, ...] | None], texts: list[str]) -> list[Any]:
@@ -148,7 +148,7 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
             "model": settings.model_name,
             "backend": settings.backend,
             "version": _version(),
-            "dimension": int(model.encoder.dim if hasattr(model, "encoder") else model.dim),
+            "dimension": int(model.dim),
             "tasks": {name: {"type": spec.type, "labels": spec.labels} for name, spec in model.tasks.items()},
             "limits": {"max_texts": settings.max_texts, "max_chars": settings.max_chars,
                        "max_body_bytes": settings.max_body_bytes},
@@ -175,7 +175,7 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
                              valid_tasks=list(model.tasks))
         reason = nothing_to_predict(model.tasks, body.tasks)
         if reason:
-            predicting = [n for n, spec in model.tasks.items() if spec.type != "similarity"]
+            predicting = predicting_tasks(model.tasks)
             return error(422, f"nothing to predict ({reason}; similarity heads are the embedding): "
                          "use /embed or /similarity", valid_tasks=predicting)
         key = ("predict", tuple(body.tasks) if body.tasks is not None else None)

@@ -19,10 +19,10 @@ def train(config: Config, output_dir: str | Path, resume: bool = False, show_pro
 def evaluate_model(model_dir: str | Path, config: Config, split: str = "test") -> dict[str, dict[str, float]]:
     """Metrics per task of a saved model on a split of the config's data (tasks matched by name)."""
     from polyhead.evaluation.evaluator import evaluate_task
-    from polyhead.modeling.multitask import MultiTaskModel
+    from polyhead.predict import load
     from polyhead.training.setup import load_task_data
 
-    model = MultiTaskModel.from_pretrained(model_dir)
+    model = load(model_dir)
     shared = [t for t in config.tasks if t in model.tasks]
     if not shared:
         raise PolyheadError(

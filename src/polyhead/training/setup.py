@@ -12,9 +12,10 @@ from polyhead.config import Config, DataConfig, TaskConfig, resolve_path
 from polyhead.data.readers import Example, ReaderOptions, read_examples, split_examples
 from polyhead.data.vocab import build_labels, unseen_labels
 from polyhead.errors import ConfigError, DataError
+from polyhead.modeldir import TaskSpec
 from polyhead.modeling.encoder import SentenceEncoder
-from polyhead.modeling.heads import TaskSpec
 from polyhead.modeling.multitask import MultiTaskModel
+from polyhead.tasks import get_task_type
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ def reader_options(data: DataConfig) -> ReaderOptions:
 
 
 def read_split(task: str, data: DataConfig, split: str, task_type: str) -> list[Example]:
+    """One split of a task's data (``task_type``: the registered type name), or [] when the config has none."""
     value = getattr(data, split)
     if value is None:
         return []
@@ -49,7 +51,7 @@ def read_split(task: str, data: DataConfig, split: str, task_type: str) -> list[
         raise DataError(
             f"tasks.{task}.data.{split}: file {value!r} not found (relative paths are read from the current directory)"
         )
-    return read_examples(path, task_type, reader_options(data))
+    return read_examples(path, get_task_type(task_type), reader_options(data))
 
 
 def load_task_data(name: str, task: TaskConfig, seed: int) -> TaskData:
@@ -73,9 +75,10 @@ def build_specs(config: Config, data: dict[str, TaskData]) -> dict[str, TaskSpec
     """Label lists from the training split (or the config), checked; unseen dev/test labels reported."""
     specs = {}
     for name, task in config.tasks.items():
-        labels = list(task.labels) if task.labels else build_labels(task.type, data[name].train)
+        task_type = get_task_type(task.type)
+        labels = list(task.labels) if task.labels else build_labels(task_type, data[name].train)
         for split in ("dev", "test"):
-            unseen = unseen_labels(task.type, labels, getattr(data[name], split))
+            unseen = unseen_labels(task_type, labels, getattr(data[name], split))
             if unseen:
                 logger.warning("task %s: %s labels not seen in train (predicted as never): %s", name, split, unseen)
         head = task.head
@@ -111,7 +114,7 @@ def task_groups(config: Config, tasks: list[str]) -> dict[str, list[str]]:
     groups: dict[Any, list[str]] = {}
     for name in tasks:
         d = config.tasks[name].data
-        if config.tasks[name].type == "similarity":
+        if get_task_type(config.tasks[name].type).embeds_pairs:  # pairs of texts: a group of its own
             key: Any = ("pairs", name)
         else:
             key = (d.train, d.format, d.limit, d.dev_fraction, d.test_fraction)

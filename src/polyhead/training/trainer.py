@@ -34,17 +34,15 @@ from polyhead.config import (
     GradualUnfreezingConfig,
     OptimizerConfig,
     StageConfig,
-    resolve_path,
 )
 from polyhead.data.collate import EncodedGroup, collate, encode_group, epoch_batches
 from polyhead.errors import PolyheadError
-from polyhead.evaluation.evaluator import predict_task, sts_spearman, task_metrics
-from polyhead.evaluation.metrics import PRIMARY_METRIC
-from polyhead.io import check_new_directory
+from polyhead.evaluation.evaluator import predict_task, read_sts_pairs, sts_spearman, task_metrics
+from polyhead.evaluation.metrics import LOWER_IS_BETTER
+from polyhead.modeldir import check_new_directory, library_versions
 from polyhead.modeling.encoder import DEFAULT_MODEL, autocast, encoder_settings, resolve_model_path
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.runtime import check_precision
-from polyhead.tokens import IGNORE_INDEX
 from polyhead.training.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -59,7 +57,7 @@ from polyhead.training.freezing import (
     check_trainable,
     frozen_parameter_names,
 )
-from polyhead.training.losses import build_weighting, task_loss
+from polyhead.training.losses import build_weighting
 from polyhead.training.metrics_log import MetricsLog, plot_curves
 from polyhead.training.param_groups import build_param_groups, describe_groups, format_group_table
 from polyhead.training.sampling import TaskSampler
@@ -220,11 +218,7 @@ class Trainer:
             if not trainable and stage.gradual is None:
                 raise_nothing_to_train(stage)
         self.weighting = build_weighting(cfg.training.loss_weighting, {t: c.loss_weight for t, c in cfg.tasks.items()})
-        self.score_scale = {
-            t: max((abs(float(ex.label)) for ex in self.data[t].train), default=1.0) or 1.0  # type: ignore[arg-type]
-            for t, s in specs.items()
-            if s.type == "similarity"
-        }
+        self.score_scale = {t: s.task.loss_scale([ex.label for ex in self.data[t].train]) for t, s in specs.items()}
         self.groups: dict[str, EncodedGroup] = {}
         for gname, members in task_groups(cfg, list(cfg.tasks)).items():
             self.groups[gname] = encode_group(
@@ -442,16 +436,17 @@ class Trainer:
                 outputs = self.model.run_heads(feats, tasks)
                 for i, t in enumerate(tasks):
                     target = targets[t].to(self.device)
-                    counts[i] = loss_count(self.specs[t].type, target)
+                    spec = self.specs[t]
+                    counts[i] = spec.task.loss_count(target)
                     if counts[i] > 0:
-                        losses[t] = task_loss(self.specs[t], outputs[t], target, self.score_scale.get(t, 1.0))
+                        losses[t] = spec.task.loss(spec, outputs[t], target, self.score_scale[t])
         if not self.dist.distributed:
             return losses
         totals = self.dist.all_sum(torch.cat([counts, (counts > 0).float()]))
         n, holding = totals[: len(tasks)], totals[len(tasks) :]
         by_share = torch.where(n > 0, self.dist.world * counts / n.clamp(min=1), 0.0)
         by_shard = torch.where(counts > 0, self.dist.world / holding.clamp(min=1), 0.0)
-        in_batch = [self.specs[t].type == "similarity" and self.specs[t].loss == "cosent" for t in tasks]
+        in_batch = [self.specs[t].task.loss_ranks_batch(self.specs[t]) for t in tasks]
         return {t: losses[t] * float(by_shard[i] if in_batch[i] else by_share[i]) for i, t in enumerate(tasks)}
 
     def record_seen(self, gname: str, data_epoch: int, size: int, local: list[int]) -> None:
@@ -571,7 +566,7 @@ class Trainer:
         if not metrics:
             return None
         if name == "mean":
-            scores = [m[PRIMARY_METRIC[self.specs[t].type]] for t, m in metrics.items()]
+            scores = [m[self.specs[t].task.primary_metric] for t, m in metrics.items()]
             return sum(scores) / len(scores)
         task, _, metric = name.partition("/")
         if task not in metrics or metric not in metrics[task]:
@@ -580,7 +575,7 @@ class Trainer:
                 + ", ".join(f"{t}/{k}" for t, m in metrics.items() for k in m)
             )
         value = metrics[task][metric]
-        return -value if metric == "mse" else value
+        return -value if metric in LOWER_IS_BETTER else value
 
     def evaluate_split(self, split: str, tasks: list[str]) -> dict[str, dict[str, float]]:
         """Per-task metrics on a split; each process predicts its shard and the pairs are gathered, so
@@ -625,8 +620,6 @@ class Trainer:
             return results
         if self.sts_pairs:
             results["sts_spearman"] = sts_spearman(self.model, self.sts_pairs)
-        from polyhead.io import library_versions
-
         results["library_versions"] = library_versions()
         (self.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         plot_curves(self.out / "metrics.jsonl", self.out / "training_curves.png")
@@ -789,13 +782,6 @@ def refuse_non_empty(out: Path) -> None:
     check_new_directory(out, "output directory", "pass --resume to continue it or choose another --output")
 
 
-def loss_count(task_type: str, target: torch.Tensor) -> int:
-    """How many terms a task's mean loss averages: labelled tokens for token tasks, else examples."""
-    if task_type == "token_classification":
-        return int((target != IGNORE_INDEX).sum())
-    return int(target.shape[0])
-
-
 def raise_nothing_to_train(stage: Stage) -> None:
     raise PolyheadError(
         f"stage {stage.name!r}: freezing (mode={stage.freeze.mode!r}, layers_below={stage.freeze.layers_below}, "
@@ -808,16 +794,9 @@ def read_sts(config: Config) -> list[tuple[str, str, float]]:
     sts = config.training.sts_eval
     if sts is None:
         return []
-    from polyhead.data.readers import ReaderOptions, read_examples
-
-    opts = ReaderOptions(
-        text_column=sts.sentence1_column, pair_column=sts.sentence2_column, label_column=sts.score_column
+    return read_sts_pairs(
+        sts.file, sts.sentence1_column, sts.sentence2_column, sts.score_column, where="training.sts_eval.file"
     )
-    path = resolve_path(sts.file)
-    if not path.is_file():
-        raise PolyheadError(f"training.sts_eval.file: {sts.file!r} not found")
-    examples = read_examples(path, "similarity", opts)
-    return [(ex.text, ex.text_pair or "", float(ex.label)) for ex in examples]  # type: ignore[arg-type]
 
 
 def log_renderable(item: Any) -> None:

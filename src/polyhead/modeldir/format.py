@@ -1,0 +1,161 @@
+"""polyhead.json: the format version, library versions, encoder settings and task specs, read and written
+without torch (the ONNX backend and the server read a model directory through here too).
+
+Layout (docs/model-directory.md)::
+
+    polyhead.json            format version, library versions, encoder settings, tasks (type, head, labels)
+    config.json              HF config of the transformer      \\
+    model.safetensors        transformer weights (HF layout)    } also a sentence-transformers model:
+    tokenizer files                                              } modules.json, 1_Pooling/, 2_Dense/,
+    modules.json, sentence_bert_config.json, 1_Pooling/ ...     /  N_Normalize/
+    heads.safetensors        every head's weights, keys "<task>.<param>"
+
+Only JSON and safetensors are read; nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from polyhead.errors import ModelDirError, PolyheadError
+from polyhead.fileio import write_json_atomic
+from polyhead.modeldir.spec import TaskSpec
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "polyhead.json"
+HEADS_NAME = "heads.safetensors"
+WEIGHTS_NAME = "model.safetensors"
+# Files whose presence means a directory ships code or pickled state; never loaded.
+UNSAFE_SUFFIXES = (".py", ".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
+
+
+@dataclass
+class ModelConfig:
+    """polyhead.json, read and checked: ``encoder`` settings and ``tasks`` by name."""
+
+    path: Path
+    encoder: dict[str, Any]
+    tasks: dict[str, TaskSpec]
+    raw: dict[str, Any]
+
+
+def library_versions() -> dict[str, str]:
+    """Versions recorded in polyhead.json (read from the installed distributions: no torch import)."""
+    versions = {}
+    for name in ("polyhead", "torch", "transformers"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def read_config(path: Path) -> ModelConfig:
+    """Read and check polyhead.json (present, valid JSON, a format version this library reads, task specs)."""
+    if not path.is_dir():
+        what = "is a file, not a directory" if path.exists() else "does not exist"
+        raise ModelDirError(f"model directory {path} {what}")
+    file = path / CONFIG_NAME
+    if not file.is_file():
+        raise ModelDirError(f"{path} is not a polyhead model directory: {CONFIG_NAME} is missing")
+    try:
+        config = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelDirError(f"{file} is not valid JSON: {exc}") from exc
+    version = config.get("format_version") if isinstance(config, dict) else None
+    if not isinstance(version, int):
+        raise ModelDirError(f"{file}: 'format_version' is missing or not an integer")
+    if version > FORMAT_VERSION:
+        raise ModelDirError(
+            f"{file} has format version {version}, newer than this polyhead reads ({FORMAT_VERSION}); upgrade polyhead"
+        )
+    for key in ("encoder", "tasks"):
+        if not isinstance(config.get(key), dict):
+            raise ModelDirError(f"{file}: '{key}' is missing or not an object")
+    return ModelConfig(path, config["encoder"], read_task_specs(file, config["tasks"]), config)
+
+
+def read_task_specs(file: Path, tasks: dict[str, Any]) -> dict[str, TaskSpec]:
+    from polyhead.tasks import task_type_names
+
+    specs = {}
+    for name, data in tasks.items():
+        try:
+            spec = TaskSpec.from_dict(data)
+        except TypeError as exc:
+            raise ModelDirError(f"{file}: invalid task spec: {exc}") from exc
+        if spec.type not in task_type_names():
+            raise ModelDirError(
+                f"{file}: task {name!r} has unknown type {spec.type!r}; valid: {', '.join(task_type_names())}"
+            )
+        specs[name] = spec
+    return specs
+
+
+def write_config(out: Path, encoder: dict[str, Any], tasks: dict[str, TaskSpec]) -> None:
+    config = {
+        "format_version": FORMAT_VERSION,
+        "library_versions": library_versions(),
+        "encoder": encoder,
+        "tasks": {name: spec.to_dict() for name, spec in tasks.items()},
+    }
+    write_json_atomic(out / CONFIG_NAME, config)
+
+
+def check_safe_directory(path: Path) -> None:
+    """Refuse directories that ship Python code or pickled weights (only safetensors + JSON are read)."""
+    unsafe = sorted(p.name for p in path.rglob("*") if p.suffix in UNSAFE_SUFFIXES and p.is_file())
+    if unsafe:
+        raise ModelDirError(
+            f"{path} holds files that could run code when loaded ({', '.join(unsafe[:5])}); polyhead only "
+            "loads safetensors + JSON: remove them, or convert the weights to model.safetensors"
+        )
+    if not (path / WEIGHTS_NAME).is_file():
+        raise ModelDirError(f"{path} has no {WEIGHTS_NAME}; polyhead only loads safetensors weights")
+
+
+def check_new_directory(path: Path, what: str, hint: str = "choose a new or empty directory") -> None:
+    """Refuse a path that is a file or a non-empty directory: nothing the user has is written over."""
+    if path.exists() and not path.is_dir():
+        raise PolyheadError(f"{what} {path} is a file, not a directory; {hint}")
+    if path.exists() and any(path.iterdir()):
+        raise PolyheadError(f"{what} {path} already exists and is not empty; {hint}")
+
+
+def write_directory_atomic(path: Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:
+    """Run ``write(tmp)`` into a temporary sibling, then rename it into place.
+
+    An existing directory is replaced only with ``overwrite=True`` and only if it is empty or a
+    polyhead model directory, so nothing else the user had is lost.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise PolyheadError(f"{path} is a file; save_pretrained needs a directory path")
+    if path.exists() and any(path.iterdir()):
+        if not overwrite:
+            raise PolyheadError(f"{path} already exists and is not empty; choose another directory or pass overwrite")
+        if not (path / CONFIG_NAME).is_file():
+            raise PolyheadError(f"{path} is not a polyhead model directory; refusing to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        write(tmp)
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{os.getpid()}"
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path

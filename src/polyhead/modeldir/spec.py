@@ -1,0 +1,46 @@
+"""TaskSpec: what a model directory records about one task (its type, labels and head shape)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from polyhead.tasks.base import TaskType
+
+
+@dataclass
+class TaskSpec:
+    """Everything needed to rebuild and decode a head: its type, label list and layer shape.
+
+    ``labels`` is the vocabulary (class names, or BIO tags for token tasks); ``hidden`` the MLP layer
+    sizes (empty: one Linear layer); ``threshold`` the multilabel decision threshold; ``loss`` the
+    similarity loss (``cosine`` or ``cosent``). What the type means lives in :attr:`task`.
+    """
+
+    type: str
+    labels: list[str] = field(default_factory=list)
+    hidden: list[int] = field(default_factory=list)
+    activation: str = "gelu"
+    dropout: float = 0.1
+    threshold: float = 0.5
+    loss: str = "cosent"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
+        return cls(**data)
+
+    @property
+    def task(self) -> TaskType:
+        """The registered task type (polyhead.tasks) that owns this spec's behaviour."""
+        from polyhead.tasks import get_task_type
+
+        return get_task_type(self.type)
+
+    @property
+    def level(self) -> Literal["sentence", "token"]:
+        """What the head reads: the sentence embedding or the token vectors."""
+        return self.task.level

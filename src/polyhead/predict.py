@@ -1,0 +1,224 @@
+"""The predictor contract and its one pipeline: tokenise -> run the backend on a batch -> decode in numpy.
+
+Backends (torch: :class:`polyhead.modeling.multitask.MultiTaskModel` and
+:class:`polyhead.modeling.encoder.SentenceEncoder`; onnxruntime: :class:`polyhead.onnx_backend.OnnxModel`)
+differ only in :class:`Backend`: how texts become token ids and how one padded batch runs. Batching,
+embedding normalisation, the task check and decoding (each task type's own, in numpy) are written once here.
+
+    from polyhead.predict import load
+    model = load("runs/demo/model", backend="onnx-int8")     # any backend, one API (Predictor)
+    model.predict(["..."]); model.encode(["..."]); model.similarity(["a"], ["b"])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from polyhead.errors import PolyheadError
+from polyhead.modeldir.spec import TaskSpec
+from polyhead.modeling.batching import length_sorted_batches
+from polyhead.tasks.base import DecodeInput
+from polyhead.tokens import TextInput, Word, item_text, prediction_inputs
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
+MAX_TOKENS = 16384  # padded tokens per batch (batch size x longest text), so long texts come in small batches
+# One tokenised text: "input_ids" (and "attention_mask", "token_type_ids") lists, "word_ids" when tokenised from
+# words. Backends may add their own keys.
+Encoding = dict[str, Any]
+
+
+class Backend(Protocol):
+    """What a backend provides to the pipeline."""
+
+    @property
+    def tasks(self) -> dict[str, TaskSpec]: ...
+
+    @property
+    def max_length(self) -> int: ...
+
+    @property
+    def normalize(self) -> bool:
+        """Whether embeddings are L2-normalised by default."""
+        ...
+
+    def tokenize_texts(self, texts: Sequence[str]) -> list[Encoding]: ...
+
+    def tokenize_words(self, words: Sequence[Sequence[str]]) -> list[Encoding]: ...
+
+    def run_batch(self, encodings: Sequence[Encoding], outputs: Sequence[str], precision: str) -> dict[str, np.ndarray]:
+        """Pad and run one batch; ``outputs`` are ``pooled_embedding`` (batch, dim) and ``task.<name>`` for the
+        task heads (batch, ...; token heads (batch, seq_len, tags)), returned as float32 numpy arrays."""
+        ...
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """What the CLI, the server and users call, whatever the backend."""
+
+    @property
+    def tasks(self) -> dict[str, TaskSpec]: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def encode(self, texts: Any, batch_size: int = 32, normalize: bool | None = None, **kwargs: Any) -> Any: ...
+
+    def predict(
+        self, texts: Any, tasks: Sequence[str] | None = None, batch_size: int = 32, precision: str = "fp32"
+    ) -> list[dict[str, Any]]: ...
+
+    def similarity(self, a: Any, b: Any = None, **kwargs: Any) -> np.ndarray: ...
+
+
+def load(model_dir: str | Path, backend: str = "torch") -> Predictor:
+    """A model directory on a backend: ``torch`` (MultiTaskModel), ``onnx`` or ``onnx-int8`` (OnnxModel, after
+    ``polyhead export``; torch is never imported)."""
+    if backend not in BACKENDS:
+        raise PolyheadError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    if backend == "torch":
+        from polyhead.modeling.multitask import MultiTaskModel
+
+        return MultiTaskModel.from_pretrained(model_dir)
+    from polyhead.onnx_backend import OnnxModel
+
+    return OnnxModel(Path(model_dir), "int8" if backend == "onnx-int8" else "fp32")
+
+
+# ------------------------------------------------------------------------------------------ the pipeline
+def batches(
+    backend: Backend,
+    encodings: Sequence[Encoding],
+    outputs: Sequence[str],
+    batch_size: int,
+    precision: str,
+    show_progress: bool = False,
+    max_tokens: int | None = MAX_TOKENS,
+) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
+    """(indices, outputs) for token-sorted batches padded only to their own longest text (and at most
+    ``max_tokens`` padded tokens each)."""
+    order = length_sorted_batches([len(e["input_ids"]) for e in encodings], batch_size, max_tokens)
+    bar = progress_bar(len(encodings)) if show_progress else None
+    for batch in order:
+        yield batch, backend.run_batch([encodings[i] for i in batch], outputs, precision)
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+
+
+def encode(
+    backend: Backend,
+    texts: str | Sequence[str],
+    batch_size: int = 32,
+    normalize: bool | None = None,
+    precision: str = "fp32",
+    show_progress: bool = False,
+    max_tokens: int | None = MAX_TOKENS,
+) -> np.ndarray:
+    """Sentence embeddings (n, dim) in input order, or (dim,) for one string; L2-normalised when ``normalize``
+    (None: as the model says)."""
+    single = isinstance(texts, str)
+    items = [texts] if isinstance(texts, str) else list(texts)
+    check_texts(items)
+    rows: dict[int, np.ndarray] = {}
+    if items:
+        encodings = backend.tokenize_texts(items)
+        outputs = ["pooled_embedding"]
+        for batch, out in batches(backend, encodings, outputs, batch_size, precision, show_progress, max_tokens):
+            for row, index in enumerate(batch):
+                rows[index] = out["pooled_embedding"][row]
+    vectors = (
+        np.stack([rows[i] for i in range(len(items))]).astype(np.float32, copy=False)
+        if items
+        else (np.zeros((0, 0), dtype=np.float32))
+    )
+    if items and (backend.normalize if normalize is None else normalize):
+        vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+    return vectors[0] if single else vectors
+
+
+def similarity(
+    backend: Backend, a: str | Sequence[str], b: str | Sequence[str] | None = None, **kwargs: Any
+) -> np.ndarray:
+    """Cosine similarities: (len(a), len(b)), or (len(a), len(a)) when ``b`` is None."""
+    ea = encode(backend, [a] if isinstance(a, str) else a, normalize=True, **kwargs)
+    eb = ea if b is None else encode(backend, [b] if isinstance(b, str) else b, normalize=True, **kwargs)
+    return ea @ eb.T
+
+
+def predict(
+    backend: Backend,
+    texts: TextInput | Sequence[TextInput],
+    tasks: Sequence[str] | None = None,
+    batch_size: int = 32,
+    precision: str = "fp32",
+) -> list[dict[str, Any]]:
+    """One encoder pass per batch -> every requested head's decoded output, per text, in input order.
+
+    A text is a string or a pre-tokenised list of words. Tasks without a per-text output (similarity) are
+    left out. Returns ``[{task: result}]``; see docs/python-api.md.
+    """
+    names = [t for t in check_tasks(backend.tasks, tasks) if backend.tasks[t].task.predicts]
+    token_heads = any(backend.tasks[t].level == "token" for t in names)
+    items, item_words = prediction_inputs(texts, token_heads)
+    words: list[list[Word]] = item_words or []
+    if item_words is not None:
+        encodings = backend.tokenize_words([[w.text for w in ws] for ws in words])
+    else:
+        encodings = backend.tokenize_texts(items)  # type: ignore[arg-type]
+    results: list[dict[str, Any]] = [{} for _ in items]
+    if not names or not items:  # a plain encoder (or only similarity heads): nothing to run
+        return results
+    outputs = [f"task.{n}" for n in names]
+    for batch, out in batches(backend, encodings, outputs, batch_size, precision):
+        for name in names:
+            spec, values = backend.tasks[name], out[f"task.{name}"]
+            for row, index in enumerate(batch):
+                item = DecodeInput(max_length=backend.max_length)
+                if spec.level == "token":
+                    item = DecodeInput(
+                        encodings[index]["word_ids"], words[index], item_text(items[index]), backend.max_length
+                    )
+                results[index][name] = spec.task.decode(spec, values[row], item)
+    return results
+
+
+def check_tasks(tasks: Mapping[str, TaskSpec], names: Sequence[str] | None) -> list[str]:
+    """The requested task names (all when None); unknown names are an error listing the valid ones."""
+    if names is None:
+        return list(tasks)
+    unknown = [t for t in names if t not in tasks]
+    if unknown:
+        raise PolyheadError(f"unknown task(s) {', '.join(map(repr, unknown))}; valid: {', '.join(tasks)}")
+    return list(names)
+
+
+def nothing_to_predict(tasks: Mapping[str, TaskSpec], names: Sequence[str] | None) -> str | None:
+    """Why ``predict`` on these tasks (all when ``names`` is None) would return nothing, or None. Similarity
+    heads have no per-text output (they are the embedding). Unknown names are left to predict's own error."""
+    asked = list(tasks) if names is None else list(names)
+    if any(name not in tasks for name in asked) or any(tasks[n].task.predicts for n in asked):
+        return None
+    return "the model has no heads that predict" if names is None else "the tasks asked for are similarity tasks"
+
+
+def predicting_tasks(tasks: Mapping[str, TaskSpec]) -> list[str]:
+    """Names of the tasks with a per-text prediction."""
+    return [name for name, spec in tasks.items() if spec.task.predicts]
+
+
+def check_texts(texts: Sequence[Any]) -> None:
+    """Texts must be strings; an empty string is allowed and embeds the special tokens alone."""
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise PolyheadError(f"text {i} is a {type(text).__name__}, not a string")
+
+
+def progress_bar(total: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="Encoding", unit="text")

@@ -1,0 +1,157 @@
+"""The task-type contract: everything that differs between classification, NER, similarity, ... in one object.
+
+A task type owns its label vocabulary, label parsing, the head it builds, target collation, its loss,
+numpy decoding of head outputs (shared by the torch and the ONNX backend), its metrics and primary metric,
+and how a prediction reads in one line. The rest of polyhead asks the task object and never compares type
+names. A new type is one module: subclass :class:`TaskType`, decorate with :func:`polyhead.tasks.register`.
+
+This module imports neither torch nor numpy-heavy libraries at import time: the ONNX backend decodes through
+it without torch. Methods that need torch import it when called.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+
+from polyhead.errors import DataError, PolyheadError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from polyhead.modeldir.spec import TaskSpec
+    from polyhead.tokens import Word
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+@dataclass
+class DecodeInput:
+    """What decoding one row may need beyond the head's output: the sub-token -> word map, the words with
+    their character offsets, the text offsets point into, and the encoder's max length (to tell truncation)."""
+
+    word_ids: Sequence[int | None] | None = None
+    words: list[Word] | None = None
+    text: str | None = None
+    max_length: int = 0
+
+
+class TaskType:
+    """Base class of task types. Class attributes describe the type; methods are its behaviour."""
+
+    name: ClassVar[str]
+    #: what the head reads: the sentence embedding, or the token vectors (word-aligned labels)
+    level: ClassVar[Literal["sentence", "token"]] = "sentence"
+    #: metric names :meth:`metrics` returns, and the one used for model selection
+    metric_names: ClassVar[tuple[str, ...]] = ()
+    primary_metric: ClassVar[str] = ""
+    #: False for types with no per-text output (a similarity task trains the embedding itself)
+    predicts: ClassVar[bool] = True
+    #: trains on (text, pair) embedded one by one: a batch holds the texts, then their pairs
+    embeds_pairs: ClassVar[bool] = False
+    #: the data config must name a second text column
+    needs_pair_column: ClassVar[bool] = False
+    #: a label list shorter than this is an error (a classifier needs two classes)
+    min_labels: ClassVar[int] = 0
+
+    # ------------------------------------------------------------------ labels
+    def parse_label(self, raw: Any, source: str, column: str, separator: str | None) -> Any:
+        """A raw label from a data file (``source`` is file:line, ``column`` its column) -> the label value."""
+        if isinstance(raw, list | dict) or raw is None or str(raw).strip() == "":
+            raise DataError(f"{source}: label {raw!r} in {column!r} is not a class name")
+        return str(raw).strip()
+
+    def label_counts(self, labels: Sequence[Any]) -> Counter[str]:
+        """How often each vocabulary entry occurs in these label values (empty for types without labels)."""
+        return Counter()
+
+    def build_labels(self, labels: Sequence[Any], source: str) -> list[str]:
+        """The label vocabulary from the training split's label values (sorted; types without labels: [])."""
+        return []
+
+    def check_spec(self, spec: TaskSpec) -> None:
+        """Refuse a spec this type can't build a head from (too few labels, malformed tags, ...)."""
+        if len(spec.labels) < self.min_labels:
+            raise PolyheadError(
+                f"a {spec.type} head needs at least {self.min_labels} labels, got {len(spec.labels)}: {spec.labels}"
+            )
+
+    # ------------------------------------------------------------------ model
+    def num_outputs(self, spec: TaskSpec) -> int:
+        return len(spec.labels)
+
+    def build_head(self, spec: TaskSpec, sentence_dim: int, token_dim: int) -> nn.Module:
+        """The head: an MLP on the (pre-normalisation) sentence vector or on the token vectors."""
+        from polyhead.modeling.heads import MLPHead
+
+        self.check_spec(spec)
+        in_features = token_dim if self.level == "token" else sentence_dim
+        return MLPHead(self.level, in_features, self.num_outputs(spec), spec.hidden, spec.activation, spec.dropout)
+
+    # ------------------------------------------------------------------ training
+    def encode_target(self, spec: TaskSpec, label: Any, word_ids: Sequence[int | None] | None, source: str) -> Any:
+        """A label value -> what :meth:`collate_targets` stacks (class id, ids, float, aligned tag ids)."""
+        raise NotImplementedError
+
+    def collate_targets(self, spec: TaskSpec, values: list[Any], width: int) -> torch.Tensor:
+        """Stack one batch's encoded targets; ``width`` is the padded sequence length."""
+        raise NotImplementedError
+
+    def loss(self, spec: TaskSpec, output: torch.Tensor, target: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """The mean loss of the head's output on one batch; ``scale`` from :meth:`loss_scale`."""
+        raise NotImplementedError
+
+    def loss_count(self, target: torch.Tensor) -> int:
+        """How many terms the mean loss averages (examples; labelled tokens for token types)."""
+        return int(target.shape[0])
+
+    def loss_ranks_batch(self, spec: TaskSpec) -> bool:
+        """True when the loss compares examples within a batch (CoSENT): with several processes it is
+        averaged over shards instead of weighted by each shard's share."""
+        return False
+
+    def loss_scale(self, labels: Sequence[Any]) -> float:
+        """A constant the loss needs from the training labels (e.g. the score range); 1.0 by default."""
+        return 1.0
+
+    # ------------------------------------------------------------------ prediction
+    def decode(self, spec: TaskSpec, output: np.ndarray, item: DecodeInput) -> dict[str, Any]:
+        """One row of the head's raw output (numpy) -> the user-facing prediction dict."""
+        raise NotImplementedError
+
+    def summary(self, decoded: dict[str, Any]) -> str:
+        """A prediction in one short line (CLI tables, the demo)."""
+        raise NotImplementedError
+
+    def prediction_value(self, decoded: dict[str, Any]) -> Any:
+        """What :meth:`metrics` compares, from a decoded prediction."""
+        raise NotImplementedError
+
+    def decisions(self, decoded: dict[str, Any]) -> list[Any]:
+        """The discrete decisions in a prediction, for agreement checks between backends (the int8 gate);
+        none by default (scores are compared by their own bounds)."""
+        return []
+
+    def gold_value(self, label: Any) -> Any:
+        """What :meth:`metrics` compares, from an example's label."""
+        return label
+
+    def predict_examples(
+        self, model: Any, name: str, examples: Sequence[Any], batch_size: int, precision: str
+    ) -> tuple[list[Any], list[Any]]:
+        """(gold, predicted) values of the task ``name`` of ``model`` (any predictor) on reader examples."""
+        inputs = [ex.words if self.level == "token" else ex.text for ex in examples]
+        results = model.predict(inputs, tasks=[name], batch_size=batch_size, precision=precision)
+        return [self.gold_value(ex.label) for ex in examples], [self.prediction_value(r[name]) for r in results]
+
+    def metrics(self, gold: list[Any], pred: list[Any], labels: list[str]) -> dict[str, float]:
+        """Metric name -> value (see :attr:`metric_names`)."""
+        raise NotImplementedError

@@ -1,0 +1,156 @@
+"""Token classification (NER, slots): a BIO tag per word, predicted on each word's first sub-token."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from polyhead.errors import DataError, PolyheadError
+from polyhead.tasks import register
+from polyhead.tasks.base import DecodeInput, TaskType, softmax
+from polyhead.tokens import IGNORE_INDEX, Word, align_labels, decode_bio, first_subtoken_positions
+
+if TYPE_CHECKING:
+    import torch
+
+    from polyhead.modeldir.spec import TaskSpec
+
+
+def bio_problem(tags: Sequence[str], vocabulary: bool = False) -> str | None:
+    """Why ``tags`` are not BIO tags ('O', 'B-TYPE', 'I-TYPE'), or None. With ``vocabulary`` (a label list),
+    every I-X also needs its B-X."""
+    bad = [t for t in tags if t != "O" and not (t[:2] in ("B-", "I-") and len(t) > 2)]
+    if bad:
+        return f"tag {bad[0]!r} is not a BIO tag ('O', 'B-TYPE', 'I-TYPE')"
+    if vocabulary:
+        orphans = [t for t in tags if t.startswith("I-") and "B-" + t[2:] not in tags]
+        if orphans:
+            return f"BIO tags {orphans[:5]} have no matching B- tag in the label list"
+    return None
+
+
+@register
+class TokenClassification(TaskType):
+    """Token vectors (batch, seq_len, hidden) -> logits (batch, seq_len, tags); predictions are entity spans."""
+
+    name = "token_classification"
+    level = "token"
+    metric_names = ("f1", "precision", "recall", "accuracy")
+    primary_metric = "f1"
+    min_labels = 2
+
+    def parse_label(self, raw: Any, source: str, column: str, separator: str | None) -> Any:
+        tags = [str(t) for t in raw]
+        problem = bio_problem(tags)
+        if problem:
+            raise DataError(f"{source}: {problem}")
+        return tags
+
+    def label_counts(self, labels: Sequence[Any]) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for tags in labels:
+            counts.update(tags)
+        return counts
+
+    def build_labels(self, labels: Sequence[Any], source: str) -> list[str]:
+        """ "O" first, then B-X and I-X for every type X seen."""
+        types = sorted({tag[2:] for tag in self.label_counts(labels) if tag != "O"})
+        if not types:
+            raise DataError(f"{source}: no entity tags in the training data (every tag is 'O')")
+        return ["O"] + [f"{p}-{t}" for t in types for p in ("B", "I")]
+
+    def check_spec(self, spec: TaskSpec) -> None:
+        problem = bio_problem(spec.labels, vocabulary=True)
+        if problem:
+            raise PolyheadError(f"token labels must be BIO tags: {problem}")
+        super().check_spec(spec)
+
+    def encode_target(self, spec: TaskSpec, label: Any, word_ids: Sequence[int | None] | None, source: str) -> Any:
+        assert word_ids is not None, "token tasks are tokenised from words"
+        index = {tag: i for i, tag in enumerate(spec.labels)}
+        missing = next((t for t in label if t not in index), None)
+        if missing is not None:
+            raise DataError(f"{source}: label {missing!r} is not in the label list {spec.labels[:10]}")
+        return align_labels(word_ids, [index[t] for t in label])
+
+    def collate_targets(self, spec: TaskSpec, values: list[Any], width: int) -> torch.Tensor:
+        import torch
+
+        # (batch, seq_len) aligned tag ids, padded with IGNORE_INDEX
+        return torch.tensor([v + [IGNORE_INDEX] * (width - len(v)) for v in values], dtype=torch.long)
+
+    def loss(self, spec: TaskSpec, output: torch.Tensor, target: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        output = output.float()  # (batch, seq_len, tags)
+        return F.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1), ignore_index=IGNORE_INDEX)
+
+    def loss_count(self, target: torch.Tensor) -> int:
+        return int((target != IGNORE_INDEX).sum())
+
+    def decode(self, spec: TaskSpec, output: np.ndarray, item: DecodeInput) -> dict[str, Any]:
+        assert item.word_ids is not None and item.words is not None
+        return decode_tokens(spec.labels, output, item.word_ids, item.words, item.max_length, item.text)
+
+    def summary(self, decoded: dict[str, Any]) -> str:
+        return "; ".join(f"{e['text']} [{e['type']}] {e['score']:.2f}" for e in decoded["entities"]) or "(no entities)"
+
+    def decisions(self, decoded: dict[str, Any]) -> list[Any]:
+        return list(decoded["tags"])
+
+    def prediction_value(self, decoded: dict[str, Any]) -> Any:
+        return decoded["tags"]
+
+    def metrics(self, gold: list[Any], pred: list[Any], labels: list[str]) -> dict[str, float]:
+        from polyhead.evaluation.metrics import entity_metrics
+
+        return entity_metrics(gold, pred)
+
+
+def decode_tokens(
+    labels: Sequence[str],
+    logits: np.ndarray,
+    word_ids: Sequence[int | None],
+    words: list[Word],
+    max_length: int,
+    text: str | None = None,
+) -> dict[str, Any]:
+    """logits: (seq_len, tags) -> word tags from first sub-tokens -> entity spans with offsets.
+
+    ``text`` is the raw input (or the words joined by single spaces); an entity's ``text`` is
+    ``text[start:end]``, so spacing inside an entity is kept as the user wrote it.
+    """
+    positions = first_subtoken_positions(word_ids)
+    probs = softmax(np.asarray(logits, dtype=np.float64)[: len(word_ids)])
+    tags, scores = [], []
+    for w in range(len(words)):
+        if w in positions:
+            p = probs[positions[w]]
+            best = int(p.argmax())
+            tags.append(labels[best])
+            scores.append(float(p[best]))
+        else:  # cut by max_length, or a word the tokenizer maps to nothing
+            tags.append("O")
+            scores.append(0.0)
+    entities = [
+        {
+            "type": kind,
+            "text": text[words[first].start : words[last].end]
+            if text is not None
+            else " ".join(w.text for w in words[first : last + 1]),
+            "start": words[first].start,
+            "end": words[last].end,
+            "word_start": first,
+            "word_end": last + 1,
+            "score": score,
+        }
+        for kind, first, last, score in decode_bio(tags, scores)
+    ]
+    # Words after the last one with a sub-token were cut only if the sequence hit max_length; otherwise
+    # they are words the tokenizer maps to nothing (e.g. a zero-width space), not truncation.
+    hit_limit = len(word_ids) >= max_length
+    kept = max(positions) + 1 if positions else 0
+    return {"entities": entities, "tags": tags, "truncated_words": len(words) - kept if hit_limit else 0}
