@@ -82,7 +82,8 @@ def post(url: str, path: str, body: object, key: str | None = KEY, **kwargs) -> 
 def test_health_needs_no_key_and_describes_the_model(server: str) -> None:
     health = httpx.get(server + "/health").json()
     assert health["status"] == "ok" and health["backend"] == "torch" and health["auth"] is True
-    assert health["tasks"]["topic"] == {"type": "classification", "labels": ["sport", "tech"]}
+    assert health["tasks"]["topic"] == {"type": "classification", "input": "text", "predicts": True,
+                                       "labels": ["sport", "tech"]}
     assert health["tasks"]["ner"]["type"] == "token_classification"
     assert httpx.get(server + "/docs").status_code == 200
     assert "/predict" in httpx.get(server + "/openapi.json").json()["paths"]

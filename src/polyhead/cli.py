@@ -156,25 +156,63 @@ def predict(
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
     backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (after polyhead export).")] = "torch",
+    pair: Annotated[
+        list[str] | None,
+        typer.Option("--pair", help="A text pair for the pair heads: --pair 'TEXT_A ||| TEXT_B' (repeatable)."),
+    ] = None,
+    pairs_file: Annotated[
+        Path | None, typer.Option("--pairs-file", help="UTF-8 file, one pair per line: text_a<TAB>text_b.")
+    ] = None,
 ) -> None:
-    """Run every head (or --tasks) on texts: a table per text, or JSON lines."""
+    """Run every head (or --tasks) on texts, or the pair heads on --pair / --pairs-file: a table each, or JSON."""
     from polyhead.predict import load, nothing_to_predict
 
-    items = gather_texts(texts, file)
+    pairs = gather_pairs(pair, pairs_file)
+    if pairs and (texts or file):
+        raise PolyheadError("give texts (arguments / --file) or pairs (--pair / --pairs-file), not both")
+    items = pairs or gather_texts(texts, file)
     model = load(model_dir, backend)
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
-    reason = nothing_to_predict(model.tasks, names)
+    reason = nothing_to_predict(model.tasks, names, "pair" if pairs else "text")
     if reason:
         raise PolyheadError(
             f"{model_dir}: nothing to predict ({reason}; similarity heads are the embedding): "
-            f"use polyhead encode --model {model_dir}"
+            f"use polyhead encode --model {model_dir}, or give texts / --pair as the heads take them"
         )
-    results = model.predict(items, tasks=names, batch_size=batch_size, precision=precision)
-    for text, result in zip(items, results, strict=True):
+    if pairs:
+        results = model.predict_pairs(pairs, tasks=names, batch_size=batch_size, precision=precision)
+    else:
+        results = model.predict(items, tasks=names, batch_size=batch_size, precision=precision)
+    for item, result in zip(items, results, strict=True):
+        shown = {"pair": list(item)} if pairs else {"text": item}
         if as_json:
-            sys.stdout.write(json.dumps({"text": text, **result}) + "\n")
+            sys.stdout.write(json.dumps({**shown, **result}) + "\n")
         else:
-            console.print(prediction_table(text, result, model.tasks))
+            console.print(prediction_table(" ||| ".join(item) if pairs else str(item), result, model.tasks))
+
+
+PAIR_SEPARATOR = " ||| "
+
+
+def gather_pairs(pairs: list[str] | None, file: Path | None) -> list[tuple[str, str]]:
+    """--pair 'A ||| B' values, or the lines of --pairs-file split at their tab, as (a, b) pairs."""
+    if pairs and file:
+        raise PolyheadError("give pairs as --pair or --pairs-file, not both")
+    if file is None:
+        out = []
+        for value in pairs or []:
+            a, sep, b = value.partition(PAIR_SEPARATOR.strip())
+            if not sep or not a.strip() or not b.strip():
+                raise PolyheadError(f"--pair {value!r}: write the two texts as 'TEXT_A ||| TEXT_B'")
+            out.append((a.strip(), b.strip()))
+        return out
+    out = []
+    for n, line in enumerate(read_text_lines(file, "--pairs-file"), 1):
+        parts = line.split("\t")
+        if len(parts) != 2 or not all(p.strip() for p in parts):
+            raise PolyheadError(f"--pairs-file {file}: line {n} must be text_a<TAB>text_b (two non-empty texts)")
+        out.append((parts[0].strip(), parts[1].strip()))
+    return out
 
 
 def prediction_table(text: str, result: dict, tasks: dict) -> Table:

@@ -138,6 +138,10 @@ class OnnxModel:
         encodings = self.tokenizer.encode_batch([list(w) for w in words], is_pretokenized=True)
         return [{"input_ids": e.ids, "word_ids": e.word_ids} for e in encodings]
 
+    def tokenize_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        encodings = self.tokenizer.encode_batch([(a, b) for a, b in pairs])
+        return [{"input_ids": e.ids, "token_type_ids": e.type_ids} for e in encodings]
+
     def run_batch(
         self, encodings: Sequence[dict[str, Any]], outputs: Sequence[str], precision: str
     ) -> dict[str, np.ndarray]:
@@ -145,13 +149,16 @@ class OnnxModel:
         width = max(len(e["input_ids"]) for e in encodings)
         ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(encodings), width), dtype=np.int64)
+        types = np.zeros((len(encodings), width), dtype=np.int64)
         for row, e in enumerate(encodings):
             n = len(e["input_ids"])
             ids[row, :n] = e["input_ids"]
             mask[row, :n] = 1
+            if "token_type_ids" in e:
+                types[row, :n] = e["token_type_ids"]
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self.inputs:
-            feeds["token_type_ids"] = np.zeros_like(ids)
+            feeds["token_type_ids"] = types
         return dict(zip(outputs, self.session.run(list(outputs), feeds), strict=True))
 
     # ----------------------------------------------------------------- API (polyhead.predict.Predictor)
@@ -177,3 +184,12 @@ class OnnxModel:
         precision: str = "fp32",
     ) -> list[dict[str, Any]]:
         return pipeline.predict(self, texts, tasks, batch_size, precision)
+
+    def predict_pairs(
+        self,
+        pairs: Sequence[Sequence[str]],
+        tasks: Sequence[str] | None = None,
+        batch_size: int = 32,
+        precision: str = "fp32",
+    ) -> list[dict[str, Any]]:
+        return pipeline.predict_pairs(self, pairs, tasks, batch_size, precision)

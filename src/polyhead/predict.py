@@ -12,7 +12,7 @@ embedding normalisation, the task check and decoding (each task type's own, in n
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -49,6 +49,10 @@ class Backend(Protocol):
 
     def tokenize_words(self, words: Sequence[Sequence[str]]) -> list[Encoding]: ...
 
+    def tokenize_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[Encoding]:
+        """Each pair as one sequence, ``[CLS] a [SEP] b [SEP]`` (with ``token_type_ids``), truncated to fit."""
+        ...
+
     def run_batch(self, encodings: Sequence[Encoding], outputs: Sequence[str], precision: str) -> dict[str, np.ndarray]:
         """Pad and run one batch; ``outputs`` are ``pooled_embedding`` (batch, dim) and ``task.<name>`` for the
         task heads (batch, ...; token heads (batch, seq_len, tags)), returned as float32 numpy arrays."""
@@ -69,6 +73,10 @@ class Predictor(Protocol):
 
     def predict(
         self, texts: Any, tasks: Sequence[str] | None = None, batch_size: int = 32, precision: str = "fp32"
+    ) -> list[dict[str, Any]]: ...
+
+    def predict_pairs(
+        self, pairs: Any, tasks: Sequence[str] | None = None, batch_size: int = 32, precision: str = "fp32"
     ) -> list[dict[str, Any]]: ...
 
     def similarity(self, a: Any, b: Any = None, **kwargs: Any) -> np.ndarray: ...
@@ -159,10 +167,10 @@ def predict(
 ) -> list[dict[str, Any]]:
     """One encoder pass per batch -> every requested head's decoded output, per text, in input order.
 
-    A text is a string or a pre-tokenised list of words. Tasks without a per-text output (similarity) are
-    left out. Returns ``[{task: result}]``; see docs/python-api.md.
+    A text is a string or a pre-tokenised list of words. Tasks without a per-text output (similarity) and
+    pair tasks (see :func:`predict_pairs`) are left out. Returns ``[{task: result}]``; see docs/python-api.md.
     """
-    names = [t for t in check_tasks(backend.tasks, tasks) if backend.tasks[t].task.predicts]
+    names = tasks_for(backend.tasks, tasks, "text")
     token_heads = any(backend.tasks[t].level == "token" for t in names)
     items, item_words = prediction_inputs(texts, token_heads)
     words: list[list[Word]] = item_words or []
@@ -170,21 +178,79 @@ def predict(
         encodings = backend.tokenize_words([[w.text for w in ws] for ws in words])
     else:
         encodings = backend.tokenize_texts(items)  # type: ignore[arg-type]
-    results: list[dict[str, Any]] = [{} for _ in items]
-    if not names or not items:  # a plain encoder (or only similarity heads): nothing to run
+
+    def decode_input(index: int) -> DecodeInput:
+        if item_words is None:
+            return DecodeInput(max_length=backend.max_length)
+        return DecodeInput(encodings[index]["word_ids"], words[index], item_text(items[index]), backend.max_length)
+
+    return run_and_decode(backend, encodings, names, batch_size, precision, decode_input)
+
+
+def predict_pairs(
+    backend: Backend,
+    pairs: Sequence[Sequence[str]],
+    tasks: Sequence[str] | None = None,
+    batch_size: int = 32,
+    precision: str = "fp32",
+) -> list[dict[str, Any]]:
+    """Every requested pair task's decoded output per ``(text_a, text_b)`` pair, in input order; each pair is
+    encoded as one sequence (a cross-encoder), one encoder pass per batch for all pair heads."""
+    names = tasks_for(backend.tasks, tasks, "pair")
+    items = check_pairs(pairs)
+    encodings = backend.tokenize_pairs(items) if items else []
+
+    def decode_input(index: int) -> DecodeInput:
+        return DecodeInput(max_length=backend.max_length)
+
+    return run_and_decode(backend, encodings, names, batch_size, precision, decode_input)
+
+
+def run_and_decode(
+    backend: Backend,
+    encodings: Sequence[Encoding],
+    names: list[str],
+    batch_size: int,
+    precision: str,
+    decode_input: Callable[[int], DecodeInput],
+) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = [{} for _ in encodings]
+    if not names or not encodings:  # a plain encoder (or only tasks of another input kind): nothing to run
         return results
     outputs = [f"task.{n}" for n in names]
     for batch, out in batches(backend, encodings, outputs, batch_size, precision):
         for name in names:
             spec, values = backend.tasks[name], out[f"task.{name}"]
             for row, index in enumerate(batch):
-                item = DecodeInput(max_length=backend.max_length)
-                if spec.level == "token":
-                    item = DecodeInput(
-                        encodings[index]["word_ids"], words[index], item_text(items[index]), backend.max_length
-                    )
-                results[index][name] = spec.task.decode(spec, values[row], item)
+                results[index][name] = spec.task.decode(spec, values[row], decode_input(index))
     return results
+
+
+def tasks_for(tasks: Mapping[str, TaskSpec], names: Sequence[str] | None, kind: str) -> list[str]:
+    """The predicting tasks of one input kind ("text" or "pair") among ``names`` (all when None); asking for a
+    task of the other kind by name is an error that says which call takes it."""
+    asked = check_tasks(tasks, names)
+    wrong = [t for t in asked if names is not None and tasks[t].task.predicts and tasks[t].task.input != kind]
+    if wrong:
+        call = "predict_pairs (pairs of texts)" if kind == "text" else "predict (single texts)"
+        raise PolyheadError(
+            f"task(s) {', '.join(map(repr, wrong))} take {'pairs' if kind == 'text' else 'single texts'}: use {call}"
+        )
+    return [t for t in asked if tasks[t].task.predicts and tasks[t].task.input == kind]
+
+
+def check_pairs(pairs: Any) -> list[tuple[str, str]]:
+    """Pairs as a list of (str, str); anything else is a one-line error naming the item."""
+    if isinstance(pairs, str) or not isinstance(pairs, Sequence):
+        raise PolyheadError("pairs must be a list of [text_a, text_b] pairs")
+    items = []
+    for i, pair in enumerate(pairs):
+        if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise PolyheadError(f"pair {i} must be two texts [text_a, text_b], got {pair!r:.80}")
+        if not all(isinstance(t, str) for t in pair):
+            raise PolyheadError(f"pair {i} must hold two strings")
+        items.append((pair[0], pair[1]))
+    return items
 
 
 def check_tasks(tasks: Mapping[str, TaskSpec], names: Sequence[str] | None) -> list[str]:
@@ -197,18 +263,24 @@ def check_tasks(tasks: Mapping[str, TaskSpec], names: Sequence[str] | None) -> l
     return list(names)
 
 
-def nothing_to_predict(tasks: Mapping[str, TaskSpec], names: Sequence[str] | None) -> str | None:
-    """Why ``predict`` on these tasks (all when ``names`` is None) would return nothing, or None. Similarity
-    heads have no per-text output (they are the embedding). Unknown names are left to predict's own error."""
+def nothing_to_predict(tasks: Mapping[str, TaskSpec], names: Sequence[str] | None, kind: str = "text") -> str | None:
+    """Why predicting these tasks (all when ``names`` is None) on inputs of ``kind`` ("text" or "pair") would
+    return nothing, or None. Similarity heads have no per-text output (they are the embedding). Unknown names,
+    and named tasks of the other kind, are left to predict's own error."""
     asked = list(tasks) if names is None else list(names)
-    if any(name not in tasks for name in asked) or any(tasks[n].task.predicts for n in asked):
+    if any(name not in tasks for name in asked):
         return None
+    if any(tasks[n].task.predicts and (names is not None or tasks[n].task.input == kind) for n in asked):
+        return None
+    others = [n for n in asked if tasks[n].task.predicts]
+    if others:
+        return f"the model's heads ({', '.join(others)}) take {'pairs of texts' if kind == 'text' else 'single texts'}"
     return "the model has no heads that predict" if names is None else "the tasks asked for are similarity tasks"
 
 
-def predicting_tasks(tasks: Mapping[str, TaskSpec]) -> list[str]:
-    """Names of the tasks with a per-text prediction."""
-    return [name for name, spec in tasks.items() if spec.task.predicts]
+def predicting_tasks(tasks: Mapping[str, TaskSpec], kind: str | None = None) -> list[str]:
+    """Names of the tasks with a per-input prediction (of one input kind, "text" or "pair", if given)."""
+    return [n for n, spec in tasks.items() if spec.task.predicts and kind in (None, spec.task.input)]
 
 
 def check_texts(texts: Sequence[Any]) -> None:

@@ -59,6 +59,8 @@ def encode_group(
     word_task = next((t for t in tasks if specs[t].level == "token"), None)
     if word_task is not None:
         encs = encoder.tokenize_words([ex.words for ex in examples[word_task]])
+    elif any(specs[t].task.input == "pair" for t in tasks):  # cross-encoded: both texts in one sequence
+        encs = encoder.tokenize_pairs([(ex.text, ex.text_pair or "") for ex in rows])
     else:
         encs = encoder.tokenize_lists([ex.text for ex in rows])
     group = EncodedGroup(name, tasks)

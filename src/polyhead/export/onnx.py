@@ -63,8 +63,13 @@ class ExportWrapper(nn.Module):
         super().__init__()
         self.model, self.heads, self.with_tokens = model, heads, with_tokens
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        features = self.model.encoder({"input_ids": input_ids, "attention_mask": attention_mask})
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:  # pair tasks: the second text's segment id
+            inputs["token_type_ids"] = token_type_ids
+        features = self.model.encoder(inputs)
         outputs = self.model.run_heads(features, self.heads)
         extra = (features["token_embeddings"],) if self.with_tokens else ()
         return (
@@ -98,20 +103,25 @@ def export_onnx(
         + (["token_embeddings"] if with_tokens else [])
         + [f"task.{h}" for h in heads]
     )
+    # pair tasks read two texts as one sequence: the graph then takes their segment ids too
+    with_types = any(model.tasks[h].task.input == "pair" for h in heads)
+    inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if with_types else [])
     sample = model.encoder.tokenize(SAMPLE[:4])
+    if with_types:
+        sample["token_type_ids"] = torch.zeros_like(sample["input_ids"])
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
     tmp = model_dir / f".model.onnx.tmp-{os.getpid()}"
     try:
         with torch.no_grad():
             torch.onnx.export(
                 ExportWrapper(model, heads, with_tokens).eval(),
-                (sample["input_ids"], sample["attention_mask"]),
+                tuple(sample[name] for name in inputs),
                 str(tmp),
-                input_names=["input_ids", "attention_mask"],
+                input_names=inputs,
                 output_names=names,
                 opset_version=OPSET,
                 dynamo=True,
-                dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
+                dynamic_shapes={name: {0: batch, 1: seq} for name in inputs},
                 external_data=False,
                 verbose=False,
             )
@@ -121,7 +131,7 @@ def export_onnx(
     meta = {
         "format_version": 1,
         "opset": OPSET,
-        "inputs": ["input_ids", "attention_mask"],
+        "inputs": inputs,
         "outputs": names,
         "pad_token_id": model.encoder.pad_token_id,
         "source_sha256": source_hashes(model_dir),
@@ -226,7 +236,7 @@ def quantize_int8(model: MultiTaskModel, model_dir: Path, texts: list[str]) -> s
     graph = onnx.load(str(model_dir / VARIANTS["fp32"]))
     del graph.graph.value_info[:]
     encoder_mm, heads = split_matmuls(graph.graph)
-    ref_emb, ref_labels = np.asarray(model.encode(texts)), labels_of(model.predict(texts), model.tasks)
+    ref_emb, ref_labels = np.asarray(model.encode(texts)), decisions_of(model, texts)
     plain = model_dir / f".model.plain.onnx.tmp-{os.getpid()}"
     try:
         onnx.save(graph, str(plain))
@@ -306,6 +316,14 @@ def nbits_quantizer() -> Any:
     return MatMulNBitsQuantizer
 
 
+def decisions_of(model: Any, texts: list[str]) -> list[Any]:
+    """Every decision the model's heads make on ``texts`` (and, for pair tasks, on neighbouring texts paired)."""
+    out = labels_of(model.predict(texts), model.tasks)
+    if predicting_tasks(model.tasks, "pair"):
+        out += labels_of(model.predict_pairs(list(zip(texts, texts[1:] + texts[:1], strict=True))), model.tasks)
+    return out
+
+
 def labels_of(predictions: list[dict[str, Any]], tasks: dict[str, Any]) -> list[Any]:
     """Comparable decisions, as each task type counts them (class labels, label sets, token tags; none for
     scores)."""
@@ -327,7 +345,7 @@ def parity_gate(
     label agreement >= 99% and (with an STS file) STS Spearman within 0.5 points. Fails the export
     (removing the failing file) with a one-line error when a bound doesn't hold."""
     ref_emb = np.asarray(model.encode(texts))
-    ref_labels = labels_of(model.predict(texts), model.tasks)
+    ref_labels = decisions_of(model, texts)
     results: dict[str, Any] = {}
     for variant in variants:
         onnx_model = OnnxModel(model_dir, variant)
@@ -351,7 +369,7 @@ def compare(onnx_model: OnnxModel, texts: list[str], ref_emb: np.ndarray, ref_la
     return {
         "cosine_mean": float(cos.mean()),
         "cosine_min": float(cos.min()),
-        **agreement(labels_of(onnx_model.predict(texts), onnx_model.tasks), ref_labels),
+        **agreement(decisions_of(onnx_model, texts), ref_labels),
         "texts": len(texts),
     }
 

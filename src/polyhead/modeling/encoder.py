@@ -231,6 +231,17 @@ class SentenceEncoder(nn.Module):
         """Tokenise word lists; each result also has ``word_ids`` (word index per sub-token)."""
         return tokenize_words(self.tokenizer, words, self.max_length)
 
+    def tokenize_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, list[int]]]:
+        """Each pair as one sequence ``[CLS] a [SEP] b [SEP]`` with ``token_type_ids`` (the longer text is cut
+        first when the pair is over ``max_length``)."""
+        if not pairs:
+            return []
+        enc = self.tokenizer(
+            [a for a, _ in pairs], [b for _, b in pairs], truncation="longest_first", max_length=self.max_length
+        )
+        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+        return [{k: enc[k][i] for k in keys} for i in range(len(pairs))]
+
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Tokenise and pad to the longest text: ``input_ids``, ``attention_mask``: (batch, seq_len)."""
         return pad_batch(self.tokenize_lists(texts), self.pad_token_id)

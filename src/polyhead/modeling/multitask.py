@@ -102,6 +102,9 @@ class MultiTaskModel(nn.Module):
     def tokenize_words(self, words: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
         return self.encoder.tokenize_words(words)
 
+    def tokenize_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        return self.encoder.tokenize_pairs(pairs)
+
     def run_batch(
         self, encodings: Sequence[dict[str, Any]], outputs: Sequence[str], precision: str
     ) -> dict[str, np.ndarray]:
@@ -136,6 +139,17 @@ class MultiTaskModel(nn.Module):
         (use :meth:`similarity`). Returns a list (input order) of ``{task: result}``; see docs/python-api.md.
         """
         return pipeline.predict(self, texts, tasks, batch_size, precision)
+
+    def predict_pairs(
+        self,
+        pairs: Sequence[Sequence[str]],
+        tasks: Sequence[str] | None = None,
+        batch_size: int = 32,
+        precision: str = "fp32",
+    ) -> list[dict[str, Any]]:
+        """Pair tasks (``pair_classification``, ``pair_regression``) on ``(text_a, text_b)`` pairs, each pair
+        encoded as one sequence (polyhead.predict.predict_pairs). Returns ``[{task: result}]`` in input order."""
+        return pipeline.predict_pairs(self, pairs, tasks, batch_size, precision)
 
 
 def load_pretrained(path: Path, attn_implementation: str = "eager") -> MultiTaskModel:

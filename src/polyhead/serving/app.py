@@ -18,7 +18,7 @@ import numpy as np
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from polyhead.errors import PolyheadError
@@ -52,8 +52,17 @@ class EmbedRequest(Strict):
 
 
 class PredictRequest(Strict):
-    texts: list[str] = Field(..., min_length=1)
-    tasks: list[str] | None = Field(None, description="Task names; default: every task.")
+    texts: list[str] | None = Field(None, min_length=1, description="Texts for the single-text heads.")
+    pairs: list[tuple[str, str]] | None = Field(
+        None, min_length=1, description="[text_a, text_b] pairs for the pair heads (pair_classification, ...)."
+    )
+    tasks: list[str] | None = Field(None, description="Task names; default: every task of that input kind.")
+
+    @model_validator(mode="after")
+    def one_input(self) -> PredictRequest:
+        if (self.texts is None) == (self.pairs is None):
+            raise ValueError("give either 'texts' (single texts) or 'pairs' ([text_a, text_b] pairs)")
+        return self
 
 
 class SimilarityRequest(Strict):
@@ -78,12 +87,14 @@ def create_app(model: Predictor, settings: ServeSettings | None = None) -> FastA
     """An app serving ``model``: any backend's predictor (polyhead.predict.load)."""
     settings = settings or ServeSettings()
 
-    def run(key: tuple[str, tuple[str, ...] | None], texts: list[str]) -> list[Any]:
+    def run(key: tuple[str, tuple[str, ...] | None], items: list[Any]) -> list[Any]:
         kind, tasks = key
         if kind == "embed":
-            return list(np.asarray(model.encode(texts, batch_size=settings.max_batch), dtype=np.float32))
+            return list(np.asarray(model.encode(items, batch_size=settings.max_batch), dtype=np.float32))
         names = list(tasks) if tasks is not None else None
-        return model.predict(texts, tasks=names, batch_size=settings.max_batch)
+        if kind == "pairs":
+            return model.predict_pairs(items, tasks=names, batch_size=settings.max_batch)
+        return model.predict(items, tasks=names, batch_size=settings.max_batch)
 
     batcher = MicroBatcher(run, settings.max_batch, settings.max_wait_ms / 1000, enabled=settings.batching)
 
@@ -103,7 +114,8 @@ def create_app(model: Predictor, settings: ServeSettings | None = None) -> FastA
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-        return error(422, f"{where}: {first.get('msg')}", detail=jsonable(exc.errors()))
+        message = str(first.get("msg", "")).removeprefix("Value error, ")
+        return error(422, f"{where}: {message}", detail=jsonable(exc.errors()))
 
     @app.exception_handler(PolyheadError)
     async def user_error(request: Request, exc: PolyheadError) -> JSONResponse:
@@ -125,10 +137,12 @@ def create_app(model: Predictor, settings: ServeSettings | None = None) -> FastA
                 401, "api_key", 0, "missing or wrong API key (send X-API-Key or Authorization: Bearer)"
             )
 
-    def check_texts(texts: list[str]) -> None:
-        if len(texts) > settings.max_texts:
+    def check_texts(texts: list[str], count: int | None = None) -> None:
+        """Limits: ``count`` inputs (texts, or pairs) per request, characters per text."""
+        count = len(texts) if count is None else count
+        if count > settings.max_texts:
             raise LimitError(422, "max_texts", settings.max_texts,
-                             f"{len(texts)} texts exceed max_texts={settings.max_texts} per request")
+                             f"{count} texts exceed max_texts={settings.max_texts} per request")
         for i, text in enumerate(texts):
             if len(text) > settings.max_chars:
                 raise LimitError(422, "max_chars", settings.max_chars,
@@ -149,7 +163,8 @@ def create_app(model: Predictor, settings: ServeSettings | None = None) -> FastA
             "backend": settings.backend,
             "version": _version(),
             "dimension": int(model.dim),
-            "tasks": {name: {"type": spec.type, "labels": spec.labels} for name, spec in model.tasks.items()},
+            "tasks": {name: {"type": spec.type, "input": spec.task.input, "predicts": spec.task.predicts,
+                             "labels": spec.labels} for name, spec in model.tasks.items()},
             "limits": {"max_texts": settings.max_texts, "max_chars": settings.max_chars,
                        "max_body_bytes": settings.max_body_bytes},
             "auth": settings.api_key is not None,
@@ -167,19 +182,22 @@ def create_app(model: Predictor, settings: ServeSettings | None = None) -> FastA
 
     @app.post("/predict", dependencies=guarded)
     async def predict(body: PredictRequest) -> Any:
-        check_texts(body.texts)
+        kind = "pairs" if body.pairs is not None else "predict"
+        items: list[Any] = list(body.pairs) if body.pairs is not None else list(body.texts or [])
+        check_texts([t for item in items for t in ((item,) if isinstance(item, str) else item)], len(items))
         if body.tasks is not None:
             unknown = [t for t in body.tasks if t not in model.tasks]
             if unknown:
                 return error(422, f"unknown task(s) {unknown}; valid tasks: {list(model.tasks)}",
                              valid_tasks=list(model.tasks))
-        reason = nothing_to_predict(model.tasks, body.tasks)
+        input_kind = "pair" if kind == "pairs" else "text"
+        reason = nothing_to_predict(model.tasks, body.tasks, input_kind)
         if reason:
-            predicting = predicting_tasks(model.tasks)
             return error(422, f"nothing to predict ({reason}; similarity heads are the embedding): "
-                         "use /embed or /similarity", valid_tasks=predicting)
-        key = ("predict", tuple(body.tasks) if body.tasks is not None else None)
-        return {"predictions": await batcher.submit(key, body.texts)}
+                         "use /embed or /similarity, or send 'texts' / 'pairs' as the heads take them",
+                         valid_tasks=predicting_tasks(model.tasks, input_kind))
+        key = (kind, tuple(body.tasks) if body.tasks is not None else None)
+        return {"predictions": await batcher.submit(key, items)}
 
     @app.post("/similarity", dependencies=guarded)
     async def similarity(body: SimilarityRequest) -> Any:

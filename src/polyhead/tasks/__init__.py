@@ -1,6 +1,7 @@
 """Task types, one module each, registered by name (the ``type`` of a task in the config and polyhead.json).
 
-Built in: classification, multilabel, regression, token_classification, similarity. A new type is one
+Built in: classification, multilabel, regression, token_classification, similarity (bi-encoder pairs),
+pair_classification and pair_regression (cross-encoded pairs). A new type is one
 module (here or anywhere, e.g. a test file or the user's own package)::
 
     from polyhead.tasks import TaskType, register
@@ -44,6 +45,7 @@ def task_type_names() -> list[str]:
 from polyhead.tasks import (  # noqa: E402
     classification,
     multilabel,
+    pair,
     regression,
     similarity,
     token_classification,
@@ -55,6 +57,7 @@ __all__ = [
     "classification",
     "get_task_type",
     "multilabel",
+    "pair",
     "register",
     "regression",
     "similarity",

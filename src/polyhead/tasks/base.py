@@ -55,7 +55,10 @@ class TaskType:
     primary_metric: ClassVar[str] = ""
     #: False for types with no per-text output (a similarity task trains the embedding itself)
     predicts: ClassVar[bool] = True
-    #: trains on (text, pair) embedded one by one: a batch holds the texts, then their pairs
+    #: what one input is: a text (or its words, for token-level types) or a pair of texts encoded together
+    #: (``[CLS] a [SEP] b``, a cross-encoder); pair tasks predict through ``predict_pairs``
+    input: ClassVar[Literal["text", "pair"]] = "text"
+    #: trains on (text, pair) embedded one by one (a bi-encoder): a batch holds the texts, then their pairs
     embeds_pairs: ClassVar[bool] = False
     #: the data config must name a second text column
     needs_pair_column: ClassVar[bool] = False
@@ -148,8 +151,12 @@ class TaskType:
         self, model: Any, name: str, examples: Sequence[Any], batch_size: int, precision: str
     ) -> tuple[list[Any], list[Any]]:
         """(gold, predicted) values of the task ``name`` of ``model`` (any predictor) on reader examples."""
-        inputs = [ex.words if self.level == "token" else ex.text for ex in examples]
-        results = model.predict(inputs, tasks=[name], batch_size=batch_size, precision=precision)
+        if self.input == "pair":
+            pairs = [(ex.text, ex.text_pair) for ex in examples]
+            results = model.predict_pairs(pairs, tasks=[name], batch_size=batch_size, precision=precision)
+        else:
+            inputs = [ex.words if self.level == "token" else ex.text for ex in examples]
+            results = model.predict(inputs, tasks=[name], batch_size=batch_size, precision=precision)
         return [self.gold_value(ex.label) for ex in examples], [self.prediction_value(r[name]) for r in results]
 
     def metrics(self, gold: list[Any], pred: list[Any], labels: list[str]) -> dict[str, float]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -30,7 +30,7 @@ class Classification(TaskType):
     """(batch, dim) -> logits (batch, labels); predictions carry the label, its score and every probability."""
 
     name = "classification"
-    metric_names = ("accuracy", "macro_f1")
+    metric_names: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1")
     primary_metric = "accuracy"
     min_labels = 2
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -24,7 +24,7 @@ class MultiLabel(TaskType):
     """(batch, dim) -> logits (batch, labels); labels whose probability reaches ``spec.threshold`` are predicted."""
 
     name = "multilabel"
-    metric_names = ("micro_f1", "macro_f1", "subset_accuracy")
+    metric_names: ClassVar[tuple[str, ...]] = ("micro_f1", "macro_f1", "subset_accuracy")
     primary_metric = "micro_f1"
     min_labels = 1
 

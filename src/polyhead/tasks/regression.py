@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -31,7 +31,7 @@ def parse_score(raw: Any, source: str, column: str) -> float:
 class ScoreTask(TaskType):
     """Shared by the types whose labels are numbers."""
 
-    metric_names = ("pearson", "spearman", "mse")
+    metric_names: ClassVar[tuple[str, ...]] = ("pearson", "spearman", "mse")
     primary_metric = "spearman"
 
     def parse_label(self, raw: Any, source: str, column: str, separator: str | None) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -38,7 +38,7 @@ class TokenClassification(TaskType):
 
     name = "token_classification"
     level = "token"
-    metric_names = ("f1", "precision", "recall", "accuracy")
+    metric_names: ClassVar[tuple[str, ...]] = ("f1", "precision", "recall", "accuracy")
     primary_metric = "f1"
     min_labels = 2
 

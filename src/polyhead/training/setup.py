@@ -116,8 +116,10 @@ def task_groups(config: Config, tasks: list[str]) -> dict[str, list[str]]:
         d = config.tasks[name].data
         if get_task_type(config.tasks[name].type).embeds_pairs:  # pairs of texts: a group of its own
             key: Any = ("pairs", name)
-        else:
-            key = (d.train, d.format, d.limit, d.dev_fraction, d.test_fraction)
+        else:  # pair tasks read (text, pair) as one sequence: never batched with single-text tasks
+            task_type = get_task_type(config.tasks[name].type)
+            pair = d.pair_column if task_type.input == "pair" else None
+            key = (d.train, d.format, d.limit, d.dev_fraction, d.test_fraction, task_type.input, pair)
         groups.setdefault(key, []).append(name)
     return {"+".join(members): members for members in groups.values()}
 
