@@ -25,7 +25,7 @@ from polyhead.training.loop import EpochEnd, StageRun, StepEnd
 from polyhead.training.losses import StaticWeighting, UncertaintyWeighting
 from polyhead.training.metrics_log import MetricsLog
 from polyhead.training.plan import Stage
-from polyhead.training.results import SplitEvaluator, metrics_summary
+from polyhead.training.results import metrics_summary
 from polyhead.training.state import TrainState
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ class DevEvaluation:
         self,
         model: MultiTaskModel,
         specs: dict[str, TaskSpec],
-        evaluate: SplitEvaluator,
+        evaluate: Callable[[str, list[str]], dict[str, dict[str, float]]],
         config: TrainingConfig,
         sts_pairs: list[tuple[str, str, float]],
         log: MetricsLog,

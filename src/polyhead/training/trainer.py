@@ -71,6 +71,10 @@ class TrainingInterrupted(Exception):
 class Trainer:
     """Owns setup, the loop, evaluation and checkpoints; nothing in it is specific to one model.
 
+    Ways to drive it: ``run()`` (``stop_after_steps`` stops as Ctrl-C does); ``callbacks=[...]`` to watch
+    or time stages, epochs and steps of a run; or, without a run directory, ``setup()``, then
+    ``run, state = start_stage(0)`` and iterate :func:`polyhead.training.loop.train_stage` yourself.
+
     Args:
         config: The validated config.
         output_dir: The run directory.
@@ -280,7 +284,7 @@ class Trainer:
         )
         return optimizer, unfreezer, encoder_frozen
 
-    def start_stage(self, index: int, checkpoint: Path | None) -> tuple[StageRun, TrainState]:
+    def start_stage(self, index: int, checkpoint: Path | None = None) -> tuple[StageRun, TrainState]:
         """Optimizer, cache, sampler and schedule of stage ``index``; its state, fresh or restored."""
         stage, cfg = self.stages[index], self.config.training
         optimizer, unfreezer, encoder_frozen = self.stage_optimizer(stage)
