@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -107,11 +108,29 @@ def frozen_encoder_run(cache: bool, n: int, epochs: int) -> dict[str, float]:
     """Heads-only training (encoder frozen) through the Trainer, with or without the embedding cache.
 
     Returns the wall time of the whole stage (cache building included) and the time per optimizer step
-    of the training loop alone.
+    of the training loop alone (from each epoch's start to its last step: no evaluation), both measured
+    by a callback (the run's final save and evaluation are outside both).
     """
     from polyhead.config import Config
-    from polyhead.training.metrics_log import MetricsLog
-    from polyhead.training.trainer import Trainer
+    from polyhead.training.trainer import Trainer, TrainerCallback
+
+    class Timer(TrainerCallback):
+        def __init__(self) -> None:
+            self.stage_s = self.loop_s = self.mark = 0.0
+            self.steps = 0
+
+        def on_stage_start(self, trainer: Any, index: int) -> None:
+            self.stage_s = -time.perf_counter()
+
+        def on_epoch_start(self, trainer: Any, run: Any, state: Any) -> None:
+            self.mark = time.perf_counter()
+
+        def on_step_end(self, trainer: Any, run: Any, event: Any) -> None:
+            now = time.perf_counter()
+            self.loop_s, self.mark, self.steps = self.loop_s + now - self.mark, now, self.steps + 1
+
+        def on_stage_end(self, trainer: Any, run: Any, state: Any) -> None:
+            self.stage_s += time.perf_counter()
 
     cfg = Config.model_validate(
         {
@@ -132,27 +151,10 @@ def frozen_encoder_run(cache: bool, n: int, epochs: int) -> dict[str, float]:
             },
         }
     )
+    timer = Timer()
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cfg, Path(tmp) / "run")
-        trainer.prepare_output()
-        trainer.setup()
-        trainer.log = MetricsLog(Path(tmp) / "run", [])
-        trainer.stop_after = None
-        loop_time = [0.0]
-        steps = [0]
-        original = trainer.train_epoch
-
-        def timed(ctx, st, n_steps):  # time the training loop only (not the cache build)
-            start = time.perf_counter()
-            original(ctx, st, n_steps)
-            loop_time[0] += time.perf_counter() - start
-            steps[0] += n_steps
-
-        trainer.train_epoch = timed
-        start = time.perf_counter()
-        trainer.run_stage(0, None)
-        total = time.perf_counter() - start
-        return {"stage_s": total, "step_ms": 1000 * loop_time[0] / max(1, steps[0])}
+        Trainer(cfg, Path(tmp) / "run", callbacks=[timer]).run()
+    return {"stage_s": timer.stage_s, "step_ms": 1000 * timer.loop_s / max(1, timer.steps)}
 
 
 def polyhead_train_seconds(processes: int, steps: int, tmp: Path) -> float:

@@ -15,7 +15,9 @@ from helpers import tiny_config, write_config
 from polyhead.config import Config
 from polyhead.errors import PolyheadError
 from polyhead.modeling.multitask import MultiTaskModel
-from polyhead.training.trainer import Trainer, TrainingInterrupted
+from polyhead.training.loop import EpochEnd, StageRun, StepEnd
+from polyhead.training.state import TrainState
+from polyhead.training.trainer import Trainer, TrainerCallback, TrainingInterrupted
 
 
 def make(tmp_path: Path, model_dir: Path, **training) -> Config:
@@ -108,19 +110,39 @@ def test_sequential_stages_freeze_the_first_head(tmp_path: Path, tiny_model_dir:
         {"name": "sentiment", "tasks": ["sentiment"], "epochs": 1, "freeze": {"heads": ["topic"]}},
     ]
     cfg = make(tmp_path, tiny_model_dir, stages=stages)
-    trainer = Trainer(cfg, tmp_path / "run")
-    snapshots = {}
-    original = trainer.run_stage
 
-    def spy(index, checkpoint):
-        snapshots[index] = {k: v.clone() for k, v in trainer.model.heads["topic"].state_dict().items()}
-        original(index, checkpoint)
+    class Snapshots(TrainerCallback):
+        def __init__(self) -> None:
+            self.heads: dict[int, dict[str, torch.Tensor]] = {}
+            self.hooks: list[str] = []
 
-    trainer.run_stage = spy
+        def on_stage_start(self, trainer: Trainer, index: int) -> None:
+            self.heads[index] = {k: v.clone() for k, v in trainer.model.heads["topic"].state_dict().items()}
+            self.hooks.append(f"stage {index}")
+
+        def on_epoch_start(self, trainer: Trainer, run: StageRun, state: TrainState) -> None:
+            self.hooks.append(f"epoch {state.epoch}")
+
+        def on_step_end(self, trainer: Trainer, run: StageRun, event: StepEnd) -> None:
+            self.hooks.append(f"step {event.state.global_step}")
+
+        def on_epoch_end(self, trainer: Trainer, run: StageRun, event: EpochEnd) -> None:
+            self.hooks.append(f"end epoch {event.state.epoch}")
+
+        def on_stage_end(self, trainer: Trainer, run: StageRun, state: TrainState) -> None:
+            self.hooks.append(f"end {run.stage.name}")
+
+    snapshots = Snapshots()
+    trainer = Trainer(cfg, tmp_path / "run", callbacks=[snapshots])
     trainer.run()
     after = trainer.model.heads["topic"].state_dict()
-    assert any(not torch.equal(snapshots[0][k], snapshots[1][k]) for k in after), "stage 1 trains topic"
-    assert all(torch.equal(snapshots[1][k], after[k]) for k in after), "stage 2 leaves the topic head alone"
+    assert any(not torch.equal(snapshots.heads[0][k], snapshots.heads[1][k]) for k in after), "stage 1 trains topic"
+    assert all(torch.equal(snapshots.heads[1][k], after[k]) for k in after), "stage 2 leaves the topic head alone"
+    steps = cfg.training.steps_per_epoch
+    assert snapshots.hooks == [
+        "stage 0", "epoch 0", *[f"step {i}" for i in range(1, steps + 1)], "end epoch 1", "end topic",
+        "stage 1", "epoch 0", *[f"step {i}" for i in range(steps + 1, 2 * steps + 1)], "end epoch 1", "end sentiment",
+    ]  # fmt: skip
 
 
 def test_uncertainty_weights_move(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -252,7 +252,8 @@ def train(
 
     from polyhead.config import load_config
     from polyhead.training.checkpoint import latest_checkpoint
-    from polyhead.training.trainer import Trainer, TrainingInterrupted, check_same_config, refuse_non_empty
+    from polyhead.training.rundir import check_same_config, refuse_non_empty
+    from polyhead.training.trainer import Trainer, TrainingInterrupted
 
     cfg = load_config(config, set_ or [])
     if resume and output is None:

@@ -1,0 +1,135 @@
+"""The stage plan: which tasks each stage trains, for how long, with which parameters and learning rates.
+
+Pure functions of the config and the model's parameter names; nothing here trains or writes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from polyhead.config import Config, FreezeConfig, GradualUnfreezingConfig, OptimizerConfig, StageConfig
+from polyhead.errors import PolyheadError
+from polyhead.modeling.multitask import MultiTaskModel
+from polyhead.training.freezing import frozen_parameter_names
+from polyhead.training.param_groups import build_param_groups
+
+
+@dataclass
+class Stage:
+    name: str
+    tasks: list[str]
+    epochs: int
+    freeze: FreezeConfig
+    gradual: GradualUnfreezingConfig | None
+    optimizer: OptimizerConfig
+
+
+def resolve_stages(config: Config) -> list[Stage]:
+    """The config's stages; a config without ``training.stages`` is one stage named ``train``."""
+    t = config.training
+    if not t.stages:
+        return [Stage("train", list(config.tasks), t.epochs, t.freeze, t.gradual_unfreezing, t.optimizer)]
+    return [stage_from_config(i, s, config) for i, s in enumerate(t.stages)]
+
+
+def stage_from_config(i: int, s: StageConfig, config: Config) -> Stage:
+    return Stage(
+        s.name or f"stage{i + 1}",
+        list(s.tasks or config.tasks),
+        s.epochs,
+        s.freeze,
+        s.gradual_unfreezing,
+        s.optimizer or config.training.optimizer,
+    )
+
+
+def lr_factor(step: int, kind: str, warmup: int, total: int) -> float:
+    """The learning-rate multiplier after ``step`` optimizer steps: linear warmup over ``warmup`` steps,
+    then ``constant``, ``cosine`` decay to 0 or (any other kind) linear decay to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if kind == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    if kind == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return max(0.0, 1.0 - progress)
+
+
+def lr_lambda(kind: str, warmup: int, total: int) -> Callable[[int], float]:
+    """``lr_factor`` with the schedule fixed, for ``torch.optim.lr_scheduler.LambdaLR``."""
+
+    def fn(step: int) -> float:
+        return lr_factor(step, kind, warmup, total)
+
+    return fn
+
+
+def epoch_steps(sizes: dict[str, int], probabilities: dict[str, float], batch_size: int, accumulation: int) -> int:
+    """Optimizer steps in one pass over the largest group: its batches divided by the chance of picking it.
+
+    Args:
+        sizes: Group name -> training examples.
+        probabilities: Group name -> the sampler's chance of drawing it.
+        batch_size: Examples per micro-batch.
+        accumulation: Micro-batches per optimizer step.
+    """
+    bs = batch_size * accumulation
+    largest = max(sizes, key=lambda g: sizes[g])
+    return max(1, math.ceil(math.ceil(sizes[largest] / bs) / probabilities[largest]))
+
+
+def frozen_names(model: MultiTaskModel, stage: Stage) -> set[str]:
+    """Parameter names the stage's freezing policy freezes."""
+    f = stage.freeze
+    return frozen_parameter_names(model, f.mode, f.layers_below, list(f.heads))
+
+
+def trainable_in(model: MultiTaskModel, stage: Stage, frozen: set[str]) -> list[tuple[str, nn.Parameter]]:
+    """Parameters the stage's optimizer holds: not frozen, and no heads of tasks outside the stage."""
+    inactive = [f"heads.{t}." for t in model.tasks if t not in stage.tasks]
+    return [
+        (n, p)
+        for n, p in model.named_parameters()
+        if n not in frozen and not any(n.startswith(prefix) for prefix in inactive)
+    ]
+
+
+def check_stages(model: MultiTaskModel, stages: list[Stage]) -> None:
+    """Every stage must have something to train, checked before anything runs."""
+    for stage in stages:
+        trainable = trainable_in(model, stage, frozen_names(model, stage))
+        if not trainable and stage.gradual is None:
+            raise_nothing_to_train(stage)
+
+
+def raise_nothing_to_train(stage: Stage) -> None:
+    raise PolyheadError(
+        f"stage {stage.name!r}: freezing (mode={stage.freeze.mode!r}, layers_below={stage.freeze.layers_below}, "
+        f"heads={stage.freeze.heads}) leaves nothing to train for tasks {stage.tasks}; "
+        "unfreeze something (training.freeze) or use `polyhead evaluate` to only evaluate"
+    )
+
+
+def stage_param_groups(
+    model: MultiTaskModel, stage: Stage, include: set[str], weighting: nn.Module
+) -> list[dict[str, Any]]:
+    """The stage's optimizer groups over ``include`` (plus the learned loss weights, if any)."""
+    extra = {"loss_weights": list(weighting.parameters())} if any(True for _ in weighting.parameters()) else None
+    opt = stage.optimizer
+    return build_param_groups(
+        model,
+        lr=opt.lr,
+        head_lr=opt.head_lr,
+        projection_lr=opt.projection_lr,
+        layer_decay=opt.layer_decay,
+        weight_decay=opt.weight_decay,
+        include=include,
+        extra=extra,
+    )
+
