@@ -8,11 +8,12 @@ outputs (logits or scores); losses and decoding live elsewhere.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 import torch
 from torch import nn
 
+from polyhead.config import SimilarityLoss
 from polyhead.errors import PolyheadError
 from polyhead.registry import lookup, register
 
@@ -140,8 +141,8 @@ class SimilarityHead(nn.Module):
 
     def __init__(self, spec: TaskSpec, sentence_dim: int, token_dim: int) -> None:
         super().__init__()
-        if spec.loss not in ("cosine", "cosent"):
-            raise PolyheadError(f"unknown similarity loss {spec.loss!r}; valid: cosine, cosent")
+        if spec.loss not in get_args(SimilarityLoss):
+            raise PolyheadError(f"unknown similarity loss {spec.loss!r}; valid: {', '.join(get_args(SimilarityLoss))}")
         self.spec = spec
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
