@@ -84,7 +84,6 @@ def config(model_dir: Path, files: dict[str, str]) -> dict[str, Any]:
 def train_weights() -> dict[str, torch.Tensor]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from conftest import make_tiny_model_dir
-
     from polyhead.config import Config
     from polyhead.training.trainer import Trainer
 

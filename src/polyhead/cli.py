@@ -1,12 +1,15 @@
 """Command line: thin Typer commands that parse arguments and call one library function each.
 
-Errors from user input (PolyheadError) print one line to stderr and exit with status 2.
+Errors from user input (PolyheadError) and usage errors print one line to stderr and exit with status 2.
+The entry point (:func:`main`) owns its process, so the process-wide settings live there
+(:func:`configure_process`), never in the library.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +18,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from polyhead.errors import PolyheadError
 
@@ -228,8 +230,6 @@ def train(
     ] = 1,
 ) -> None:
     """Train every task of CONFIG on one shared encoder; writes the model and logs to the run directory."""
-    import os
-
     from polyhead.config import load_config
     from polyhead.training.checkpoint import latest_checkpoint
     from polyhead.training.trainer import Trainer, TrainingInterrupted, check_same_config, refuse_non_empty
@@ -479,18 +479,30 @@ def setup_logging(verbose: bool = False) -> None:
         pass
 
 
+def configure_process() -> None:
+    """Process-wide settings every command runs with; a variable the user set wins.
+
+    oneDNN's kernel caches capped (:func:`polyhead.runtime.configure_cpu_runtime`: a micro-batching
+    server grew by gigabytes without), set before any model runs; tokenizers' own thread pool off, as
+    polyhead's commands have always run (and no warning from it when a process forks after tokenising).
+    Hub access is left to the user's ``HF_HUB_OFFLINE``.
+    """
+    from polyhead.runtime import configure_cpu_runtime
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    configure_cpu_runtime()
+
+
 def main() -> None:
-    """Console-script entry point: user errors -> one line on stderr, exit status 2."""
+    """Console-script entry point: user errors -> one line on stderr, exit status 2; no arguments -> help."""
+    configure_process()
     setup_logging()
     try:
-        app(standalone_mode=False)
+        app(args=sys.argv[1:] or ["--help"], standalone_mode=False)
     except PolyheadError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
-    except ClickException as exc:  # usage errors: bad option values, missing arguments
-        if isinstance(exc, NoArgsIsHelpError):
-            exc.show()
-            raise SystemExit(0) from None
+    except typer.TyperException as exc:  # Click's usage errors (bad option values, missing arguments) subclass it
         err_console.print(f"error: {exc.format_message()}", markup=False, highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
     except (typer.Abort, KeyboardInterrupt):
