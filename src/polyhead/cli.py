@@ -298,6 +298,7 @@ def compare(
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a bar chart (PNG) here.")] = None,
 ) -> None:
     """Per-task test metrics, STS, parameters and time of finished runs side by side; multi- vs single-task."""
+    from polyhead.atomic import write_text_atomic
     from polyhead.compare import compare as compare_runs
     from polyhead.compare import plot as plot_runs
 
@@ -313,7 +314,7 @@ def compare(
         console.print(table)
     if markdown is not None:
         markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(result["markdown"] + "\n")
+        write_text_atomic(markdown, result["markdown"] + "\n")
         console.print(f"wrote {markdown}")
     if plot is not None:
         console.print(f"wrote {plot_runs(result['strategies'], plot)}")

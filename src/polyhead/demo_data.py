@@ -15,6 +15,7 @@ import random
 import re
 from pathlib import Path
 
+from polyhead.atomic import write_text_atomic
 from polyhead.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -116,9 +117,9 @@ def write_demo_data(out: Path, seed: int = 13, sample: int | None = None) -> dic
         for part, items in parts.items():
             if name == "entities":
                 text = "\n\n".join("\n".join(f"{tok}\t{tag}" for tok, tag in sent) for sent in items) + "\n"
-                (out / f"{name}_{part}.conll").write_text(text, encoding="utf-8")
+                write_text_atomic(out / f"{name}_{part}.conll", text)
             else:
                 # one_line() removed tabs and newlines, so plain TSV needs no quoting
                 lines = ["label\ttext"] + [f"{label}\t{text}" for text, label in items]
-                (out / f"{name}_{part}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+                write_text_atomic(out / f"{name}_{part}.tsv", "\n".join(lines) + "\n")
     return counts

@@ -26,6 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from polyhead.atomic import write_json_atomic
 from polyhead.errors import ModelDirError, PolyheadError
 from polyhead.modeling.encoder import SentenceEncoder, check_safe_directory
 from polyhead.modeling.heads import TaskSpec
@@ -108,7 +109,7 @@ def write_directory(model: MultiTaskModel | SentenceEncoder, out: Path) -> None:
         "encoder": encoder.settings(),
         "tasks": {name: spec.to_dict() for name, spec in tasks.items()},
     }
-    (out / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    write_json_atomic(out / CONFIG_NAME, config)
 
 
 def write_sentence_transformers_files(encoder: SentenceEncoder, out: Path) -> None:
@@ -161,7 +162,7 @@ def write_sentence_transformers_files(encoder: SentenceEncoder, out: Path) -> No
 
 def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    write_json_atomic(path, data)
 
 
 # --------------------------------------------------------------------------------------------- loading

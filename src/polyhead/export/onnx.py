@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from polyhead.atomic import write_json_atomic
 from polyhead.errors import PolyheadError
-from polyhead.io import CONFIG_NAME, check_new_directory, write_json
+from polyhead.io import CONFIG_NAME, check_new_directory
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.onnx_backend import ONNX_META, VARIANTS, OnnxModel, source_hashes
 
@@ -124,20 +125,20 @@ def export_onnx(
         "source_sha256": source_hashes(model_dir),
         "files": {"fp32": VARIANTS["fp32"]},
     }
-    write_json(model_dir / ONNX_META, meta)
+    write_json_atomic(model_dir / ONNX_META, meta)
     report: dict[str, Any] = {"files": [str(model_dir / VARIANTS["fp32"])]}
     (model_dir / VARIANTS["int8"]).unlink(missing_ok=True)  # an int8 file from earlier weights would be stale
     if quantize == "int8":
         meta["files"]["int8"] = VARIANTS["int8"]  # listed first: OnnxModel, which tries the recipes, refuses others
-        write_json(model_dir / ONNX_META, meta)
+        write_json_atomic(model_dir / ONNX_META, meta)
         try:
             meta["int8_recipe"] = report["int8_recipe"] = quantize_int8(model, model_dir, texts or SAMPLE)
         except BaseException:
             del meta["files"]["int8"]
             (model_dir / VARIANTS["int8"]).unlink(missing_ok=True)
-            write_json(model_dir / ONNX_META, meta)
+            write_json_atomic(model_dir / ONNX_META, meta)
             raise
-        write_json(model_dir / ONNX_META, meta)
+        write_json_atomic(model_dir / ONNX_META, meta)
         report["files"].append(str(model_dir / VARIANTS["int8"]))
     if check:
         try:
@@ -146,10 +147,10 @@ def export_onnx(
             )
         except PolyheadError:
             meta["files"] = {k: v for k, v in meta["files"].items() if (model_dir / v).is_file()}
-            write_json(model_dir / ONNX_META, meta)
+            write_json_atomic(model_dir / ONNX_META, meta)
             raise
         meta["gate"] = report["gate"]
-        write_json(model_dir / ONNX_META, meta)
+        write_json_atomic(model_dir / ONNX_META, meta)
     return report
 
 
