@@ -298,9 +298,9 @@ def compare(
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a bar chart (PNG) here.")] = None,
 ) -> None:
     """Per-task test metrics, STS, parameters and time of finished runs side by side; multi- vs single-task."""
-    from polyhead.atomic import write_text_atomic
     from polyhead.compare import compare as compare_runs
     from polyhead.compare import plot as plot_runs
+    from polyhead.fileio import write_text_atomic
 
     result = compare_runs(runs)
     for title, (header, rows) in (("Runs", result["table"]), ("Did multi-task help?", result["multitask"])):

@@ -15,8 +15,8 @@ import random
 import re
 from pathlib import Path
 
-from polyhead.atomic import write_text_atomic
 from polyhead.errors import DataError
+from polyhead.fileio import write_text_atomic
 
 logger = logging.getLogger(__name__)
 

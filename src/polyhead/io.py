@@ -26,8 +26,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from polyhead.atomic import write_json_atomic
 from polyhead.errors import ModelDirError, PolyheadError
+from polyhead.fileio import write_json_atomic
 from polyhead.modeling.encoder import SentenceEncoder, check_safe_directory
 from polyhead.modeling.heads import TaskSpec
 from polyhead.modeling.multitask import MultiTaskModel

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from polyhead.atomic import write_json_atomic
 from polyhead.errors import PolyheadError
+from polyhead.fileio import write_json_atomic
 from polyhead.io import CONFIG_NAME, check_new_directory
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.onnx_backend import ONNX_META, VARIANTS, OnnxModel, source_hashes

@@ -24,9 +24,9 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from polyhead.atomic import fsync_dir, save_tensors_atomic, write_json_atomic
-from polyhead.atomic import write_text_atomic as write_text_atomic  # re-exported: trainer.py imports it from here
 from polyhead.errors import PolyheadError
+from polyhead.fileio import fsync_dir, save_tensors_atomic, write_json_atomic
+from polyhead.fileio import write_text_atomic as write_text_atomic  # re-exported: trainer.py imports it from here
 
 logger = logging.getLogger(__name__)
 

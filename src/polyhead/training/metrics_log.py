@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from polyhead.atomic import write_text_atomic
+from polyhead.fileio import write_text_atomic
 
 logger = logging.getLogger(__name__)
 

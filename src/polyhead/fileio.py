@@ -1,11 +1,11 @@
-"""Atomic file writes: every JSON, text and safetensors file polyhead writes is whole or not there.
+"""Whole-or-nothing file writes: every JSON, text and safetensors file polyhead writes is whole or not there.
 
-Each write goes to a temporary sibling in the same directory (same file system, so the rename is atomic),
-is flushed to disk, and replaces the target with ``os.replace``; the directory is then synced so the rename
-itself survives a power cut. If anything fails before the rename (serialisation, a full disk), the target
-keeps its old content and the temporary file is removed; a process killed mid-write leaves the target whole
-and a hidden ``.<name>.<pid>-<hex>.tmp`` beside it. Importable without torch (safetensors' torch API is
-imported only when tensors are saved).
+Each write goes to a temporary sibling in the same directory (same file system, so the rename is
+atomic; missing parent directories are created), is flushed to disk, and replaces the target with
+``os.replace``; the directory is then synced so the rename itself survives a power cut. If anything fails
+before the rename (serialisation, a full disk), the target keeps its old content and the temporary file
+is removed; a process killed mid-write leaves the target whole and a hidden ``.<name>.<pid>-<hex>.tmp``
+beside it. Importable without torch (safetensors' torch API is imported only when tensors are saved).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def replacing(path: str | Path) -> Iterator[Path]:
     written there is synced and renamed over ``path``. On an exception it is removed and ``path`` is left
     as it was."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     # Unique per writer, so two processes writing the same file never share a temporary file; created by
     # the writer with the usual permissions (umask), unlike tempfile's 0600.
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")

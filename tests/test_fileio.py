@@ -1,4 +1,4 @@
-"""polyhead.atomic: a file is replaced whole or not at all; failures leave the old content and no temp file."""
+"""polyhead.fileio: a file is replaced whole or not at all; failures leave the old content and no temp file."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, safe_open
 
-from polyhead import atomic
-from polyhead.atomic import replacing, save_tensors_atomic, write_json_atomic, write_text_atomic
+from polyhead import fileio
+from polyhead.fileio import replacing, save_tensors_atomic, write_json_atomic, write_text_atomic
 
 
 def files(directory: Path) -> list[str]:
@@ -67,7 +67,7 @@ def test_a_failing_flush_or_rename_keeps_the_old_content_and_no_temp_file(
 
     for name in ("fsync", "replace"):
         with monkeypatch.context() as m:
-            m.setattr(atomic.os, name, disk_full)
+            m.setattr(fileio.os, name, disk_full)
             with pytest.raises(OSError, match="No space left"):
                 write_text_atomic(target, "new")
         assert target.read_text() == "old", name
@@ -78,7 +78,7 @@ def test_a_process_killed_mid_write_leaves_the_target_whole(tmp_path: Path) -> N
     target = tmp_path / "state.json"
     target.write_text('{"step": 1}')
     code = (
-        "import os, signal, sys; from polyhead.atomic import replacing\n"
+        "import os, signal, sys; from polyhead.fileio import replacing\n"
         "with replacing(sys.argv[1]) as tmp:\n"
         "    tmp.write_text('{\"step\": 2, \"half')\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -114,17 +114,25 @@ def test_checkpoint_keeps_the_old_names_of_the_helpers() -> None:
 def test_the_model_directory_json_files_are_written_atomically(
     tiny_encoder: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import polyhead.io
+    from polyhead.modeling.heads import TaskSpec
+    from polyhead.modeling.multitask import MultiTaskModel
 
     written: list[str] = []
+    real = fileio.write_text_atomic
 
-    def spy(path: Path, data: object, indent: int | None = 2) -> None:
+    def spy(path: Path, text: str, encoding: str = "utf-8") -> None:
         written.append("/".join(Path(path).relative_to(tmp_path).parts[1:]))  # below the temporary directory
-        write_json_atomic(path, data, indent)
+        real(path, text, encoding)
 
-    monkeypatch.setattr(polyhead.io, "write_json_atomic", spy)
-    polyhead.io.save_pretrained(tiny_encoder, tmp_path / "model")  # type: ignore[arg-type]
+    monkeypatch.setattr(fileio, "write_text_atomic", spy)  # what write_json_atomic calls, whoever calls it
+    model = MultiTaskModel(tiny_encoder, {"topic": TaskSpec("classification", ["sport", "tech"])})  # type: ignore[arg-type]
+    model.save_pretrained(tmp_path / "model")
     assert {"polyhead.json", "modules.json", "sentence_bert_config.json", "1_Pooling/config.json"} <= set(written)
+
+
+def test_missing_parent_directories_are_created(tmp_path: Path) -> None:
+    write_json_atomic(tmp_path / "2_Dense" / "config.json", {"in_features": 4})
+    assert json.loads((tmp_path / "2_Dense" / "config.json").read_text()) == {"in_features": 4}
 
 
 # Lines that may still write a file directly: a write-permission probe, a console to /dev/null, and trainer.py's
@@ -134,20 +142,20 @@ ALLOWED_DIRECT_WRITES = ('probe.write_text("ok")', "open(os.devnull", '(self.out
 
 
 def test_no_module_writes_json_or_text_files_directly() -> None:
-    root = Path(atomic.__file__).parent
+    root = Path(fileio.__file__).parent
     direct = []
     for file in sorted(root.rglob("*.py")):
-        if file.name == "atomic.py":
+        if file.name == "fileio.py":
             continue
         for number, line in enumerate(file.read_text().splitlines(), 1):
             if re.search(r"\.write_text\(|json\.dump\(|open\([^)]*[\"'][wx]b?[\"']", line) and not any(
                 allowed in line for allowed in ALLOWED_DIRECT_WRITES
             ):
                 direct.append(f"{file.relative_to(root)}:{number}: {line.strip()}")
-    assert not direct, "use polyhead.atomic:\n" + "\n".join(direct)
+    assert not direct, "use polyhead.fileio:\n" + "\n".join(direct)
 
 
 def test_the_helper_is_importable_without_torch() -> None:
-    code = "import sys, polyhead.atomic; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, polyhead.fileio; assert 'torch' not in sys.modules, 'torch imported'"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
