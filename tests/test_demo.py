@@ -57,6 +57,13 @@ def test_demo_runs_end_to_end_on_the_tiny_encoder(tmp_path: Path, tiny_model_dir
         assert 0.0 <= out["summary"][name]["majority"] <= 1.0
     for name in ("model/polyhead.json", "metrics.jsonl", "training_curves.png", "results.json"):
         assert (tmp_path / "run" / name).is_file(), name
+    # the printed next step evaluates with the run's own config.yaml (data paths included), from any directory
+    from polyhead.config import load_config
+    from polyhead.training.api import evaluate_model
+
+    assert f"--config{tmp_path / 'run' / 'config.yaml'}--split" in "".join(text.split())  # wrapped or not
+    metrics = evaluate_model(tmp_path / "run" / "model", load_config(tmp_path / "run" / "config.yaml"), "test")
+    assert set(metrics) == {"topic", "sentiment", "entities"}
 
 
 def test_demo_refuses_to_overwrite_a_previous_run(tmp_path: Path) -> None:
@@ -80,3 +87,15 @@ def test_demo_config_tasks(name: str) -> None:
 
     cfg = load_demo_config(Path("runs/demo-data"), quick=False)
     assert name in cfg.tasks
+
+
+def test_the_demo_config_is_package_data() -> None:
+    """Read through importlib.resources from inside the package (an installed wheel has no configs/)."""
+    import polyhead
+    from polyhead.demo import demo_config_file, load_demo_config
+
+    with demo_config_file() as path:
+        assert path.resolve().is_relative_to(Path(polyhead.__file__).resolve().parent)
+    cfg = load_demo_config(Path("elsewhere"), quick=True)
+    assert cfg.tasks["topic"].data.train == str(Path("elsewhere") / "topic_train.tsv")
+    assert (cfg.training.epochs, cfg.training.steps_per_epoch) == (1, 5)

@@ -1,16 +1,15 @@
 """polyhead: multi-task sentence transformers, one shared encoder with many task heads.
 
 ``SentenceEncoder`` and ``MultiTaskModel`` are imported on first use, so the ONNX backend
-(``polyhead.onnx_backend``) runs without importing torch or transformers at all.
+(``polyhead.onnx_backend``) runs without importing torch or transformers at all. Importing polyhead sets
+no environment variable and changes no global state: Hub access follows Hugging Face's own settings
+(``HF_HUB_OFFLINE``), and the process-wide CPU settings are :func:`polyhead.runtime.configure_cpu_runtime`,
+called by the CLI, never implicitly.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-
-from polyhead.runtime import force_offline
-
-force_offline()
 
 __version__ = "0.1.0"
 __all__ = ["MultiTaskModel", "SentenceEncoder", "__version__"]

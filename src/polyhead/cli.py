@@ -1,12 +1,15 @@
 """Command line: thin Typer commands that parse arguments and call one library function each.
 
-Errors from user input (PolyheadError) print one line to stderr and exit with status 2.
+Errors from user input (PolyheadError) and usage errors print one line to stderr and exit with status 2.
+The entry point (:func:`main`) owns its process, so the process-wide settings live there
+(:func:`configure_process`), never in the library.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -14,42 +17,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
-from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
+from polyhead.data.lines import gather_pairs, gather_texts, read_text_lines
+from polyhead.display import prediction_table, short, similarity_table
 from polyhead.errors import PolyheadError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="polyhead: one encoder, many task heads.")
 console = Console()
 err_console = Console(stderr=True)
 logger = logging.getLogger("polyhead.cli")
-
-
-def read_text_lines(file: Path, option: str = "--file") -> list[str]:
-    """Non-empty lines of a UTF-8 text file, or a one-line error."""
-    if not file.is_file():
-        raise PolyheadError(f"{option} {file}: no such file")
-    try:
-        lines = [line.strip() for line in file.read_text(encoding="utf-8-sig").splitlines()]
-    except UnicodeDecodeError as exc:
-        line_no = exc.object[: exc.start].count(b"\n") + 1
-        raise PolyheadError(
-            f"{option} {file}:{line_no}: not UTF-8 text (byte {exc.start}); convert the file to UTF-8"
-        ) from exc
-    lines = [line for line in lines if line]
-    if not lines:
-        raise PolyheadError(f"{option} {file} is empty: give one text per line")
-    return lines
-
-
-def gather_texts(texts: list[str] | None, file: Path | None) -> list[str]:
-    if texts and file:
-        raise PolyheadError("give texts as arguments or --file, not both")
-    if file:
-        return read_text_lines(file)
-    if not texts:
-        raise PolyheadError("no texts given: pass TEXT arguments or --file FILE (one text per line)")
-    return texts
 
 
 @app.command()
@@ -120,32 +96,6 @@ def encode(
         console.print(similarity_table(items, vectors))
 
 
-def short(text: str, width: int = 60) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def cell(text: str, width: int = 60) -> Text:
-    """User text for a Rich table: cut, and never read as markup, so text like "[/]" shows as written."""
-    return Text(short(text, width))
-
-
-def similarity_table(texts: list[str], vectors: object) -> Table:
-    """Pairwise cosine similarities, highest first."""
-    import numpy as np
-
-    v = np.asarray(vectors, dtype=np.float64)
-    v = v / np.clip(np.linalg.norm(v, axis=1, keepdims=True), 1e-12, None)
-    sims = v @ v.T
-    pairs = sorted(((sims[i, j], i, j) for i in range(len(texts)) for j in range(i + 1, len(texts))), reverse=True)
-    table = Table(title="Cosine similarity, high to low")
-    table.add_column("text A")
-    table.add_column("text B")
-    table.add_column("cosine", justify="right")
-    for score, i, j in pairs[:50]:
-        table.add_row(cell(texts[i], 45), cell(texts[j], 45), f"{score:.4f}")
-    return table
-
-
 @app.command()
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="A polyhead model directory.")],
@@ -191,40 +141,6 @@ def predict(
             console.print(prediction_table(" ||| ".join(item) if pairs else str(item), result, model.tasks))
 
 
-PAIR_SEPARATOR = " ||| "
-
-
-def gather_pairs(pairs: list[str] | None, file: Path | None) -> list[tuple[str, str]]:
-    """--pair 'A ||| B' values, or the lines of --pairs-file split at their tab, as (a, b) pairs."""
-    if pairs and file:
-        raise PolyheadError("give pairs as --pair or --pairs-file, not both")
-    if file is None:
-        out = []
-        for value in pairs or []:
-            a, sep, b = value.partition(PAIR_SEPARATOR.strip())
-            if not sep or not a.strip() or not b.strip():
-                raise PolyheadError(f"--pair {value!r}: write the two texts as 'TEXT_A ||| TEXT_B'")
-            out.append((a.strip(), b.strip()))
-        return out
-    out = []
-    for n, line in enumerate(read_text_lines(file, "--pairs-file"), 1):
-        parts = line.split("\t")
-        if len(parts) != 2 or not all(p.strip() for p in parts):
-            raise PolyheadError(f"--pairs-file {file}: line {n} must be text_a<TAB>text_b (two non-empty texts)")
-        out.append((parts[0].strip(), parts[1].strip()))
-    return out
-
-
-def prediction_table(text: str, result: dict, tasks: dict) -> Table:
-    """One text's predictions, each task's in the one line its task type writes."""
-    table = Table(title=cell(text, 100), title_justify="left")
-    table.add_column("task")
-    table.add_column("prediction")
-    for task, out in result.items():
-        table.add_row(Text(task), Text(tasks[task].task.summary(out)))
-    return table
-
-
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="YAML config (see docs/config.md).")],
@@ -248,8 +164,6 @@ def train(
     ] = 1,
 ) -> None:
     """Train every task of CONFIG on one shared encoder; writes the model and logs to the run directory."""
-    import os
-
     from polyhead.config import load_config
     from polyhead.training.checkpoint import latest_checkpoint
     from polyhead.training.rundir import check_same_config, refuse_non_empty
@@ -364,6 +278,7 @@ def compare(
     """Per-task test metrics, STS, parameters and time of finished runs side by side; multi- vs single-task."""
     from polyhead.compare import compare as compare_runs
     from polyhead.compare import plot as plot_runs
+    from polyhead.fileio import write_text_atomic
 
     result = compare_runs(runs)
     for title, (header, rows) in (("Runs", result["table"]), ("Did multi-task help?", result["multitask"])):
@@ -377,7 +292,7 @@ def compare(
         console.print(table)
     if markdown is not None:
         markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(result["markdown"] + "\n")
+        write_text_atomic(markdown, result["markdown"] + "\n")
         console.print(f"wrote {markdown}")
     if plot is not None:
         console.print(f"wrote {plot_runs(result['strategies'], plot)}")
@@ -501,18 +416,30 @@ def setup_logging(verbose: bool = False) -> None:
         pass
 
 
+def configure_process() -> None:
+    """Process-wide settings every command runs with; a variable the user set wins.
+
+    oneDNN's kernel caches capped (:func:`polyhead.runtime.configure_cpu_runtime`: a micro-batching
+    server grew by gigabytes without), set before any model runs; tokenizers' own thread pool off, as
+    polyhead's commands have always run (and no warning from it when a process forks after tokenising).
+    Hub access is left to the user's ``HF_HUB_OFFLINE``.
+    """
+    from polyhead.runtime import configure_cpu_runtime
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    configure_cpu_runtime()
+
+
 def main() -> None:
-    """Console-script entry point: user errors -> one line on stderr, exit status 2."""
+    """Console-script entry point: user errors -> one line on stderr, exit status 2; no arguments -> help."""
+    configure_process()
     setup_logging()
     try:
-        app(standalone_mode=False)
+        app(args=sys.argv[1:] or ["--help"], standalone_mode=False)
     except PolyheadError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
-    except ClickException as exc:  # usage errors: bad option values, missing arguments
-        if isinstance(exc, NoArgsIsHelpError):
-            exc.show()
-            raise SystemExit(0) from None
+    except typer.TyperException as exc:  # Click's usage errors (bad option values, missing arguments) subclass it
         err_console.print(f"error: {exc.format_message()}", markup=False, highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
     except (typer.Abort, KeyboardInterrupt):

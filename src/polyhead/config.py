@@ -16,6 +16,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from polyhead.errors import ConfigError
 
+# Allowed values, each listed once: the fields below use these aliases, and the code that checks a value at
+# run time takes its tuple from them with typing.get_args (runtime.PRECISIONS, pooling.POOLING_MODES, ...),
+# so the config and the code can't disagree (tests/test_config_choices.py).
+PoolingMode = Literal["mean", "cls", "max", "mean_sqrt_len"]
+DataFormat = Literal["tsv", "csv", "jsonl", "conll"]
+Activation = Literal["gelu", "relu", "tanh"]
+SimilarityLoss = Literal["cosine", "cosent"]
+FreezeMode = Literal["none", "all", "encoder", "embeddings"]
+UnfreezeUnit = Literal["steps", "epochs"]
+SchedulerType = Literal["linear", "cosine", "constant"]
+SamplingStrategy = Literal["round_robin", "proportional", "temperature"]
+Precision = Literal["fp32", "bf16"]
+LossWeighting = Literal["static", "uncertainty"]
+Tracker = Literal["tensorboard", "wandb", "mlflow"]
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
@@ -24,7 +39,7 @@ class Strict(BaseModel):
 class EncoderConfig(Strict):
     model: str = "default"
     # None: the model's own sentence-transformers Pooling / Normalize modules, else mean and normalised
-    pooling: Literal["mean", "cls", "max", "mean_sqrt_len"] | None = None
+    pooling: PoolingMode | None = None
     projection_dim: int | None = Field(None, gt=0)
     normalize: bool | None = None
     max_length: int = Field(128, ge=8, le=8192)
@@ -34,7 +49,7 @@ class DataConfig(Strict):
     train: str
     dev: str | None = None
     test: str | None = None
-    format: Literal["tsv", "csv", "jsonl", "conll"] | None = None
+    format: DataFormat | None = None
     text_column: str = "text"
     label_column: str = "label"
     pair_column: str | None = None
@@ -49,10 +64,10 @@ class DataConfig(Strict):
 
 class HeadConfig(Strict):
     hidden: list[int] = Field(default_factory=list)
-    activation: Literal["gelu", "relu", "tanh"] = "gelu"
+    activation: Activation = "gelu"
     dropout: float = Field(0.1, ge=0, lt=1)
     threshold: float = Field(0.5, gt=0, lt=1)
-    loss: Literal["cosine", "cosent"] = "cosent"
+    loss: SimilarityLoss = "cosent"
 
 
 class TaskConfig(Strict):
@@ -73,14 +88,14 @@ class TaskConfig(Strict):
 
 
 class FreezeConfig(Strict):
-    mode: Literal["none", "all", "encoder", "embeddings"] = "none"
+    mode: FreezeMode = "none"
     layers_below: int = Field(0, ge=0)
     heads: list[str] = Field(default_factory=list)
 
 
 class GradualUnfreezingConfig(Strict):
     every: int = Field(..., gt=0)
-    unit: Literal["steps", "epochs"] = "epochs"
+    unit: UnfreezeUnit = "epochs"
 
 
 class OptimizerConfig(Strict):
@@ -92,12 +107,12 @@ class OptimizerConfig(Strict):
 
 
 class SchedulerConfig(Strict):
-    type: Literal["linear", "cosine", "constant"] = "linear"
+    type: SchedulerType = "linear"
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
 
 
 class SamplingConfig(Strict):
-    strategy: Literal["round_robin", "proportional", "temperature"] = "proportional"
+    strategy: SamplingStrategy = "proportional"
     temperature: float = Field(2.0, gt=0)
 
 
@@ -133,11 +148,11 @@ class TrainingConfig(Strict):
     eval_batch_size: int = Field(64, gt=0)
     gradient_accumulation: int = Field(1, gt=0)
     max_grad_norm: float | None = Field(1.0, gt=0)
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Precision = "fp32"
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
-    loss_weighting: Literal["static", "uncertainty"] = "static"
+    loss_weighting: LossWeighting = "static"
     freeze: FreezeConfig = Field(default_factory=FreezeConfig)
     gradual_unfreezing: GradualUnfreezingConfig | None = None
     stages: list[StageConfig] | None = None
@@ -146,7 +161,7 @@ class TrainingConfig(Strict):
     sts_eval: StsEvalConfig | None = None
     checkpoint_steps: int | None = Field(None, gt=0)
     keep_checkpoints: int = Field(2, gt=0)
-    log_with: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default=["tensorboard"])
+    log_with: list[Tracker] = Field(default=["tensorboard"])
     bucket_by_length: bool = True
     num_threads: int | None = Field(None, gt=0)
 

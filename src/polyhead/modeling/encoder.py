@@ -22,7 +22,7 @@ from polyhead.modeling.onednn import use_onednn_linears
 from polyhead.modeling.pooling import Dense, Pooling
 from polyhead.modeling.pooling import normalize as l2_normalize
 from polyhead.modeling.weights import load_strict, load_weights, save_module
-from polyhead.runtime import check_precision, force_offline
+from polyhead.runtime import check_precision
 from polyhead.tokens import tokenize_words
 
 logger = logging.getLogger(__name__)
@@ -56,8 +56,7 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
 
 
 def load_transformer(path: Path, attn_implementation: str = "eager") -> tuple[nn.Module, Any]:
-    """Load an HF encoder and its tokenizer from a local directory, offline, safetensors only."""
-    force_offline()
+    """Load an HF encoder and its tokenizer from a local directory (never the Hub), safetensors only."""
     from transformers import AutoModel, AutoTokenizer
 
     check_safe_directory(path)
@@ -140,7 +139,9 @@ class SentenceEncoder(nn.Module):
         model_max = getattr(transformer.config, "max_position_embeddings", max_length) or max_length
         self.max_length = min(int(max_length), int(model_max))
         self.name = name
-        use_onednn_linears(self)  # CPU GEMMs on oneDNN (2.3x MKL on AMD): see modeling/onednn.py
+        # CPU GEMMs on oneDNN (2.3x MKL on AMD): changes this model's linears, not the process (the kernel
+        # cache caps are runtime.configure_cpu_runtime, called by the CLI); see modeling/onednn.py
+        use_onednn_linears(self)
 
     # ----------------------------------------------------------------- construction
     @classmethod

@@ -15,6 +15,11 @@ only which kernel multiplies, on a CPU with a float32 weight:
 
 fp32 results equal the ordinary path to float rounding (~1e-6 relative). Autocast training, other dtypes,
 devices, tracing, ``torch.compile`` and ONNX export take the ordinary path.
+
+Choosing the kernel changes the model object (:func:`use_onednn_linears`, called when a ``SentenceEncoder``
+is built), never the process. oneDNN's kernel caches grow with every new input shape; capping them is a
+process-wide setting, so it is :func:`polyhead.runtime.configure_cpu_runtime`, which the CLI calls at
+start-up and a program embedding polyhead may call itself (importing this module sets nothing).
 """
 
 from __future__ import annotations
@@ -30,15 +35,6 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 # Row-count hint for oneDNN's weight layout; any value from 32 up measured the same for 25-2,000 rows.
 PACK_ROWS_HINT = 1024
 
-# torch's oneDNN layer (ideep) and oneDNN itself each keep up to 1,024 kernels per input shape by default,
-# and every batch of a different (batch x length) is a new shape: measured here, 1,200 row counts through
-# MiniLM's three linear shapes grew RSS by 2.7 GB (a server's RSS kept climbing: 560 -> 1,356 MiB over
-# 20,000 requests). With both caches at 32 the same sweep grows 147 MiB, at no measurable encoding cost
-# (600-633 sent/s for 1024 / 64 / 16). Read when oneDNN first runs, so set on import; a user's own
-# values win.
-CACHE_CAPACITY = "32"
-os.environ.setdefault("LRU_CACHE_CAPACITY", CACHE_CAPACITY)
-os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", CACHE_CAPACITY)
 
 Key = tuple[int, int, bytes] | None
 Packed = tuple[tuple[Key, Key], torch.Tensor, torch.Tensor | None]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from polyhead.config import PoolingMode
 from polyhead.errors import PolyheadError
 
-POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len")
+POOLING_MODES: tuple[str, ...] = get_args(PoolingMode)
 
 
 class Pooling(nn.Module):

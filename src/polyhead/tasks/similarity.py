@@ -4,10 +4,11 @@ MSE). No head parameters and no per-text prediction: the embedding is the produc
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 
+from polyhead.config import SimilarityLoss
 from polyhead.errors import PolyheadError
 from polyhead.tasks import register
 from polyhead.tasks.regression import ScoreTask
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from polyhead.modeldir.spec import TaskSpec
 
 COSENT_SCALE = 20.0  # as in sentence-transformers' CoSENTLoss
-LOSSES = ("cosine", "cosent")
+LOSSES: tuple[str, ...] = get_args(SimilarityLoss)
 
 
 def cosent_loss(cosine: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:

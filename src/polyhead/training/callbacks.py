@@ -17,9 +17,10 @@ from polyhead.config import TrainingConfig
 from polyhead.errors import PolyheadError
 from polyhead.evaluation.evaluator import sts_spearman
 from polyhead.evaluation.metrics import LOWER_IS_BETTER
+from polyhead.fileio import save_tensors_atomic
 from polyhead.modeldir import TaskSpec
 from polyhead.modeling.multitask import MultiTaskModel
-from polyhead.training.checkpoint import save_checkpoint, save_tensors_atomic
+from polyhead.training.checkpoint import save_checkpoint
 from polyhead.training.distributed import DistContext
 from polyhead.training.loop import EpochEnd, StageRun, StepEnd
 from polyhead.training.losses import StaticWeighting, UncertaintyWeighting

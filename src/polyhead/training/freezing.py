@@ -7,13 +7,14 @@ Names: ``encoder.transformer.*`` (the HF model; ``embeddings`` and numbered laye
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, get_args
 
 from torch import nn
 
+from polyhead.config import FreezeMode
 from polyhead.errors import ConfigError
 
-FREEZE_MODES = ("none", "all", "encoder", "embeddings")
+FREEZE_MODES: tuple[str, ...] = get_args(FreezeMode)
 TRANSFORMER = "encoder.transformer."
 LAYER_RE = re.compile(r"\.(?:layer|layers|block|blocks)\.(\d+)\.")
 

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from polyhead.fileio import write_text_atomic
+
 logger = logging.getLogger(__name__)
 
 
@@ -37,7 +39,7 @@ class MetricsLog:
             return
         lines = self.path.read_text().splitlines() if self.path.is_file() else []
         lines = lines[:resume_lines] if resume_lines is not None else []  # a fresh run starts a new file
-        self.path.write_text("".join(line + "\n" for line in lines))
+        write_text_atomic(self.path, "".join(line + "\n" for line in lines))  # a crash here keeps the old lines
         self.lines = len(lines)
         last_step = max((json.loads(line).get("step", 0) for line in lines), default=0)
         self.file = open(self.path, "a")  # noqa: SIM115 - kept open for the run

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, get_args
 
+from polyhead.config import SamplingStrategy
 from polyhead.errors import ConfigError
 
-SAMPLING_STRATEGIES = ("round_robin", "proportional", "temperature")
+SAMPLING_STRATEGIES: tuple[str, ...] = get_args(SamplingStrategy)
 
 
 class TaskSampler:

@@ -27,6 +27,7 @@ import yaml
 
 from polyhead.config import Config
 from polyhead.data.collate import EncodedGroup, encode_group
+from polyhead.fileio import write_text_atomic
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.runtime import check_precision
 from polyhead.training import plan
@@ -39,7 +40,7 @@ from polyhead.training.callbacks import (
     log_renderable,
     save_training_checkpoint,
 )
-from polyhead.training.checkpoint import latest_checkpoint, load_checkpoint, write_text_atomic
+from polyhead.training.checkpoint import latest_checkpoint, load_checkpoint
 from polyhead.training.distributed import DistContext, create_accelerator
 from polyhead.training.freezing import GradualUnfreezer, apply_freezing, check_trainable
 from polyhead.training.loop import EpochStart, StageRun, StepEnd, train_stage

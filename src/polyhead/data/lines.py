@@ -1,0 +1,58 @@
+"""Texts given on the command line: arguments, or UTF-8 files with one text (or one tab-separated pair) a line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from polyhead.errors import PolyheadError
+
+
+def read_text_lines(file: Path, option: str = "--file") -> list[str]:
+    """Non-empty lines of a UTF-8 text file, or a one-line error."""
+    if not file.is_file():
+        raise PolyheadError(f"{option} {file}: no such file")
+    try:
+        lines = [line.strip() for line in file.read_text(encoding="utf-8-sig").splitlines()]
+    except UnicodeDecodeError as exc:
+        line_no = exc.object[: exc.start].count(b"\n") + 1
+        raise PolyheadError(
+            f"{option} {file}:{line_no}: not UTF-8 text (byte {exc.start}); convert the file to UTF-8"
+        ) from exc
+    lines = [line for line in lines if line]
+    if not lines:
+        raise PolyheadError(f"{option} {file} is empty: give one text per line")
+    return lines
+
+
+def gather_texts(texts: list[str] | None, file: Path | None) -> list[str]:
+    if texts and file:
+        raise PolyheadError("give texts as arguments or --file, not both")
+    if file:
+        return read_text_lines(file)
+    if not texts:
+        raise PolyheadError("no texts given: pass TEXT arguments or --file FILE (one text per line)")
+    return texts
+
+
+PAIR_SEPARATOR = " ||| "
+
+
+def gather_pairs(pairs: list[str] | None, file: Path | None) -> list[tuple[str, str]]:
+    """--pair 'A ||| B' values, or the lines of --pairs-file split at their tab, as (a, b) pairs."""
+    if pairs and file:
+        raise PolyheadError("give pairs as --pair or --pairs-file, not both")
+    if file is None:
+        out = []
+        for value in pairs or []:
+            a, sep, b = value.partition(PAIR_SEPARATOR.strip())
+            if not sep or not a.strip() or not b.strip():
+                raise PolyheadError(f"--pair {value!r}: write the two texts as 'TEXT_A ||| TEXT_B'")
+            out.append((a.strip(), b.strip()))
+        return out
+    out = []
+    for n, line in enumerate(read_text_lines(file, "--pairs-file"), 1):
+        parts = line.split("\t")
+        if len(parts) != 2 or not all(p.strip() for p in parts):
+            raise PolyheadError(f"--pairs-file {file}: line {n} must be text_a<TAB>text_b (two non-empty texts)")
+        out.append((parts[0].strip(), parts[1].strip()))
+    return out

@@ -1,0 +1,48 @@
+"""Rich tables shared by the CLI and the demo: similarity pairs and per-text predictions.
+
+User text is put in tables as ``rich.text.Text``, never as markup, so text like "[/]" shows as written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+
+def short(text: str, width: int = 60) -> str:
+    """``text`` cut to ``width`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def cell(text: str, width: int = 60) -> Text:
+    """User text for a Rich table: cut, and never read as markup."""
+    return Text(short(text, width))
+
+
+def similarity_table(texts: list[str], vectors: Any) -> Table:
+    """Pairwise cosine similarities of ``vectors`` (n, dim), highest first (at most 50 pairs)."""
+    import numpy as np
+
+    v = np.asarray(vectors, dtype=np.float64)
+    v = v / np.clip(np.linalg.norm(v, axis=1, keepdims=True), 1e-12, None)
+    sims = v @ v.T  # (n, n)
+    pairs = sorted(((sims[i, j], i, j) for i in range(len(texts)) for j in range(i + 1, len(texts))), reverse=True)
+    table = Table(title="Cosine similarity, high to low")
+    table.add_column("text A")
+    table.add_column("text B")
+    table.add_column("cosine", justify="right")
+    for score, i, j in pairs[:50]:
+        table.add_row(cell(texts[i], 45), cell(texts[j], 45), f"{score:.4f}")
+    return table
+
+
+def prediction_table(text: str, result: dict[str, Any], tasks: dict[str, Any]) -> Table:
+    """One text's predictions: a row per task, in the one line its task type writes (``TaskType.summary``)."""
+    table = Table(title=cell(text, 100), title_justify="left")
+    table.add_column("task")
+    table.add_column("prediction")
+    for task, out in result.items():
+        table.add_row(Text(task), Text(tasks[task].task.summary(out)))
+    return table
