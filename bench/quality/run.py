@@ -42,6 +42,8 @@ BENCHMARKS = {
     "absa_polarity": "configs/single/absa_polarity.yaml",
     "wikiann": "configs/single/wikiann.yaml",
     "wnut17": "configs/single/wnut17.yaml",
+    "mrpc": "configs/single/mrpc.yaml",
+    "rte": "configs/single/rte.yaml",
     "multi_absa": "configs/absa_restaurants.yaml",
     "multi_snips": "configs/snips_intent_slots.yaml",
     "multi_mix": "configs/mix_trec_sst2_wikiann.yaml",
