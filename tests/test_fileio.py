@@ -103,14 +103,6 @@ def test_save_tensors_atomic_round_trip_and_failure(tmp_path: Path) -> None:
     assert files(tmp_path) == ["model.safetensors"]
 
 
-def test_checkpoint_keeps_the_old_names_of_the_helpers() -> None:
-    from polyhead.training import checkpoint
-
-    assert checkpoint.write_text_atomic is write_text_atomic
-    assert checkpoint.write_json_atomic is write_json_atomic
-    assert checkpoint.save_tensors_atomic is save_tensors_atomic
-
-
 def test_the_model_directory_json_files_are_written_atomically(
     tiny_encoder: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
