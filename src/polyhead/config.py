@@ -30,6 +30,7 @@ SamplingStrategy = Literal["round_robin", "proportional", "temperature"]
 Precision = Literal["fp32", "bf16"]
 LossWeighting = Literal["static", "uncertainty"]
 Tracker = Literal["tensorboard", "wandb", "mlflow"]
+PreserveLoss = Literal["cosine", "mse"]
 
 
 class Strict(BaseModel):
@@ -140,6 +141,17 @@ class StsEvalConfig(Strict):
     each_epoch: bool = True
 
 
+class PreserveEmbeddingConfig(Strict):
+    """Keep the shared sentence embedding close to the starting encoder's while the heads train."""
+
+    weight: float = Field(1.0, gt=0, description="multiplies the preservation loss, added to the task losses")
+    data: str = Field(
+        "train", description="'train' (the training sentences: no extra encoder pass) or a file, a sentence a line"
+    )
+    loss: PreserveLoss = "cosine"
+    limit: int | None = Field(None, gt=0, description="read at most this many sentences of the file")
+
+
 class TrainingConfig(Strict):
     seed: int = 42
     epochs: int = Field(3, gt=0)
@@ -164,6 +176,7 @@ class TrainingConfig(Strict):
     log_with: list[Tracker] = Field(default=["tensorboard"])
     bucket_by_length: bool = True
     num_threads: int | None = Field(None, gt=0)
+    preserve_embedding: PreserveEmbeddingConfig | None = None
 
 
 class Config(Strict):
@@ -177,6 +190,8 @@ class Config(Strict):
         if not self.tasks:
             raise ValueError("at least one task is needed under 'tasks'")
         known = list(self.tasks)
+        if self.training.preserve_embedding is not None and "preserve_embedding" in self.tasks:
+            raise ValueError("a task may not be called 'preserve_embedding' (the embedding preservation loss is)")
         for i, stage in enumerate(self.training.stages or []):
             for name in (stage.tasks or []) + stage.freeze.heads:
                 if name not in known:

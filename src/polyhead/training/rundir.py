@@ -28,6 +28,7 @@ RUN_ARTIFACTS = {
     "tensorboard",
     "checkpoints",
     "best_model.safetensors",
+    "preserve_reference.safetensors",
     ".write-test",  # written by earlier versions (now .write-test.<rank>)
 }
 

@@ -17,6 +17,7 @@ from polyhead.modeling.encoder import autocast
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.training.cache import EmbeddingCache
 from polyhead.training.distributed import DistContext
+from polyhead.training.preserve import PRESERVE, Preservation
 
 
 @dataclass
@@ -52,6 +53,7 @@ class TrainStep:
         device: Where the model lives.
         precision: Autocast precision (``fp32``, ``bf16``, ``fp16``).
         max_grad_norm: Gradient clipping norm (None or 0: no clipping).
+        preserve: Embedding preservation (its reference vectors and weight), or None.
     """
 
     model: MultiTaskModel
@@ -67,6 +69,7 @@ class TrainStep:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     precision: str = "fp32"
     max_grad_norm: float | None = None
+    preserve: Preservation | None = None
 
     def __call__(self, batches: list[Batch]) -> dict[str, list[float]]:
         """Forward and backward every micro-batch (losses averaged over them), then one optimizer step.
@@ -78,7 +81,7 @@ class TrainStep:
         running: dict[str, list[float]] = {}
         for batch in batches:
             losses = self.forward_batch(batch.group, batch.indices)
-            total = self.weighting(losses) / len(batches)
+            total = self.total_loss(losses) / len(batches)
             if total.requires_grad:  # False for an empty shard: no gradient, which counts as zero
                 total.backward()
             for t, loss in losses.items():
@@ -92,6 +95,14 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
         return running
 
+    def total_loss(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The weighted task losses, plus the weighted preservation loss when there is one."""
+        tasks = {t: loss for t, loss in losses.items() if t != PRESERVE}
+        total = self.weighting(tasks) if tasks else torch.zeros((), device=self.device)
+        if PRESERVE in losses and self.preserve is not None:
+            total = total + self.preserve.weight * losses[PRESERVE]
+        return total
+
     def forward_batch(self, gname: str, local: list[int]) -> dict[str, torch.Tensor]:
         """Each task's loss on ``local``, this process's shard of the global batch (all of it in one process).
 
@@ -103,8 +114,11 @@ class TrainStep:
         """
         group = self.groups[gname]
         tasks = [t for t in group.tasks if t in self.tasks]
-        losses = {t: torch.zeros((), device=self.device) for t in tasks}
-        counts = torch.zeros(len(tasks))
+        # the preservation loss, for groups it compares on (never on cached features: a frozen encoder)
+        preserving = self.preserve is not None and self.cache is None and gname in self.preserve.reference
+        names = tasks + [PRESERVE] * preserving
+        losses = {t: torch.zeros((), device=self.device) for t in names}
+        counts = torch.zeros(len(names))
         if local:
             features, targets = collate(group, local, self.specs, self.model.encoder.pad_token_id)
             features = {k: v.to(self.device) for k, v in features.items()}
@@ -120,12 +134,15 @@ class TrainStep:
                     counts[i] = spec.task.loss_count(target)
                     if counts[i] > 0:
                         losses[t] = spec.task.loss(spec, outputs[t], target, self.score_scale.get(t, 1.0))
+                if preserving and self.preserve is not None:
+                    counts[-1] = len(local)
+                    losses[PRESERVE] = self.preserve.term(gname, local, feats)  # type: ignore[assignment]
         if not self.dist.distributed:
             return losses
         totals = self.dist.all_sum(torch.cat([counts, (counts > 0).float()]))
-        n, holding = totals[: len(tasks)], totals[len(tasks) :]
+        n, holding = totals[: len(names)], totals[len(names) :]
         by_share = torch.where(n > 0, self.dist.world * counts / n.clamp(min=1), 0.0)
         by_shard = torch.where(counts > 0, self.dist.world / holding.clamp(min=1), 0.0)
-        in_batch = [self.specs[t].task.loss_ranks_batch(self.specs[t]) for t in tasks]
-        return {t: losses[t] * float(by_shard[i] if in_batch[i] else by_share[i]) for i, t in enumerate(tasks)}
+        in_batch = [t != PRESERVE and self.specs[t].task.loss_ranks_batch(self.specs[t]) for t in names]
+        return {t: losses[t] * float(by_shard[i] if in_batch[i] else by_share[i]) for i, t in enumerate(names)}
 

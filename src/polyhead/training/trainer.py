@@ -30,7 +30,7 @@ from polyhead.data.collate import EncodedGroup, encode_group
 from polyhead.fileio import write_text_atomic
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.runtime import check_precision
-from polyhead.training import plan
+from polyhead.training import plan, preserve
 from polyhead.training.cache import EmbeddingCache
 from polyhead.training.callbacks import (
     DevEvaluation,
@@ -130,6 +130,13 @@ class Trainer:
         for gname, members in task_groups(cfg, list(cfg.tasks)).items():
             self.groups[gname] = encode_group(
                 gname, self.model.encoder, specs, {t: self.data[t].train for t in members}
+            )
+        self.preserve = None
+        if cfg.training.preserve_embedding is not None:  # reference vectors of the starting encoder, once
+            run_dir = self.out if self.accelerator is not None else None  # setup() alone writes no files
+            self.preserve = preserve.prepare(
+                cfg.training.preserve_embedding, self.model, self.groups, cfg.training.eval_batch_size,
+                cfg.training.precision, run_dir, self.resume, save=self.dist.is_main,
             )
         self.sts_pairs = read_sts(cfg)
         self.audit = ShardAudit(self.dist)
@@ -286,6 +293,8 @@ class Trainer:
         stage, cfg = self.stages[index], self.config.training
         optimizer, unfreezer, encoder_frozen = self.stage_optimizer(stage)
         groups = {g: grp for g, grp in self.groups.items() if any(t in stage.tasks for t in grp.tasks)}
+        if self.preserve is not None and self.preserve.extra is not None and not encoder_frozen:
+            groups[preserve.PRESERVE] = self.preserve.extra  # general sentences: drawn like a task's data
         cache = None
         if encoder_frozen and cfg.cache_embeddings:
             cache = EmbeddingCache.build(self.model, groups, cfg.eval_batch_size, cfg.precision)
@@ -312,6 +321,7 @@ class Trainer:
             device=self.device,
             precision=cfg.precision,
             max_grad_norm=cfg.max_grad_norm,
+            preserve=None if encoder_frozen else self.preserve,
         )
         run = StageRun(
             stage=stage,
