@@ -44,6 +44,8 @@ BENCHMARKS = {
     "wnut17": "configs/single/wnut17.yaml",
     "mrpc": "configs/single/mrpc.yaml",
     "rte": "configs/single/rte.yaml",
+    "stsb": "configs/single/stsb.yaml",
+    "multi_glue": "configs/glue_mix.yaml",
     "multi_absa": "configs/absa_restaurants.yaml",
     "multi_snips": "configs/snips_intent_slots.yaml",
     "multi_mix": "configs/mix_trec_sst2_wikiann.yaml",
