@@ -20,7 +20,6 @@ import numpy as np
 from polyhead import predict as pipeline
 from polyhead.errors import ModelDirError, PolyheadError
 from polyhead.modeldir import read_config
-from polyhead.tokens import TextInput
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ def create_session(file: Path, threads: int, optimized_file: Path | None = None)
     )
 
 
-class OnnxModel:
+class OnnxModel(pipeline.PipelineMethods):
     """Same encode / similarity / predict API and outputs as MultiTaskModel, on onnxruntime (the pipeline in
     polyhead.predict; this class only tokenises with ``tokenizers`` and runs a batch)."""
 
@@ -175,21 +174,3 @@ class OnnxModel:
 
     def similarity(self, a: str | Sequence[str], b: str | Sequence[str] | None = None, **kwargs: Any) -> np.ndarray:
         return pipeline.similarity(self, a, b, **kwargs)
-
-    def predict(
-        self,
-        texts: TextInput | Sequence[TextInput],
-        tasks: Sequence[str] | None = None,
-        batch_size: int = 32,
-        precision: str = "fp32",
-    ) -> list[dict[str, Any]]:
-        return pipeline.predict(self, texts, tasks, batch_size, precision)
-
-    def predict_pairs(
-        self,
-        pairs: Sequence[Sequence[str]],
-        tasks: Sequence[str] | None = None,
-        batch_size: int = 32,
-        precision: str = "fp32",
-    ) -> list[dict[str, Any]]:
-        return pipeline.predict_pairs(self, pairs, tasks, batch_size, precision)

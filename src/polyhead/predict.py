@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -80,6 +80,35 @@ class Predictor(Protocol):
     ) -> list[dict[str, Any]]: ...
 
     def similarity(self, a: Any, b: Any = None, **kwargs: Any) -> np.ndarray: ...
+
+
+class PipelineMethods:
+    """``predict`` / ``predict_pairs`` as methods, for a class that is a :class:`Backend` (both backends)."""
+
+    def predict(
+        self,
+        texts: TextInput | Sequence[TextInput],
+        tasks: Sequence[str] | None = None,
+        batch_size: int = 32,
+        precision: str = "fp32",
+    ) -> list[dict[str, Any]]:
+        """One encoder pass per batch -> every requested head's decoded output, per text (:func:`predict`).
+
+        A text is a string or a pre-tokenised list of words. Similarity tasks have no per-text output
+        (use ``similarity``). Returns a list (input order) of ``{task: result}``; see docs/python-api.md.
+        """
+        return predict(cast(Backend, self), texts, tasks, batch_size, precision)
+
+    def predict_pairs(
+        self,
+        pairs: Sequence[Sequence[str]],
+        tasks: Sequence[str] | None = None,
+        batch_size: int = 32,
+        precision: str = "fp32",
+    ) -> list[dict[str, Any]]:
+        """Pair tasks (``pair_classification``, ``pair_regression``) on ``(text_a, text_b)`` pairs, each pair
+        encoded as one sequence (:func:`predict_pairs`). Returns ``[{task: result}]`` in input order."""
+        return predict_pairs(cast(Backend, self), pairs, tasks, batch_size, precision)
 
 
 def load(model_dir: str | Path, backend: str = "torch") -> Predictor:

@@ -16,16 +16,16 @@ from polyhead.errors import PolyheadError
 from polyhead.modeldir import HEADS_NAME, TaskSpec, read_config, write_config, write_directory_atomic
 from polyhead.modeling.encoder import SentenceEncoder, load_encoder, run_padded
 from polyhead.modeling.weights import load_strict, load_weights, save_module
-from polyhead.tokens import TextInput
 
 logger = logging.getLogger(__name__)
 
 
-class MultiTaskModel(nn.Module):
+class MultiTaskModel(pipeline.PipelineMethods, nn.Module):
     """Encoder + heads keyed by task name.
 
-    ``forward(features, tasks)`` runs the encoder once and then only the requested heads. Prediction,
-    encoding and similarity go through :mod:`polyhead.predict` (this class is its torch backend).
+    ``forward(features, tasks)`` runs the encoder once and then only the requested heads. ``predict`` /
+    ``predict_pairs`` (from :class:`polyhead.predict.PipelineMethods`), encoding and similarity go through
+    :mod:`polyhead.predict`: this class is its torch backend.
     """
 
     def __init__(self, encoder: SentenceEncoder, tasks: dict[str, TaskSpec]) -> None:
@@ -125,31 +125,6 @@ class MultiTaskModel(nn.Module):
 
     def similarity(self, a: str | Sequence[str], b: str | Sequence[str] | None = None, **kwargs: Any) -> np.ndarray:
         return self.encoder.similarity(a, b, **kwargs)
-
-    def predict(
-        self,
-        texts: TextInput | Sequence[TextInput],
-        tasks: Sequence[str] | None = None,
-        batch_size: int = 32,
-        precision: str = "fp32",
-    ) -> list[dict[str, Any]]:
-        """One encoder pass per batch -> every requested head's decoded output, per text (polyhead.predict.predict).
-
-        A text is a string or a pre-tokenised list of words. Similarity tasks have no per-text output
-        (use :meth:`similarity`). Returns a list (input order) of ``{task: result}``; see docs/python-api.md.
-        """
-        return pipeline.predict(self, texts, tasks, batch_size, precision)
-
-    def predict_pairs(
-        self,
-        pairs: Sequence[Sequence[str]],
-        tasks: Sequence[str] | None = None,
-        batch_size: int = 32,
-        precision: str = "fp32",
-    ) -> list[dict[str, Any]]:
-        """Pair tasks (``pair_classification``, ``pair_regression``) on ``(text_a, text_b)`` pairs, each pair
-        encoded as one sequence (polyhead.predict.predict_pairs). Returns ``[{task: result}]`` in input order."""
-        return pipeline.predict_pairs(self, pairs, tasks, batch_size, precision)
 
 
 def load_pretrained(path: Path, attn_implementation: str = "eager") -> MultiTaskModel:
