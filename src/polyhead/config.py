@@ -27,7 +27,7 @@ FreezeMode = Literal["none", "all", "encoder", "embeddings"]
 UnfreezeUnit = Literal["steps", "epochs"]
 SchedulerType = Literal["linear", "cosine", "constant"]
 SamplingStrategy = Literal["round_robin", "proportional", "temperature"]
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["fp32", "bf16", "fp16"]
 LossWeighting = Literal["static", "uncertainty"]
 Tracker = Literal["tensorboard", "wandb", "mlflow"]
 
@@ -38,6 +38,8 @@ class Strict(BaseModel):
 
 class EncoderConfig(Strict):
     model: str = "default"
+    # a branch, tag or commit of a Hub model (encoder.model: org/name); None: the repository's default branch
+    revision: str | None = None
     # None: the model's own sentence-transformers Pooling / Normalize modules, else mean and normalised
     pooling: PoolingMode | None = None
     projection_dim: int | None = Field(None, gt=0)
@@ -149,6 +151,8 @@ class TrainingConfig(Strict):
     gradient_accumulation: int = Field(1, gt=0)
     max_grad_norm: float | None = Field(1.0, gt=0)
     precision: Precision = "fp32"
+    # one process: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps; under accelerate launch, Accelerate's
+    device: str = "auto"
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)

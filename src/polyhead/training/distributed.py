@@ -28,7 +28,9 @@ T = TypeVar("T")
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
 
-def create_accelerator(log_with: Sequence[str] = (), project_dir: Path | None = None) -> Any:
+def create_accelerator(
+    log_with: Sequence[str] = (), project_dir: Path | None = None, cpu: bool | None = None
+) -> Any:
     """An ``accelerate.Accelerator`` for this process: gloo on CPUs, NCCL on GPUs; trackers for ``log_with``.
 
     Raises:
@@ -43,7 +45,7 @@ def create_accelerator(log_with: Sequence[str] = (), project_dir: Path | None = 
     from accelerate import Accelerator
 
     return Accelerator(
-        cpu=not torch.cuda.is_available(),
+        cpu=not torch.cuda.is_available() if cpu is None else cpu,
         log_with=list(log_with) or None,
         project_dir=str(project_dir) if project_dir is not None else None,
     )
