@@ -16,12 +16,12 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from helpers import tiny_config, write_config
-from test_serving import start
 
+from helpers import tiny_config, write_config
 from polyhead.errors import ModelDirError
 from polyhead.modeldir.hub import ALLOW_PATTERNS, resolve_model_path
 from polyhead.modeling.encoder import SentenceEncoder
+from test_serving import start
 
 CLOSED_ENDPOINT = "http://127.0.0.1:9"  # discard port: nothing listens, a connection is refused at once
 TINY = "polyhead-tests/tiny-bert"
