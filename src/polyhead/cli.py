@@ -21,6 +21,7 @@ from rich.table import Table
 from polyhead.data.lines import gather_pairs, gather_texts, read_text_lines
 from polyhead.display import metrics_table, prediction_table, short, similarity_table
 from polyhead.errors import PolyheadError
+from polyhead.extras import require
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="polyhead: one encoder, many task heads.")
 console = Console()
@@ -214,8 +215,7 @@ def train(
             err_console.print(f"{exc.summary}. Resume with: {shlex.join(command)}", markup=False, soft_wrap=True)
         raise SystemExit(130) from None
     if trainer.dist.is_main:
-        console.print(f"model: {out / 'model'}\nmetrics: {out / 'metrics.jsonl'}")
-        console.print(f"curves: {out / 'training_curves.png'}")
+        console.print(f"model: {out / 'model'}\nmetrics: {out / 'metrics.jsonl'}\ncurves: {out}/training_curves.png")
 
 
 def default_run_dir(name: str) -> Path:
@@ -318,6 +318,7 @@ def serve(
     device: Device = "auto",
 ) -> None:
     """Serve a model over HTTP: /embed, /predict, /similarity, /health, a page at /, docs at /docs."""
+    require("serve", "polyhead serve")
     import uvicorn
 
     from polyhead.predict import load

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from polyhead.errors import ConfigError
+from polyhead.extras import installed
 
 # Allowed values, each listed once: the fields below use these aliases, and the code that checks a value at
 # run time takes its tuple from them with typing.get_args (runtime.PRECISIONS, pooling.POOLING_MODES, ...),
@@ -142,6 +143,10 @@ class StsEvalConfig(Strict):
     each_epoch: bool = True
 
 
+def default_trackers() -> list[Tracker]:
+    return ["tensorboard"] if installed("tensorboard") else []
+
+
 class TrainingConfig(Strict):
     seed: int = 42
     epochs: int = Field(3, gt=0)
@@ -165,7 +170,8 @@ class TrainingConfig(Strict):
     sts_eval: StsEvalConfig | None = None
     checkpoint_steps: int | None = Field(None, gt=0)
     keep_checkpoints: int = Field(2, gt=0)
-    log_with: list[Tracker] = Field(default=["tensorboard"])
+    # tensorboard when it is installed (the `plots` extra), else none: a core install trains with the default
+    log_with: list[Tracker] = Field(default_factory=lambda: default_trackers())
     bucket_by_length: bool = True
     num_threads: int | None = Field(None, gt=0)
 

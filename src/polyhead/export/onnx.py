@@ -167,7 +167,11 @@ def export_onnx(
 
 
 def check_options(quantize: str | None, sts_file: Path | None) -> None:
-    """Options an export would otherwise only trip over after minutes of exporting and quantising."""
+    """Options an export would otherwise only trip over after minutes of exporting and quantising (and the
+    packages it needs, the ``onnx`` extra)."""
+    from polyhead.extras import require
+
+    require("onnx", "polyhead export")
     if quantize not in (None, "int8"):
         raise PolyheadError(f"--quantize {quantize!r}: valid: int8")
     if sts_file is not None and not Path(sts_file).is_file():
