@@ -106,3 +106,23 @@ def test_core_commands_run_with_every_extra_missing(tmp_path: Path, tiny_model_d
         assert proc.returncode == 0, (args[0], proc.stderr)
     assert (tmp_path / "run" / "model" / "polyhead.json").is_file()
     assert not (tmp_path / "run" / "tensorboard").exists() and not (tmp_path / "run" / "training_curves.png").exists()
+
+
+def test_the_dockerfile_serves_as_documented() -> None:
+    """The Dockerfile pins the torch `make setup` pins, installs extras that exist, serves /model on port 8000
+    as docs/serving.md shows, and CI builds it only where a Docker daemon answers."""
+    import re
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    make_torch = re.search(r"torch==([\d.]+)", (ROOT / "Makefile").read_text())
+    assert make_torch and f"pip install torch=={make_torch.group(1)} --index-url https://download.pytorch.org/whl/cpu" \
+        in dockerfile
+    installed = re.search(r"pip install '\.\[([a-z,-]+)\]'", dockerfile)
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert installed and set(installed.group(1).split(",")) == {"serve", "onnx"} <= set(extras)
+    entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", dockerfile, flags=re.M).group(1))  # type: ignore[union-attr]
+    assert entry == ["polyhead", "serve", "/model", "--host", "0.0.0.0", "--port", "8000"]
+    doc = (ROOT / "docs" / "serving.md").read_text()
+    assert "docker build -t polyhead ." in doc and '-p 8000:8000 -v "$PWD/runs/demo/model:/model:ro" polyhead' in doc
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "docker info >/dev/null 2>&1; then\n  docker build" in ci and "docker" not in (ROOT / "Makefile").read_text()
