@@ -15,6 +15,7 @@ from polyhead.runtime import configure_cpu_runtime
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")  # even with HF_HUB_OFFLINE unset: a closed local port
 configure_cpu_runtime()
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

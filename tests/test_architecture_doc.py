@@ -42,7 +42,8 @@ def test_no_task_type_name_comparisons_outside_tasks() -> None:
 
 def test_torch_free_modules_import_without_torch() -> None:
     code = (
-        "import sys; import polyhead.modeldir, polyhead.tasks, polyhead.predict, polyhead.onnx_backend, "
+        "import sys; import polyhead.modeldir, polyhead.modeldir.hub, polyhead.extras, polyhead.tasks, "
+        "polyhead.predict, polyhead.onnx_backend, "
         "polyhead.serving.app, polyhead.evaluation.evaluator; "
         "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; assert not bad, bad"
     )

@@ -108,7 +108,7 @@ def test_encode_unknown_pooling(tiny_model_dir: Path, capsys, monkeypatch) -> No
 
 def test_encode_missing_model(tmp_path: Path, capsys, monkeypatch) -> None:
     result = run_main(capsys, monkeypatch, "encode", "--model", str(tmp_path / "nope"), "hi")
-    assert_user_error(result, "not available locally")
+    assert_user_error(result, "is not a local directory, and not a Hugging Face Hub name")
 
 
 def test_encode_directory_that_is_not_a_model(tmp_path: Path, capsys, monkeypatch) -> None:
@@ -124,7 +124,7 @@ def test_encode_hub_name_offline() -> None:
     assert_user_error(
         run_cli("encode", "--model", "sentence-transformers/all-mpnet-base-v2", "hi"),
         "sentence-transformers/all-mpnet-base-v2",
-        "offline",
+        "is not in the Hugging Face cache",
     )
 
 

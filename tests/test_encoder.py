@@ -122,7 +122,7 @@ def test_unknown_pooling(tiny_model_dir: Path) -> None:
 def test_model_path_that_does_not_exist(tmp_path: Path) -> None:
     with pytest.raises(ModelDirError) as info:
         SentenceEncoder.from_pretrained(tmp_path / "nope")
-    assert "not available locally" in one_line(info.value)
+    assert "is not a local directory, and not a Hugging Face Hub name" in one_line(info.value)
 
 
 def test_directory_that_is_not_a_model(tmp_path: Path) -> None:
@@ -143,7 +143,7 @@ def test_hub_name_while_offline() -> None:
     with pytest.raises(ModelDirError) as info:
         SentenceEncoder.from_pretrained("sentence-transformers/all-mpnet-base-v2")
     message = one_line(info.value)
-    assert "sentence-transformers/all-mpnet-base-v2" in message and "offline" in message
+    assert "sentence-transformers/all-mpnet-base-v2" in message and "HF_HUB_OFFLINE is set" in message
 
 
 def test_hf_directory_with_pickled_weights_is_refused(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -19,13 +19,17 @@ from rich.console import Console
 from rich.table import Table
 
 from polyhead.data.lines import gather_pairs, gather_texts, read_text_lines
-from polyhead.display import prediction_table, short, similarity_table
+from polyhead.display import metrics_table, prediction_table, short, similarity_table
 from polyhead.errors import PolyheadError
+from polyhead.extras import require
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="polyhead: one encoder, many task heads.")
 console = Console()
 err_console = Console(stderr=True)
 logger = logging.getLogger("polyhead.cli")
+Device = Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
+Precision = Annotated[str, typer.Option(help="fp32, bf16 or fp16 (fp16: CUDA only).")]
+Revision = Annotated[str | None, typer.Option(help="Branch, tag or commit of a Hugging Face Hub model name.")]
 
 
 @app.command()
@@ -33,8 +37,9 @@ def encode(
     texts: Annotated[list[str] | None, typer.Argument(help="Sentences to embed.")] = None,
     file: Annotated[Path | None, typer.Option("--file", "-f", help="UTF-8 file, one text per line.")] = None,
     model: Annotated[
-        str, typer.Option(help="'default', an HF encoder directory or a polyhead model directory.")
+        str, typer.Option(help="'default', a Hub name (org/name), an HF encoder or a polyhead model directory.")
     ] = "default",
+    revision: Revision = None,
     pooling: Annotated[
         str | None,
         typer.Option(
@@ -50,8 +55,9 @@ def encode(
     out: Annotated[Path | None, typer.Option(help="Write the vectors to this .npy file.")] = None,
     similarity: Annotated[bool, typer.Option("--similarity", help="Print pairwise cosine similarities.")] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
+    precision: Precision = "fp32",
     backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (model dir after polyhead export).")] = "torch",
+    device: Device = "auto",
 ) -> None:
     """Embed sentences: print the dimension and first values, a similarity table, or write .npy."""
     import numpy as np
@@ -65,7 +71,9 @@ def encode(
         from polyhead.modeling.encoder import SentenceEncoder
 
         # --no-normalize is applied by encode() below, for every kind of model
-        encoder = SentenceEncoder.from_pretrained(model, pooling=pooling, projection_dim=projection_dim)
+        encoder = SentenceEncoder.from_pretrained(
+            model, pooling=pooling, projection_dim=projection_dim, revision=revision, device=device
+        )
     elif model == "default" and not (Path(model) / "polyhead.json").is_file():
         raise PolyheadError(
             f"--backend {backend} needs --model MODEL_DIR: a polyhead model directory after `polyhead export` "
@@ -74,7 +82,7 @@ def encode(
     else:
         from polyhead.predict import load
 
-        encoder = load(Path(model), backend)
+        encoder = load(Path(model), backend, device)
     vectors = np.asarray(
         encoder.encode(
             items,
@@ -104,8 +112,9 @@ def predict(
     tasks: Annotated[str | None, typer.Option(help="Comma-separated task names (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
+    precision: Precision = "fp32",
     backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (after polyhead export).")] = "torch",
+    device: Device = "auto",
     pair: Annotated[
         list[str] | None,
         typer.Option("--pair", help="A text pair for the pair heads: --pair 'TEXT_A ||| TEXT_B' (repeatable)."),
@@ -121,7 +130,7 @@ def predict(
     if pairs and (texts or file):
         raise PolyheadError("give texts (arguments / --file) or pairs (--pair / --pairs-file), not both")
     items = pairs or gather_texts(texts, file)
-    model = load(model_dir, backend)
+    model = load(model_dir, backend, device)
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     reason = nothing_to_predict(model.tasks, names, "pair" if pairs else "text")
     if reason:
@@ -206,8 +215,7 @@ def train(
             err_console.print(f"{exc.summary}. Resume with: {shlex.join(command)}", markup=False, soft_wrap=True)
         raise SystemExit(130) from None
     if trainer.dist.is_main:
-        console.print(f"model: {out / 'model'}\nmetrics: {out / 'metrics.jsonl'}")
-        console.print(f"curves: {out / 'training_curves.png'}")
+        console.print(f"model: {out / 'model'}\nmetrics: {out / 'metrics.jsonl'}\ncurves: {out}/training_curves.png")
 
 
 def default_run_dir(name: str) -> Path:
@@ -223,6 +231,7 @@ def evaluate(
     split: Annotated[str, typer.Option(help="dev, test or train.")] = "test",
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    device: Device = "auto",
 ) -> None:
     """Per-task metrics of a saved model on the dev, test or train split of a config's data."""
     from polyhead.config import load_config
@@ -230,18 +239,11 @@ def evaluate(
 
     if split not in ("dev", "test", "train"):
         raise PolyheadError(f"--split {split!r}: valid: dev, test, train")
-    metrics = evaluate_model(model_dir, load_config(config, set_ or []), split)
+    metrics = evaluate_model(model_dir, load_config(config, set_ or []), split, device)
     if as_json:
         sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
         return
-    table = Table(title=f"{model_dir} on {split}")
-    table.add_column("task")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for task, values in metrics.items():
-        for name, value in values.items():
-            table.add_row(task, name, f"{value:.4f}")
-    console.print(table)
+    console.print(metrics_table(f"{model_dir} on {split}", metrics))
 
 
 @app.command()
@@ -313,14 +315,16 @@ def serve(
     ] = None,
     no_batching: Annotated[bool, typer.Option("--no-batching", help="Run every request alone.")] = False,
     max_wait_ms: Annotated[float, typer.Option(min=0, help="How long a micro-batch waits for more requests.")] = 5.0,
+    device: Device = "auto",
 ) -> None:
     """Serve a model over HTTP: /embed, /predict, /similarity, /health, a page at /, docs at /docs."""
+    require("serve", "polyhead serve")
     import uvicorn
 
     from polyhead.predict import load
     from polyhead.serving.app import ServeSettings, create_app
 
-    model = load(model_dir, backend)
+    model = load(model_dir, backend, device)
     settings = ServeSettings(
         max_texts=max_texts,
         max_chars=max_chars,
@@ -355,6 +359,7 @@ def export_model(
         ),
     ] = None,
     format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
+    revision: Revision = None,
     quantize: Annotated[
         str | None,
         typer.Option(help="int8: the fastest int8 recipe that holds the parity gate (docs/export.md), heads fp32."),
@@ -377,7 +382,7 @@ def export_model(
     from polyhead.export.onnx import export_encoder, export_onnx
 
     if output is not None:
-        report = export_encoder(str(model_dir), output, quantize, check, texts, sts)
+        report = export_encoder(str(model_dir), output, quantize, check, texts, sts, revision)
     else:
         report = export_onnx(model_dir, quantize, check, texts, sts)
     for file in report["files"]:

@@ -204,6 +204,9 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 def plot(strategies: list[Strategy], out: Path) -> Path:
     """Grouped bars: one group per task, one bar per strategy, error bars = std over seeds."""
+    from polyhead.extras import require
+
+    require("plots", "compare --plot", ["matplotlib"])
     import matplotlib
 
     matplotlib.use("Agg")

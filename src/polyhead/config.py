@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from polyhead.errors import ConfigError
+from polyhead.extras import installed
 
 # Allowed values, each listed once: the fields below use these aliases, and the code that checks a value at
 # run time takes its tuple from them with typing.get_args (runtime.PRECISIONS, pooling.POOLING_MODES, ...),
@@ -27,7 +28,7 @@ FreezeMode = Literal["none", "all", "encoder", "embeddings"]
 UnfreezeUnit = Literal["steps", "epochs"]
 SchedulerType = Literal["linear", "cosine", "constant"]
 SamplingStrategy = Literal["round_robin", "proportional", "temperature"]
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["fp32", "bf16", "fp16"]
 LossWeighting = Literal["static", "uncertainty"]
 Tracker = Literal["tensorboard", "wandb", "mlflow"]
 PreserveLoss = Literal["cosine", "mse"]
@@ -39,6 +40,8 @@ class Strict(BaseModel):
 
 class EncoderConfig(Strict):
     model: str = "default"
+    # a branch, tag or commit of a Hub model (encoder.model: org/name); None: the repository's default branch
+    revision: str | None = None
     # None: the model's own sentence-transformers Pooling / Normalize modules, else mean and normalised
     pooling: PoolingMode | None = None
     projection_dim: int | None = Field(None, gt=0)
@@ -152,6 +155,10 @@ class PreserveEmbeddingConfig(Strict):
     limit: int | None = Field(None, gt=0, description="read at most this many sentences of the file")
 
 
+def default_trackers() -> list[Tracker]:
+    return ["tensorboard"] if installed("tensorboard") else []
+
+
 class TrainingConfig(Strict):
     seed: int = 42
     epochs: int = Field(3, gt=0)
@@ -161,6 +168,8 @@ class TrainingConfig(Strict):
     gradient_accumulation: int = Field(1, gt=0)
     max_grad_norm: float | None = Field(1.0, gt=0)
     precision: Precision = "fp32"
+    # one process: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps; under accelerate launch, Accelerate's
+    device: str = "auto"
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
@@ -173,7 +182,8 @@ class TrainingConfig(Strict):
     sts_eval: StsEvalConfig | None = None
     checkpoint_steps: int | None = Field(None, gt=0)
     keep_checkpoints: int = Field(2, gt=0)
-    log_with: list[Tracker] = Field(default=["tensorboard"])
+    # tensorboard when it is installed (the `plots` extra), else none: a core install trains with the default
+    log_with: list[Tracker] = Field(default_factory=lambda: default_trackers())
     bucket_by_length: bool = True
     num_threads: int | None = Field(None, gt=0)
     preserve_embedding: PreserveEmbeddingConfig | None = None

@@ -46,3 +46,14 @@ def prediction_table(text: str, result: dict[str, Any], tasks: dict[str, Any]) -
     for task, out in result.items():
         table.add_row(Text(task), Text(tasks[task].task.summary(out)))
     return table
+
+
+def metrics_table(title: str, metrics: dict[str, dict[str, float]]) -> Table:
+    """Task x metric -> value (``polyhead evaluate``)."""
+    table = Table(title=title)
+    for name, justify in (("task", "left"), ("metric", "left"), ("value", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for task, values in metrics.items():
+        for name, value in values.items():
+            table.add_row(task, name, f"{value:.4f}")
+    return table

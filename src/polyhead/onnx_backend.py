@@ -81,13 +81,9 @@ class OnnxModel(pipeline.PipelineMethods):
 
     def __init__(self, path: str | Path, variant: str = "fp32", threads: int | None = None) -> None:
         path = Path(path)
-        try:
-            import onnxruntime  # noqa: F401 - imported here to fail early with an install hint
-            from tokenizers import Tokenizer
-        except ImportError as exc:
-            raise PolyheadError(
-                f"the onnx backend needs onnxruntime and tokenizers: pip install onnxruntime ({exc})"
-            ) from exc
+        from polyhead.extras import require
+
+        require("onnx", "the onnx backend", ["onnxruntime"])  # before anything is read: the install hint first
         if variant not in VARIANTS:
             raise PolyheadError(f"unknown ONNX variant {variant!r}; valid: {', '.join(VARIANTS)}")
         config = read_config(path)
@@ -112,6 +108,8 @@ class OnnxModel(pipeline.PipelineMethods):
         self.max_length = int(self.settings["max_length"])
         self.normalize = bool(self.settings["normalize"])
         self.tasks = config.tasks
+        from tokenizers import Tokenizer  # a core dependency (transformers needs it)
+
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)

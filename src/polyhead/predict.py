@@ -111,18 +111,31 @@ class PipelineMethods:
         return predict_pairs(cast(Backend, self), pairs, tasks, batch_size, precision)
 
 
-def load(model_dir: str | Path, backend: str = "torch") -> Predictor:
+def load(model_dir: str | Path, backend: str = "torch", device: Any = None) -> Predictor:
     """A model directory on a backend: ``torch`` (MultiTaskModel), ``onnx`` or ``onnx-int8`` (OnnxModel, after
-    ``polyhead export``; torch is never imported)."""
+    ``polyhead export``; torch is never imported).
+
+    ``device`` (torch backend): ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N``, ``mps``;
+    default ``auto``. The onnx backends run on the CPU (``cpu`` / ``auto`` / None).
+    """
     if backend not in BACKENDS:
         raise PolyheadError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     if backend == "torch":
         from polyhead.modeling.multitask import MultiTaskModel
 
-        return MultiTaskModel.from_pretrained(model_dir)
+        return MultiTaskModel.from_pretrained(model_dir, device=device)
+    check_onnx_device(device)
     from polyhead.onnx_backend import OnnxModel
 
     return OnnxModel(Path(model_dir), "int8" if backend == "onnx-int8" else "fp32")
+
+
+def check_onnx_device(device: Any) -> None:
+    """The onnx backends run on onnxruntime's CPU provider: another device is an error, never ignored."""
+    if device is not None and str(device).strip().lower() not in ("cpu", "auto"):
+        raise PolyheadError(
+            f"device {str(device)!r}: the onnx backends run on the CPU; use --backend torch for {str(device)!r}"
+        )
 
 
 # ------------------------------------------------------------------------------------------ the pipeline

@@ -59,11 +59,17 @@ def cpu_supports_bf16() -> bool:
 
 
 def check_precision(precision: str, device: str = "cpu") -> str:
-    """Validate a precision name and that this machine can run it fast; returns it unchanged."""
+    """Validate a precision name for a device type (``cpu``, ``cuda``, ``mps``); returns it unchanged.
+
+    ``fp16`` autocast runs on CUDA GPUs only; ``bf16`` on a CPU needs native bf16 instructions (checked only on
+    the CPU: GPUs take torch's ordinary autocast path).
+    """
     from polyhead.errors import PolyheadError
 
     if precision not in PRECISIONS:
         raise PolyheadError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device != "cuda":
+        raise PolyheadError(f"precision 'fp16' runs on CUDA GPUs only (device {device}); use 'fp32' or 'bf16'")
     if precision == "bf16" and device == "cpu" and not cpu_supports_bf16():
         raise PolyheadError(
             "precision 'bf16' needs a CPU with AVX512-BF16 or AMX (not found in /proc/cpuinfo); use 'fp32'"

@@ -95,7 +95,7 @@ def export_onnx(
             f"{model_dir} is an encoder, not a polyhead model directory: add --output DIR to save it as one "
             "and export it there (export_encoder)"
         )
-    model = MultiTaskModel.from_pretrained(model_dir).eval()
+    model = MultiTaskModel.from_pretrained(model_dir, device="cpu").eval()
     heads = predicting_tasks(model.tasks)
     with_tokens = any(model.tasks[n].level == "token" for n in heads)
     names = (
@@ -167,7 +167,11 @@ def export_onnx(
 
 
 def check_options(quantize: str | None, sts_file: Path | None) -> None:
-    """Options an export would otherwise only trip over after minutes of exporting and quantising."""
+    """Options an export would otherwise only trip over after minutes of exporting and quantising (and the
+    packages it needs, the ``onnx`` extra)."""
+    from polyhead.extras import require
+
+    require("onnx", "polyhead export")
     if quantize not in (None, "int8"):
         raise PolyheadError(f"--quantize {quantize!r}: valid: int8")
     if sts_file is not None and not Path(sts_file).is_file():
@@ -181,16 +185,17 @@ def export_encoder(
     check: bool = False,
     texts: list[str] | None = None,
     sts_file: Path | None = None,
+    revision: str | None = None,
 ) -> dict[str, Any]:
-    """Save an encoder (``"default"``, or an HF / sentence-transformers directory, with the pooling,
-    normalisation and max length of its sentence-transformers files) as a polyhead model directory without
+    """Save an encoder (``"default"``, an HF / sentence-transformers directory or a Hub name at ``revision``, with
+    the pooling, normalisation and max length of its sentence-transformers files) as a polyhead model directory without
     heads at ``output`` and export it there, as :func:`export_onnx` does: the embedding-only export
     sentence-transformers users know. ``output`` must be new or empty; if the export fails, it is removed."""
     from polyhead.modeldir.layout import sentence_transformers_settings
     from polyhead.modeling.encoder import SentenceEncoder, resolve_model_path
 
     check_options(quantize, sts_file)
-    path = resolve_model_path(source)
+    path = resolve_model_path(source, revision)
     if (path / CONFIG_NAME).is_file():
         raise PolyheadError(
             f"{source} is a polyhead model directory: it is exported in place (drop --output); "
@@ -203,7 +208,7 @@ def export_encoder(
             f"{source}: sentence-transformers module(s) {', '.join(ignored)} can't be exported (polyhead reads "
             "Transformer, Pooling and Normalize); the export would not compute that model's embeddings"
         )
-    MultiTaskModel(SentenceEncoder.from_pretrained(source), {}).save_pretrained(output)
+    MultiTaskModel(SentenceEncoder.from_pretrained(source, revision=revision, device="cpu"), {}).save_pretrained(output)
     try:
         report = export_onnx(output, quantize=quantize, check=check, texts=texts, sts_file=sts_file)
     except PolyheadError as exc:

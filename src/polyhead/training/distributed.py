@@ -9,7 +9,6 @@ main process writes files. A single process (``polyhead train`` without a launch
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from polyhead.errors import PolyheadError
+from polyhead.extras import installed
 
 logger = logging.getLogger(__name__)
 
@@ -26,24 +26,27 @@ T = TypeVar("T")
 
 # tracker name in the config -> the package Accelerate needs for it
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+TRACKER_INSTALL = {"tensorboard": "'polyhead[plots]'", "wandb": "wandb", "mlflow": "mlflow"}
 
 
-def create_accelerator(log_with: Sequence[str] = (), project_dir: Path | None = None) -> Any:
+def create_accelerator(
+    log_with: Sequence[str] = (), project_dir: Path | None = None, cpu: bool | None = None
+) -> Any:
     """An ``accelerate.Accelerator`` for this process: gloo on CPUs, NCCL on GPUs; trackers for ``log_with``.
 
     Raises:
         PolyheadError: a tracker whose package is not installed.
     """
     for name in log_with:
-        if importlib.util.find_spec(TRACKER_PACKAGES[name]) is None:
+        if not installed(TRACKER_PACKAGES[name]):
             raise PolyheadError(
                 f"training.log_with: {name!r} needs the {TRACKER_PACKAGES[name]} package, which is not installed; "
-                f"pip install {TRACKER_PACKAGES[name]} or remove it (valid: {', '.join(TRACKER_PACKAGES)})"
+                f"pip install {TRACKER_INSTALL[name]} or remove it (valid: {', '.join(TRACKER_PACKAGES)})"
             )
     from accelerate import Accelerator
 
     return Accelerator(
-        cpu=not torch.cuda.is_available(),
+        cpu=not torch.cuda.is_available() if cpu is None else cpu,
         log_with=list(log_with) or None,
         project_dir=str(project_dir) if project_dir is not None else None,
     )

@@ -89,6 +89,11 @@ def plot_curves(metrics_file: Path, out_png: Path) -> Path | None:
     """Training loss per task (by step) and dev metrics per task (by step), one PNG with two panels."""
     if not metrics_file.is_file():
         return None
+    from polyhead.extras import installed
+
+    if not installed("matplotlib"):  # the run is kept; only its picture needs the extra
+        logger.warning("training curves not drawn: matplotlib is not installed (pip install 'polyhead[plots]')")
+        return None
     import matplotlib
 
     matplotlib.use("Agg")

@@ -132,7 +132,7 @@ def effective_encoder(config: dict[str, Any]) -> dict[str, Any]:
     optional is the same run."""
     encoder = dict(config.get("encoder") or {})
     with contextlib.suppress(PolyheadError):  # a model that is gone: compared as written
-        path = resolve_model_path(encoder.get("model", DEFAULT_MODEL))
+        path = resolve_model_path(encoder.get("model", DEFAULT_MODEL), encoder.get("revision"))
         settings, _ = encoder_settings(path, pooling=encoder.get("pooling"), normalize=encoder.get("normalize"))
         encoder.update(pooling=settings["pooling"], normalize=settings["normalize"])
     return {**config, "encoder": encoder}

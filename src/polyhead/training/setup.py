@@ -98,6 +98,8 @@ def build_model(config: Config, specs: dict[str, TaskSpec]) -> MultiTaskModel:
     enc = config.encoder
     encoder = SentenceEncoder.from_pretrained(
         enc.model,
+        revision=enc.revision,
+        device="cpu",  # the trainer moves the model to training.device
         pooling=enc.pooling,
         projection_dim=enc.projection_dim,
         normalize=enc.normalize,

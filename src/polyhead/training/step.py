@@ -7,6 +7,7 @@ No logging and no files: a step returns its losses and leaves the rest to the ca
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -70,6 +71,8 @@ class TrainStep:
     precision: str = "fp32"
     max_grad_norm: float | None = None
     preserve: Preservation | None = None
+    # fp16 autocast (CUDA) scales the loss so small gradients don't underflow: torch.amp.GradScaler, else None
+    scaler: Any = None
 
     def __call__(self, batches: list[Batch]) -> dict[str, list[float]]:
         """Forward and backward every micro-batch (losses averaged over them), then one optimizer step.
@@ -83,14 +86,20 @@ class TrainStep:
             losses = self.forward_batch(batch.group, batch.indices)
             total = self.total_loss(losses) / len(batches)
             if total.requires_grad:  # False for an empty shard: no gradient, which counts as zero
-                total.backward()
+                (self.scaler.scale(total) if self.scaler is not None else total).backward()
             for t, loss in losses.items():
                 running.setdefault(t, []).append(float(loss.detach()))
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.requires_grad]
         self.dist.average_gradients(params, 1.0 / self.dist.world)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
         if self.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)  # skipped when a gradient overflowed in fp16
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return running

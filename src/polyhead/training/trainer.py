@@ -28,6 +28,7 @@ import yaml
 from polyhead.config import Config
 from polyhead.data.collate import EncodedGroup, encode_group
 from polyhead.fileio import write_text_atomic
+from polyhead.modeling.device import resolve_device
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.runtime import check_precision
 from polyhead.training import plan, preserve
@@ -106,7 +107,9 @@ class Trainer:
         self.dist = DistContext()
         self.accelerator: Any = None  # created by run(); setup() alone runs on the CPU
         self.global_step = 0
-        check_precision(config.training.precision)
+        # training.device checked now (one line if it isn't here), used by setup(); Accelerate's under a launcher
+        self.target = resolve_device(config.training.device, "training.device")
+        check_precision(config.training.precision, self.target.type)
 
     def setup(self) -> None:
         """Data, label lists, model, stage plan (checked), loss weighting and tokenised training groups."""
@@ -116,7 +119,7 @@ class Trainer:
         self.data: dict[str, TaskData] = load_all_data(cfg)
         specs = build_specs(cfg, self.data)
         self.model: MultiTaskModel = build_model(cfg, specs)
-        self.device = self.accelerator.device if self.accelerator is not None else torch.device("cpu")
+        self.device = self.accelerator.device if self.dist.distributed else self.target
         self.model.to(self.device)
         self.dist.broadcast_parameters(self.model)  # every process starts from the main process's weights
         if self.dist.rank:
@@ -152,7 +155,7 @@ class Trainer:
                 is saved and :class:`TrainingInterrupted` raised.
         """
         log_with = self.config.training.log_with
-        self.accelerator = create_accelerator(log_with, self.out)
+        self.accelerator = create_accelerator(log_with, self.out, cpu=self.target.type == "cpu")
         self.dist = DistContext(self.accelerator)
         if not self.dist.is_main:
             self.report = lambda item: None  # one report, from the main process
@@ -322,6 +325,7 @@ class Trainer:
             precision=cfg.precision,
             max_grad_norm=cfg.max_grad_norm,
             preserve=None if encoder_frozen else self.preserve,
+            scaler=torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None,
         )
         run = StageRun(
             stage=stage,
