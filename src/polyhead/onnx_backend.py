@@ -20,6 +20,7 @@ import numpy as np
 from polyhead import predict as pipeline
 from polyhead.errors import ModelDirError, PolyheadError
 from polyhead.modeldir import read_config
+from polyhead.modeldir.tokenizer import check_tokenizer_files, check_vocab_size
 from polyhead.tokens import TextInput
 
 logger = logging.getLogger(__name__)
@@ -113,7 +114,11 @@ class OnnxModel:
         self.max_length = int(self.settings["max_length"])
         self.normalize = bool(self.settings["normalize"])
         self.tasks = config.tasks
+        check_tokenizer_files(path, config.raw)
+        if not (path / "tokenizer.json").is_file():
+            raise ModelDirError(f"{path} has no tokenizer.json; the onnx backend reads the tokenizer from it")
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        check_vocab_size(path, self.tokenizer.get_vocab_size(with_added_tokens=True))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
         self.pad_id = int(meta.get("pad_token_id", 0))

@@ -27,6 +27,7 @@ from typing import Any
 from polyhead.errors import ModelDirError, PolyheadError
 from polyhead.fileio import write_json_atomic
 from polyhead.modeldir.spec import TaskSpec
+from polyhead.modeldir.tokenizer import tokenizer_record
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "polyhead.json"
@@ -100,11 +101,13 @@ def read_task_specs(file: Path, tasks: dict[str, Any]) -> dict[str, TaskSpec]:
 
 
 def write_config(out: Path, encoder: dict[str, Any], tasks: dict[str, TaskSpec]) -> None:
+    """polyhead.json for the directory ``out`` (written last: the tokenizer files are already there)."""
     config = {
         "format_version": FORMAT_VERSION,
         "library_versions": library_versions(),
         "encoder": encoder,
         "tasks": {name: spec.to_dict() for name, spec in tasks.items()},
+        "tokenizer": tokenizer_record(out),  # checked at load: the files the model was saved with
     }
     write_json_atomic(out / CONFIG_NAME, config)
 
