@@ -112,7 +112,9 @@ def test_case(
     with pytest.raises(SystemExit) as exit_info:
         main()
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
+    # what a terminal shows: a progress bar cleared with "\r" (tqdm, leave=False) leaves nothing behind
+    shown = [line.rsplit("\r", 1)[-1] for line in err.split("\n")]
+    lines = [line for line in shown if line.strip()]
     assert exit_info.value.code == case.get("exit", 2), err
     assert len(lines) == 1, f"expected one line, got:\n{err}"
     assert "Traceback" not in err
