@@ -74,6 +74,8 @@ def prepare(case: dict, tmp: Path, model_src: Path, tiny_model_dir: Path) -> dic
         (tmp / name).write_text(text)
     for name, hexdata in setup.get("write_bytes", {}).items():
         (tmp / name).write_bytes(bytes.fromhex(hexdata.replace("\n", "").replace(" ", "")))
+    for name, target in setup.get("symlink", {}).items():
+        (tmp / name).symlink_to(target)
     if "model_edit_json" in setup:
         data = json.loads((model / "polyhead.json").read_text())
         for key, value in setup["model_edit_json"].items():
