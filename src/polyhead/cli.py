@@ -44,7 +44,7 @@ def encode(
         ),
     ] = None,
     projection_dim: Annotated[
-        int | None, typer.Option(help="Add a (randomly initialised) projection to this size.")
+        int | None, typer.Option(min=1, max=65536, help="Add a (randomly initialised) projection to this size.")
     ] = None,
     no_normalize: Annotated[
         bool, typer.Option("--no-normalize", help="Skip L2 normalisation (default: normalise, as the model says).")
