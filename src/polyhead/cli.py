@@ -321,7 +321,9 @@ def serve(
 
     from polyhead.predict import load
     from polyhead.serving.app import ServeSettings, create_app
+    from polyhead.serving.listen import check_listen
 
+    check_listen(host, port, api_key)
     model = load(model_dir, backend)
     settings = ServeSettings(
         max_texts=max_texts,

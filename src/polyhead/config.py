@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from polyhead.errors import ConfigError
+from polyhead.yamlcheck import check_yaml
 
 TASK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 MAX_WIDTH = 65536  # largest head layer / projection: bounds what a typo can make polyhead allocate
@@ -338,6 +339,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text") from exc
+    check_yaml(text, str(path))  # duplicate keys, alias bombs
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
