@@ -160,7 +160,7 @@ def write_config(out: Path, encoder: dict[str, Any], tasks: dict[str, TaskSpec])
 
 def check_safe_directory(path: Path) -> None:
     """Refuse directories that ship Python code or pickled weights (only safetensors + JSON are read)."""
-    unsafe = sorted(p.name for p in path.rglob("*") if p.suffix in UNSAFE_SUFFIXES and p.is_file())
+    unsafe = sorted(p.name for p in path.rglob("*") if p.suffix.lower() in UNSAFE_SUFFIXES and p.is_file())
     if unsafe:
         raise ModelDirError(
             f"{path} holds files that could run code when loaded ({', '.join(unsafe[:5])}); polyhead only "

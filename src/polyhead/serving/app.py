@@ -151,7 +151,7 @@ def create_app(model: Predictor, settings: ServeSettings | None = None) -> FastA
             raise LimitError(422, "max_texts", settings.max_texts,
                              f"{count} texts exceed max_texts={settings.max_texts} per request")
         for i, text in enumerate(texts):
-            bad = invalid_text(text)
+            bad = invalid_text(text) or ("" if text.strip() else "empty text (nothing to read)")
             if bad:
                 raise PolyheadError(f"texts[{i}]: {bad}")
             if len(text) > settings.max_chars:
