@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from polyhead.errors import PolyheadError
-from polyhead.fileio import fsync_dir, save_tensors_atomic, write_json_atomic
+from polyhead.fileio import fsync_dir, save_tensors_atomic, write_json_atomic, write_text_atomic  # noqa: F401 - old names kept
 
 logger = logging.getLogger(__name__)
 
