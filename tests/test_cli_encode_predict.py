@@ -155,7 +155,7 @@ def test_encode_projection_and_out_file(tiny_model_dir: Path, tmp_path: Path) ->
     assert np.allclose(vectors, expected, atol=1e-6)
 
     model = str(tiny_model_dir)
-    invoke("encode", "--model", model, "--projection-dim", "8", "--no-normalize", "x", "--out", str(out))
+    invoke("encode", "--model", model, "--projection-dim", "8", "--no-normalize", "x", "--out", str(out), "--overwrite")
     vec = np.load(out)
     assert vec.shape == (1, 8) and not np.isclose(np.linalg.norm(vec), 1.0)
 

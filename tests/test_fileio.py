@@ -128,7 +128,7 @@ def test_missing_parent_directories_are_created(tmp_path: Path) -> None:
 
 
 # Lines that may still write a file directly: a write-permission probe and a console to /dev/null.
-ALLOWED_DIRECT_WRITES = ('probe.write_text("ok")', "open(os.devnull")
+ALLOWED_DIRECT_WRITES = ('probe.write_text("ok")', "open(os.devnull", 'with replacing(path) as tmp, open(tmp, "xb")')
 
 
 def test_no_module_writes_json_or_text_files_directly() -> None:

@@ -70,7 +70,9 @@ def test_directory_layout(model_dir: Path) -> None:
 
 def test_polyhead_json(model_dir: Path) -> None:
     config = read_config(model_dir).raw
-    assert set(config) == {"format_version", "library_versions", "encoder", "tasks"}
+    assert set(config) == {"format_version", "library_versions", "encoder", "tasks", "tokenizer"}
+    assert set(config["tokenizer"]["files"]) == {"tokenizer.json", "tokenizer_config.json"}
+    assert config["tokenizer"]["vocab_size"] == 30522
     assert config["format_version"] == FORMAT_VERSION
     assert set(config["library_versions"]) == {"polyhead", "torch", "transformers"}
     assert config["encoder"]["pooling"] == "mean" and config["encoder"]["projection_dim"] == 16

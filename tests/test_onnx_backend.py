@@ -123,3 +123,27 @@ def test_cli_export_errors_exit_2(plain: Path, tmp_path: Path) -> None:
     assert proc.returncode == 2 and "valid: int8" in proc.stderr
     proc = run_cli("predict", str(tmp_path), "x", "--backend", "onnx")
     assert proc.returncode == 2 and "not a polyhead model directory" in proc.stderr
+
+
+@pytest.mark.parametrize("damage", ["drop tokenizer.json", "drop tokenizer_config.json", "edit tokenizer.json"])
+def test_onnx_backend_refuses_a_tokenizer_other_than_the_saved_one(plain: Path, tmp_path: Path, damage: str) -> None:
+    """#22 item 3: the onnx backend loads only with the tokenizer files the model was saved with."""
+    import shutil
+
+    from polyhead.errors import ModelDirError
+    from polyhead.export.onnx import export_onnx
+    from polyhead.predict import load
+
+    if not (plain / "onnx.json").is_file():
+        export_onnx(plain, check=False, texts=TEXTS)
+    copy = tmp_path / "model"
+    shutil.copytree(plain, copy)
+    load(copy, "onnx")  # intact: loads
+    action, name = damage.split()
+    if action == "drop":
+        (copy / name).unlink()
+    else:
+        (copy / name).write_text((copy / name).read_text().replace('"[UNK]"', '"[UNK2]"', 1))
+    expected = "is missing; the model was saved with it" if action == "drop" else "differs from the tokenizer file"
+    with pytest.raises(ModelDirError, match=expected):
+        load(copy, "onnx")

@@ -79,8 +79,16 @@ def post(url: str, path: str, body: object, key: str | None = KEY, **kwargs) -> 
     return httpx.post(url + path, json=body, headers=headers, timeout=60, **kwargs)
 
 
-def test_health_needs_no_key_and_describes_the_model(server: str) -> None:
-    health = httpx.get(server + "/health").json()
+def test_health_needs_no_key_and_describes_the_model_only_with_it(server: str, served_model: Path) -> None:
+    anonymous = httpx.get(server + "/health")
+    assert anonymous.status_code == 200 and anonymous.json() == {"status": "ok", "auth": True}
+    for path in ("/health", "/docs", "/openapi.json"):  # nothing about the model without the key
+        text = httpx.get(server + path).text
+        assert str(served_model) not in text and "sport" not in text, path
+    docs = httpx.get(server + "/docs").text
+    assert "cdn" not in docs.lower() and "/docs-assets/swagger-ui-bundle.js" in docs  # works offline
+    assert httpx.get(server + "/docs-assets/swagger-ui-bundle.js").status_code == 200
+    health = httpx.get(server + "/health", headers={"X-API-Key": KEY}).json()
     assert health["status"] == "ok" and health["backend"] == "torch" and health["auth"] is True
     assert health["tasks"]["topic"] == {"type": "classification", "input": "text", "predicts": True,
                                        "labels": ["sport", "tech"]}

@@ -118,7 +118,8 @@ def test_page_types_clicks_and_shows_predictions(chromium: str, tiny_model_dir: 
         tools.send("Page.enable")
         tools.send("Page.navigate", url=url + "/")
         tools.wait_for("document.readyState === 'complete' && document.getElementById('model').textContent")
-        assert "topic" in tools.js("document.getElementById('model').textContent")
+        # /health tells a page without the key only that the server is up (#22): no model details
+        assert "need the API key" in tools.js("document.getElementById('model').textContent")
 
         # Without the key the server answers 401 and the page says so.
         tools.type_into("#texts", "\n".join(sentences))
@@ -126,6 +127,8 @@ def test_page_types_clicks_and_shows_predictions(chromium: str, tiny_model_dir: 
         assert "API key" in tools.wait_for("document.getElementById('status').textContent")
 
         tools.type_into("#key", KEY)
+        model_text = "document.getElementById('model').textContent"
+        assert "topic" in tools.wait_for(f"{model_text}.includes('topic') && {model_text}")  # with the key: the tasks
         tools.click("#go")
         tools.wait_for("document.body.dataset.done === '1'")
         assert tools.js("document.getElementById('status').textContent") == ""

@@ -98,3 +98,31 @@ def test_loss_count_is_labelled_tokens_or_examples() -> None:
     tags = torch.tensor([[IGNORE_INDEX, 1, 0, IGNORE_INDEX], [IGNORE_INDEX, 2, IGNORE_INDEX, IGNORE_INDEX]])
     assert get_task_type("token_classification").loss_count(tags) == 3
     assert get_task_type("classification").loss_count(torch.tensor([0, 1, 1])) == 3
+
+
+def test_a_non_finite_loss_stops_before_the_weights_change(trainer: Trainer) -> None:
+    """#22 item 4: a NaN loss names the task, and the optimizer never writes it into the weights."""
+    from polyhead.training.step import NonFiniteLoss
+
+    step = make_step(trainer)
+    head = trainer.model.heads["topic"]
+    with torch.no_grad():
+        head.net[-1].bias.fill_(float("nan"))  # type: ignore[index]
+    before = snapshot(trainer.model)
+    with pytest.raises(NonFiniteLoss, match="the loss of task 'topic' is nan") as info:
+        step([Batch(SENTENCES, list(range(8)))])
+    assert "at step 7" in str(info.value.at(7))
+    after = snapshot(trainer.model)
+    assert all(torch.allclose(before[k], after[k], rtol=0, atol=0, equal_nan=True) if before[k].is_floating_point()
+               else torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in trainer.model.parameters())
+
+
+def test_a_model_with_nan_weights_is_never_saved_as_the_final_model(trainer: Trainer) -> None:
+    from polyhead.errors import PolyheadError
+
+    with torch.no_grad():
+        next(trainer.model.encoder.parameters()).fill_(float("nan"))
+    with pytest.raises(PolyheadError, match="training diverged: 1 weight tensors hold NaN"):
+        trainer.finish(0.0)
+    assert not (trainer.out / "model").exists()

@@ -19,9 +19,11 @@ from rich.console import Console
 from rich.table import Table
 
 from polyhead.data.lines import gather_pairs, gather_texts, read_text_lines
-from polyhead.display import metrics_table, prediction_table, short, similarity_table
+from polyhead.display import export_report_lines, metrics_table, prediction_table, short, similarity_table
 from polyhead.errors import PolyheadError
 from polyhead.extras import require
+from polyhead.interrupt import reliable_ctrl_c
+from polyhead.outputs import check_output_file, check_output_files, save_npy_atomic
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="polyhead: one encoder, many task heads.")
 console = Console()
@@ -47,12 +49,13 @@ def encode(
         ),
     ] = None,
     projection_dim: Annotated[
-        int | None, typer.Option(help="Add a (randomly initialised) projection to this size.")
+        int | None, typer.Option(min=1, max=65536, help="Add a (randomly initialised) projection to this size.")
     ] = None,
     no_normalize: Annotated[
         bool, typer.Option("--no-normalize", help="Skip L2 normalisation (default: normalise, as the model says).")
     ] = False,
     out: Annotated[Path | None, typer.Option(help="Write the vectors to this .npy file.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
     similarity: Annotated[bool, typer.Option("--similarity", help="Print pairwise cosine similarities.")] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     precision: Precision = "fp32",
@@ -63,8 +66,7 @@ def encode(
     import numpy as np
 
     items = gather_texts(texts, file)
-    if out is not None and out.suffix != ".npy":
-        raise PolyheadError(f"--out {out}: must end in .npy")
+    check_output_file(out, "--out", overwrite, ".npy")
     if similarity and len(items) < 2:
         raise PolyheadError(f"--similarity compares texts pairwise: give at least two texts, got {len(items)}")
     if backend == "torch":
@@ -94,8 +96,7 @@ def encode(
     )
     console.print(f"{len(items)} texts -> dimension {vectors.shape[1]}")
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.save(out, vectors)
+        save_npy_atomic(out, vectors)
         console.print(f"wrote {out}", markup=False)
     elif not similarity:
         for text, vec in zip(items[:20], vectors, strict=False):
@@ -276,12 +277,14 @@ def compare(
     runs: Annotated[list[Path], typer.Argument(help="Run directories (results.json) or benchmark result .json files.")],
     markdown: Annotated[Path | None, typer.Option("--markdown", help="Write the tables as Markdown here.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a bar chart (PNG) here.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing --markdown / --plot files.")] = False,
 ) -> None:
     """Per-task test metrics, STS, parameters and time of finished runs side by side; multi- vs single-task."""
     from polyhead.compare import compare as compare_runs
     from polyhead.compare import plot as plot_runs
     from polyhead.fileio import write_text_atomic
 
+    check_output_files({"--markdown": markdown, "--plot": plot}, overwrite)
     result = compare_runs(runs)
     for title, (header, rows) in (("Runs", result["table"]), ("Did multi-task help?", result["multitask"])):
         if not rows:
@@ -293,7 +296,6 @@ def compare(
             table.add_row(*row)
         console.print(table)
     if markdown is not None:
-        markdown.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(markdown, result["markdown"] + "\n")
         console.print(f"wrote {markdown}")
     if plot is not None:
@@ -323,7 +325,9 @@ def serve(
 
     from polyhead.predict import load
     from polyhead.serving.app import ServeSettings, create_app
+    from polyhead.serving.listen import check_listen
 
+    check_listen(host, port, api_key)
     model = load(model_dir, backend, device)
     settings = ServeSettings(
         max_texts=max_texts,
@@ -385,22 +389,8 @@ def export_model(
         report = export_encoder(str(model_dir), output, quantize, check, texts, sts, revision)
     else:
         report = export_onnx(model_dir, quantize, check, texts, sts)
-    for file in report["files"]:
-        console.print(f"wrote {file}", markup=False, soft_wrap=True)
-    if "int8_recipe" in report:
-        console.print(f"int8 recipe: {report['int8_recipe']}", markup=False)
-    for variant, res in report.get("gate", {}).items():
-        labels = f", label agreement {res['label_agreement']:.2%}" if res["decisions"] else ""
-        sts_moved = (
-            f", STS Spearman {res['sts_spearman_torch']:.2f} -> {res['sts_spearman_onnx']:.2f}"
-            if "sts_spearman_onnx" in res
-            else ""
-        )
-        console.print(
-            f"parity {variant}: cosine mean {res['cosine_mean']:.6f} min {res['cosine_min']:.6f}"
-            f"{labels}{sts_moved} - passed",
-            markup=False,
-        )
+    for line in export_report_lines(report):
+        console.print(line, markup=False, soft_wrap=True)
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -440,7 +430,10 @@ def main() -> None:
     configure_process()
     setup_logging()
     try:
-        app(args=sys.argv[1:] or ["--help"], standalone_mode=False)
+        with reliable_ctrl_c():
+            code = app(args=sys.argv[1:] or ["--help"], standalone_mode=False)
+        if isinstance(code, int) and code:  # typer.Exit(code) and Ctrl-C (130) come back as a return value here
+            raise KeyboardInterrupt if code == 130 else SystemExit(code)
     except PolyheadError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise SystemExit(2) from None

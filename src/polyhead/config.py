@@ -8,14 +8,19 @@ valid choices; nothing here reaches into modules (builders turn it into construc
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from polyhead.errors import ConfigError
 from polyhead.extras import installed
+from polyhead.yamlcheck import check_yaml
+
+TASK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+MAX_WIDTH = 65536  # largest head layer / projection: bounds what a typo can make polyhead allocate
 
 # Allowed values, each listed once: the fields below use these aliases, and the code that checks a value at
 # run time takes its tuple from them with typing.get_args (runtime.PRECISIONS, pooling.POOLING_MODES, ...),
@@ -67,7 +72,7 @@ class DataConfig(Strict):
 
 
 class HeadConfig(Strict):
-    hidden: list[int] = Field(default_factory=list)
+    hidden: list[Annotated[int, Field(gt=0, le=MAX_WIDTH)]] = Field(default_factory=list)
     activation: Activation = "gelu"
     dropout: float = Field(0.1, ge=0, lt=1)
     threshold: float = Field(0.5, gt=0, lt=1)
@@ -199,6 +204,9 @@ class Config(Strict):
     def check_references(self) -> Config:
         if not self.tasks:
             raise ValueError("at least one task is needed under 'tasks'")
+        for name in self.tasks:  # a task name becomes metric keys and weight prefixes: no dots, no paths
+            if not TASK_NAME.fullmatch(name):
+                raise ValueError(f"tasks: task name {name!r} is not valid; use letters, digits, '_' or '-'")
         known = list(self.tasks)
         if self.training.preserve_embedding is not None and "preserve_embedding" in self.tasks:
             raise ValueError("a task may not be called 'preserve_embedding' (the embedding preservation loss is)")
@@ -356,6 +364,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text") from exc
+    check_yaml(text, str(path))  # duplicate keys, alias bombs
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

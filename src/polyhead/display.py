@@ -57,3 +57,23 @@ def metrics_table(title: str, metrics: dict[str, dict[str, float]]) -> Table:
         for name, value in values.items():
             table.add_row(task, name, f"{value:.4f}")
     return table
+
+
+def export_report_lines(report: dict[str, Any]) -> list[str]:
+    """What ``polyhead export`` prints: the files written, the int8 recipe, each variant's parity gate."""
+    lines = [f"wrote {file}" for file in report["files"]]
+    if "int8_recipe" in report:
+        lines.append(f"int8 recipe: {report['int8_recipe']}")
+    for variant, res in report.get("gate", {}).items():
+        labels = f", label agreement {res['label_agreement']:.2%}" if res["decisions"] else ""
+        sts_moved = (
+            f", STS Spearman {res['sts_spearman_torch']:.2f} -> {res['sts_spearman_onnx']:.2f}"
+            if "sts_spearman_onnx" in res
+            else ""
+        )
+        lines.append(
+            f"parity {variant}: cosine mean {res['cosine_mean']:.6f} min {res['cosine_min']:.6f}"
+            f"{labels}{sts_moved} - passed"
+        )
+    return lines
+

@@ -20,6 +20,7 @@ import numpy as np
 from polyhead import predict as pipeline
 from polyhead.errors import ModelDirError, PolyheadError
 from polyhead.modeldir import read_config
+from polyhead.modeldir.tokenizer import check_tokenizer_files, check_vocab_size
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,11 @@ class OnnxModel(pipeline.PipelineMethods):
         self.tasks = config.tasks
         from tokenizers import Tokenizer  # a core dependency (transformers needs it)
 
+        check_tokenizer_files(path, config.raw)
+        if not (path / "tokenizer.json").is_file():
+            raise ModelDirError(f"{path} has no tokenizer.json; the onnx backend reads the tokenizer from it")
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        check_vocab_size(path, self.tokenizer.get_vocab_size(with_added_tokens=True))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
         self.pad_id = int(meta.get("pad_token_id", 0))

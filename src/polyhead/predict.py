@@ -310,6 +310,8 @@ def nothing_to_predict(tasks: Mapping[str, TaskSpec], names: Sequence[str] | Non
     return nothing, or None. Similarity heads have no per-text output (they are the embedding). Unknown names,
     and named tasks of the other kind, are left to predict's own error."""
     asked = list(tasks) if names is None else list(names)
+    if names is not None and not asked:
+        return "no task names were given" + (f" (valid: {', '.join(tasks)})" if tasks else "")
     if any(name not in tasks for name in asked):
         return None
     if any(tasks[n].task.predicts and (names is not None or tasks[n].task.input == kind) for n in asked):

@@ -74,6 +74,8 @@ def prepare(case: dict, tmp: Path, model_src: Path, tiny_model_dir: Path) -> dic
         (tmp / name).write_text(text)
     for name, hexdata in setup.get("write_bytes", {}).items():
         (tmp / name).write_bytes(bytes.fromhex(hexdata.replace("\n", "").replace(" ", "")))
+    for name, target in setup.get("symlink", {}).items():
+        (tmp / name).symlink_to(target)
     if "model_edit_json" in setup:
         data = json.loads((model / "polyhead.json").read_text())
         for key, value in setup["model_edit_json"].items():
@@ -112,7 +114,9 @@ def test_case(
     with pytest.raises(SystemExit) as exit_info:
         main()
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
+    # what a terminal shows: a progress bar cleared with "\r" (tqdm, leave=False) leaves nothing behind
+    shown = [line.rsplit("\r", 1)[-1] for line in err.split("\n")]
+    lines = [line for line in shown if line.strip()]
     assert exit_info.value.code == case.get("exit", 2), err
     assert len(lines) == 1, f"expected one line, got:\n{err}"
     assert "Traceback" not in err

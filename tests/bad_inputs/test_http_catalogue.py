@@ -36,13 +36,18 @@ def test_http_case(client, case: dict) -> None:
     key = case.get("key", "k")
     if key is not None:
         headers["X-API-Key"] = key
+    raw_headers = {k: v.encode() for k, v in headers.items()}
+    if "key_bytes" in case:  # a header value that is not ASCII, sent as raw bytes
+        raw_headers["X-API-Key"] = bytes.fromhex(case["key_bytes"])
+    if "bearer_bytes" in case:
+        raw_headers["Authorization"] = b"Bearer " + bytes.fromhex(case["bearer_bytes"])
     if "raw_size" in case:
         body = ('{"texts": ["' + "x" * case["raw_size"] + '"]}').encode()
-        res = client.post(case["path"], content=body, headers=headers)
+        res = client.post(case["path"], content=body, headers=raw_headers)
     elif "raw" in case:
-        res = client.post(case["path"], content=case["raw"].encode(), headers=headers)
+        res = client.post(case["path"], content=case["raw"].encode(), headers=raw_headers)
     else:
-        res = client.post(case["path"], json=case["json"], headers=headers)
+        res = client.post(case["path"], json=case["json"], headers=raw_headers)
     assert res.status_code == case["status"], res.text
     error = res.json()["error"]
     assert "\n" not in error

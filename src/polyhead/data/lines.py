@@ -31,7 +31,22 @@ def gather_texts(texts: list[str] | None, file: Path | None) -> list[str]:
         return read_text_lines(file)
     if not texts:
         raise PolyheadError("no texts given: pass TEXT arguments or --file FILE (one text per line)")
+    for i, text in enumerate(texts, 1):
+        check_argument_text(text, f"TEXT argument {i}")
     return texts
+
+
+def check_argument_text(text: str, where: str) -> None:
+    """A text from the command line: not empty, and valid UTF-8 (bytes that aren't reach Python as lone
+    surrogates, which no tokenizer can encode)."""
+    if not text.strip():
+        raise PolyheadError(f"{where} is empty; give a text with something to read")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PolyheadError(
+            f"{where} is not valid UTF-8 (byte at character {exc.start}); pass UTF-8 text"
+        ) from None
 
 
 PAIR_SEPARATOR = " ||| "
@@ -47,6 +62,7 @@ def gather_pairs(pairs: list[str] | None, file: Path | None) -> list[tuple[str, 
             a, sep, b = value.partition(PAIR_SEPARATOR.strip())
             if not sep or not a.strip() or not b.strip():
                 raise PolyheadError(f"--pair {value!r}: write the two texts as 'TEXT_A ||| TEXT_B'")
+            check_argument_text(value, "--pair")
             out.append((a.strip(), b.strip()))
         return out
     out = []

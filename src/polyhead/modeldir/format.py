@@ -27,6 +27,7 @@ from typing import Any
 from polyhead.errors import ModelDirError, PolyheadError
 from polyhead.fileio import write_json_atomic
 from polyhead.modeldir.spec import TaskSpec
+from polyhead.modeldir.tokenizer import tokenizer_record
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "polyhead.json"
@@ -70,8 +71,10 @@ def read_config(path: Path) -> ModelConfig:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelDirError(f"{file} is not valid JSON: {exc}") from exc
     version = config.get("format_version") if isinstance(config, dict) else None
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):
         raise ModelDirError(f"{file}: 'format_version' is missing or not an integer")
+    if version < 1:
+        raise ModelDirError(f"{file}: format version {version} is not one polyhead wrote (valid: 1..{FORMAT_VERSION})")
     if version > FORMAT_VERSION:
         raise ModelDirError(
             f"{file} has format version {version}, newer than this polyhead reads ({FORMAT_VERSION}); upgrade polyhead"
@@ -79,7 +82,50 @@ def read_config(path: Path) -> ModelConfig:
     for key in ("encoder", "tasks"):
         if not isinstance(config.get(key), dict):
             raise ModelDirError(f"{file}: '{key}' is missing or not an object")
+    check_encoder_settings(file, config["encoder"])
     return ModelConfig(path, config["encoder"], read_task_specs(file, config["tasks"]), config)
+
+
+# encoder settings: key -> (is the value valid, what is valid)
+ENCODER_SETTINGS = {
+    "max_length": (lambda v: is_int(v) and 0 < v <= 1_000_000, "a positive integer"),
+    "projection_dim": (lambda v: v is None or (is_int(v) and 0 < v <= 65536), "null or an integer 1..65536"),
+    "normalize": (lambda v: isinstance(v, bool), "true or false"),
+    "pooling": (lambda v: isinstance(v, str), "a pooling mode name"),
+}
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_encoder_settings(file: Path, encoder: dict[str, Any]) -> None:
+    for key, (valid, what) in ENCODER_SETTINGS.items():
+        if key in encoder and not valid(encoder[key]):
+            raise ModelDirError(f"{file}: encoder.{key} is {encoder[key]!r}; valid: {what}")
+
+
+def check_spec_fields(file: Path, name: str, data: Any) -> None:
+    """The JSON types of a task spec's fields (a hand-edited polyhead.json must not reach the head builder)."""
+    if not isinstance(data, dict):
+        raise ModelDirError(f"{file}: task {name!r} must be an object")
+    checks = {
+        "type": (lambda v: isinstance(v, str), "a task type name"),
+        "labels": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
+        "hidden": (lambda v: isinstance(v, list) and all(is_int(x) and 0 < x <= 65536 for x in v),
+                   "a list of positive integers"),
+        "activation": (lambda v: isinstance(v, str), "an activation name"),
+        "dropout": (lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+        "threshold": (is_number, "a number"),
+        "loss": (lambda v: isinstance(v, str), "a loss name"),
+    }
+    for key, (valid, what) in checks.items():
+        if key in data and not valid(data[key]):
+            raise ModelDirError(f"{file}: tasks.{name}.{key} is {data[key]!r}; valid: {what}")
 
 
 def read_task_specs(file: Path, tasks: dict[str, Any]) -> dict[str, TaskSpec]:
@@ -87,6 +133,7 @@ def read_task_specs(file: Path, tasks: dict[str, Any]) -> dict[str, TaskSpec]:
 
     specs = {}
     for name, data in tasks.items():
+        check_spec_fields(file, name, data)
         try:
             spec = TaskSpec.from_dict(data)
         except TypeError as exc:
@@ -100,18 +147,20 @@ def read_task_specs(file: Path, tasks: dict[str, Any]) -> dict[str, TaskSpec]:
 
 
 def write_config(out: Path, encoder: dict[str, Any], tasks: dict[str, TaskSpec]) -> None:
+    """polyhead.json for the directory ``out`` (written last: the tokenizer files are already there)."""
     config = {
         "format_version": FORMAT_VERSION,
         "library_versions": library_versions(),
         "encoder": encoder,
         "tasks": {name: spec.to_dict() for name, spec in tasks.items()},
+        "tokenizer": tokenizer_record(out),  # checked at load: the files the model was saved with
     }
     write_json_atomic(out / CONFIG_NAME, config)
 
 
 def check_safe_directory(path: Path) -> None:
     """Refuse directories that ship Python code or pickled weights (only safetensors + JSON are read)."""
-    unsafe = sorted(p.name for p in path.rglob("*") if p.suffix in UNSAFE_SUFFIXES and p.is_file())
+    unsafe = sorted(p.name for p in path.rglob("*") if p.suffix.lower() in UNSAFE_SUFFIXES and p.is_file())
     if unsafe:
         raise ModelDirError(
             f"{path} holds files that could run code when loaded ({', '.join(unsafe[:5])}); polyhead only "

@@ -17,6 +17,7 @@ from polyhead.errors import ModelDirError, PolyheadError
 from polyhead.modeldir import TaskSpec, check_safe_directory, read_config
 from polyhead.modeldir.hub import DEFAULT_MODEL, is_hub_snapshot, resolve_model_path
 from polyhead.modeldir.layout import DENSE_DIR, encoder_settings, write_sentence_transformers_files
+from polyhead.modeldir.tokenizer import check_tokenizer_files, check_vocab_size
 from polyhead.modeling.batching import length_sorted_batches, pad_batch
 from polyhead.modeling.device import resolve_device
 from polyhead.modeling.onednn import use_onednn_linears
@@ -62,13 +63,16 @@ def load_encoder(path: Path, attn_implementation: str = "eager") -> SentenceEnco
     """The shared encoder of a polyhead model directory, every weight checked."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    settings = read_config(path).encoder
+    model_config = read_config(path)
+    settings = model_config.encoder
     check_safe_directory(path)
+    check_tokenizer_files(path, model_config.raw)
     try:
         hf_config = AutoConfig.from_pretrained(str(path), local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelDirError(f"can't read the transformer config or tokenizer in {path}: {exc}") from exc
+    check_vocab_size(path, len(tokenizer))
     transformer = AutoModel.from_config(hf_config, attn_implementation=attn_implementation)
     if getattr(transformer, "pooler", None) is not None:
         transformer.pooler = None

@@ -6,6 +6,7 @@ API key; inference runs in a worker thread through the micro-batcher, so the eve
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from polyhead.serving.batcher import MicroBatcher
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
-OPEN_PATHS = {"/", "/health", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"}
+OPEN_PATHS = {"/", "/health", "/docs", "/openapi.json"}
 
 
 @dataclass
@@ -104,8 +105,9 @@ def create_app(model: Predictor, settings: ServeSettings | None = None) -> FastA
         yield
         await batcher.stop()
 
-    app = FastAPI(title="polyhead", version=_version(), lifespan=lifespan,
+    app = FastAPI(title="polyhead", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Sentence embeddings and multi-task predictions from one shared encoder.")
+    add_local_docs(app)
     app.state.batcher = batcher
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -125,14 +127,19 @@ def create_app(model: Predictor, settings: ServeSettings | None = None) -> FastA
     async def too_much(request: Request, exc: LimitError) -> JSONResponse:
         return error(exc.status, exc.message, limit=exc.limit, value=exc.value)
 
+    api_key_bytes = (settings.api_key or "").encode("utf-8")
+
     def check_key(request: Request) -> None:
         if settings.api_key is None or request.url.path in OPEN_PATHS:
             return
+        check_key_always(request)
+
+    def check_key_always(request: Request) -> None:
         given = request.headers.get("x-api-key") or ""
         auth = request.headers.get("authorization") or ""
         if auth.lower().startswith("bearer "):
             given = given or auth[7:].strip()
-        if not given or not secrets.compare_digest(given, settings.api_key):
+        if not given or not secrets.compare_digest(given.encode("latin-1", "replace"), api_key_bytes):
             raise LimitError(
                 401, "api_key", 0, "missing or wrong API key (send X-API-Key or Authorization: Bearer)"
             )
@@ -144,6 +151,9 @@ def create_app(model: Predictor, settings: ServeSettings | None = None) -> FastA
             raise LimitError(422, "max_texts", settings.max_texts,
                              f"{count} texts exceed max_texts={settings.max_texts} per request")
         for i, text in enumerate(texts):
+            bad = invalid_text(text) or ("" if text.strip() else "empty text (nothing to read)")
+            if bad:
+                raise PolyheadError(f"texts[{i}]: {bad}")
             if len(text) > settings.max_chars:
                 raise LimitError(422, "max_chars", settings.max_chars,
                                  f"texts[{i}] has {len(text)} characters, "
@@ -156,7 +166,12 @@ def create_app(model: Predictor, settings: ServeSettings | None = None) -> FastA
         return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
+    async def health(request: Request) -> dict[str, Any]:
+        if settings.api_key is not None:  # without the key: liveness only, nothing about the model
+            try:
+                check_key_always(request)
+            except LimitError:
+                return {"status": "ok", "auth": True}
         return {
             "status": "ok",
             "model": settings.model_name,
@@ -221,6 +236,24 @@ def create_app(model: Predictor, settings: ServeSettings | None = None) -> FastA
     return app
 
 
+def add_local_docs(app: FastAPI) -> None:
+    """/docs with the Swagger UI files from the swagger-ui-bundle package, served by the app itself (no CDN:
+    the page works offline)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="polyhead - API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
+
+
 def unit(x: np.ndarray) -> np.ndarray:
     return x / np.clip(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12, None)
 
@@ -230,9 +263,26 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def jsonable(errors: Sequence[Any]) -> list[dict[str, Any]]:
-    """pydantic's error dicts with anything not JSON-friendly (e.g. the exception in ``ctx``) as a string."""
-    plain = (str, int, float, list, tuple, type(None))
-    return [{k: (v if isinstance(v, plain) else str(v)) for k, v in e.items()} for e in errors]
+    """pydantic's error dicts with anything not strict JSON (the exception in ``ctx``, a NaN or Infinity
+    the request body held, a lone surrogate) as a string."""
+    return [{k: strict_json(v) for k, v in e.items()} for e in errors]
+
+
+def strict_json(value: Any) -> Any:
+    try:
+        json.dumps(value, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError, UnicodeEncodeError):
+        return repr(value)
+    return value
+
+
+def invalid_text(text: str) -> str | None:
+    """Why ``text`` can't be tokenised (a lone surrogate: not Unicode text), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"not valid Unicode text (a lone surrogate U+{ord(text[exc.start]):04X} at character {exc.start})"
+    return None
 
 
 def _version() -> str:

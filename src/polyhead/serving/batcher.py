@@ -21,7 +21,8 @@ class Job:
 
 class MicroBatcher:
     """Collects jobs for up to ``max_wait`` seconds or ``max_batch`` texts, then runs ``run(key, texts)``
-    in a worker thread and hands each job its slice of the results.
+    in a worker thread and hands each job its slice of the results. If a combined batch fails, its jobs run
+    again one by one, so a bad request fails alone and its neighbours get the answers they get alone.
 
     ``run`` must return one result per text, in order. With ``enabled=False`` every job runs alone (for
     comparison in the load benchmark).
@@ -84,16 +85,30 @@ class MicroBatcher:
             self.stats["batches"] += 1
             self.stats["texts"] += len(texts)
             self.stats["largest_batch"] = max(self.stats["largest_batch"], len(texts))
+            loop = asyncio.get_running_loop()
             try:
-                loop = asyncio.get_running_loop()
                 results = await loop.run_in_executor(self.executor, self.run, key, texts)
-            except Exception as exc:  # hand the error to every waiting request
-                for job in members:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
+            except Exception as exc:  # noqa: BLE001 - one request's failure must not fail its neighbours
+                if len(members) > 1:
+                    await self.run_alone(key, members)
+                elif not members[0].future.done():
+                    members[0].future.set_exception(exc)
                 continue
             start = 0
             for job in members:
                 if not job.future.done():
                     job.future.set_result(results[start : start + len(job.texts)])
                 start += len(job.texts)
+
+    async def run_alone(self, key: Any, members: list[Job]) -> None:
+        """After a combined batch failed: each job runs by itself, so only the one that fails gets its error."""
+        loop = asyncio.get_running_loop()
+        for job in members:
+            if job.future.done():
+                continue
+            try:
+                result = await loop.run_in_executor(self.executor, self.run, key, job.texts)
+            except Exception as exc:  # noqa: BLE001 - handed to that request alone
+                job.future.set_exception(exc)
+                continue
+            job.future.set_result(result)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 from collections.abc import Mapping
@@ -21,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
 from polyhead.errors import PolyheadError
-from polyhead.fileio import fsync_dir, save_tensors_atomic, write_json_atomic
+from polyhead.fileio import fsync_dir, save_tensors_atomic, write_json_atomic, write_text_atomic  # noqa: F401 - old names kept
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +112,9 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
         return None
     try:
         name = json.loads(pointer.read_text())["checkpoint"]
-    except (json.JSONDecodeError, KeyError) as exc:
+        if not isinstance(name, str) or not re.fullmatch(r"step-\d{8}", name):
+            raise TypeError(name)
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, IndexError) as exc:
         raise PolyheadError(f"{pointer} is corrupt; delete it to resume from an earlier checkpoint") from exc
     path = run_dir / "checkpoints" / name
     if not (path / "state.json").is_file():
@@ -122,6 +126,19 @@ def load_checkpoint(
     path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, extra_modules: Mapping[str, nn.Module]
 ) -> dict[str, Any]:
     """Restore model, extra modules, optimizer and torch RNG; returns the trainer state dict."""
+    try:
+        return restore(path, model, optimizer, extra_modules)
+    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PolyheadError(
+            f"checkpoint {path} is unreadable ({first}); delete it and point {path.parent / LATEST} at an earlier "
+            "one, or start a new run"
+        ) from exc
+
+
+def restore(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, extra_modules: Mapping[str, nn.Module]
+) -> dict[str, Any]:
     tensors = load_file(str(path / "model.safetensors"))
     torch.set_rng_state(tensors.pop("__rng__.torch"))
     for prefix, module in extra_modules.items():

@@ -17,7 +17,7 @@ from polyhead.training.freezing import GradualUnfreezer
 from polyhead.training.plan import Stage
 from polyhead.training.sampling import TaskSampler
 from polyhead.training.state import TrainState
-from polyhead.training.step import Batch, TrainStep
+from polyhead.training.step import Batch, NonFiniteLoss, TrainStep
 
 
 @dataclass
@@ -99,7 +99,10 @@ def train_stage(run: StageRun, state: TrainState) -> Iterator[Event]:
             model.encoder.eval()  # a frozen encoder is a fixed feature extractor: no dropout
         while state.step_in_epoch < run.steps_per_epoch:
             batches = [next_batch(run, state) for _ in range(run.accumulation)]
-            losses = run.step(batches)
+            try:
+                losses = run.step(batches)
+            except NonFiniteLoss as exc:
+                raise exc.at(state.global_step + 1) from None
             state.step_in_epoch += 1
             state.stage_step += 1
             state.global_step += 1

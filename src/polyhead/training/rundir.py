@@ -1,11 +1,16 @@
 """The run directory: a new run never writes over anything; a resumed run continues under the config it
-started with; an unfinished run (killed before its first checkpoint) restarts cleanly."""
+started with; an unfinished run (killed before its first checkpoint) restarts cleanly, removing only what
+polyhead can prove it wrote (the run marker ``.polyhead-run.json``, written when the run created the
+directory, and file names only a run writes); anything else is a refusal."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import re
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +19,7 @@ from pydantic import ValidationError
 
 from polyhead.config import Config
 from polyhead.errors import PolyheadError
+from polyhead.fileio import write_json_atomic
 from polyhead.modeldir import check_new_directory
 from polyhead.modeling.encoder import DEFAULT_MODEL, encoder_settings, resolve_model_path
 from polyhead.training.checkpoint import latest_checkpoint
@@ -21,16 +27,17 @@ from polyhead.training.distributed import DistContext
 
 logger = logging.getLogger(__name__)
 
-# What a run writes before its first checkpoint (safe to remove when restarting an unfinished run).
-RUN_ARTIFACTS = {
-    "config.yaml",
-    "metrics.jsonl",
-    "tensorboard",
-    "checkpoints",
-    "best_model.safetensors",
-    "preserve_reference.safetensors",
-    ".write-test",  # written by earlier versions (now .write-test.<rank>)
+# The marker a run writes when it creates its (empty) directory: the run's identity. Without it, nothing in
+# the directory is polyhead's to remove.
+RUN_MARKER = ".polyhead-run.json"
+# What a run writes before its first checkpoint (removed when restarting an unfinished run that has a marker).
+RUN_FILES = {"config.yaml", "metrics.jsonl", "best_model.safetensors", "preserve_reference.safetensors"}
+# Inside these directories, only files named like the ones a run writes there are removed.
+RUN_DIR_FILES = {
+    "tensorboard": re.compile(r"events\.out\.tfevents\..*"),
+    "checkpoints": re.compile(r"\.step-\d{8}\.tmp"),  # a checkpoint cut short (a complete one is resumed)
 }
+CHECKPOINT_TMP_FILES = {"model.safetensors", "optimizer.safetensors", "state.json"}
 
 
 def prepare_output(out: Path, resume: bool, dist: DistContext) -> bool:
@@ -47,12 +54,13 @@ def prepare_output(out: Path, resume: bool, dist: DistContext) -> bool:
         refuse_non_empty(out)
     dist.wait()
     if dist.is_main:
-        for name in leftovers:
-            path = out / name
+        for path in sorted(leftovers, key=lambda p: len(p.parts), reverse=True):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     probe = out / f".write-test.{dist.rank}"
     try:
         out.mkdir(parents=True, exist_ok=True)
+        if dist.is_main and not (out / RUN_MARKER).is_file():
+            write_json_atomic(out / RUN_MARKER, {"run_id": uuid.uuid4().hex, "directory": str(out.resolve())})
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
@@ -64,15 +72,74 @@ def prepare_output(out: Path, resume: bool, dist: DistContext) -> bool:
     return False
 
 
-def unfinished_run(out: Path) -> set[str]:
-    """--resume before the first checkpoint: a run killed that early restarts from the beginning,
-    provided its directory holds nothing but what a run writes. Returns what to remove."""
-    found = {p.name for p in out.iterdir()} if out.is_dir() else set()
-    found = {name for name in found if not name.startswith(".write-test.")}
-    if not found or found - RUN_ARTIFACTS:
+def unfinished_run(out: Path) -> set[Path]:
+    """--resume before the first checkpoint: a run killed that early restarts from the beginning, provided
+    the directory carries the run's marker and holds nothing but what a run writes. Returns what to remove
+    (files and the directories a run made); anything polyhead can't prove it wrote is a refusal."""
+    found = [p for p in out.iterdir() if not p.name.startswith(".write-test.")] if out.is_dir() else []
+    if not found:
         raise PolyheadError(f"--resume: no checkpoint in {out}/checkpoints to resume from")
+    if not run_marker_valid(out):
+        raise PolyheadError(
+            f"--resume: no checkpoint in {out}/checkpoints to resume from, and {out} was not created by a polyhead "
+            f"run (no valid {RUN_MARKER}): nothing in it is removed; choose another --output"
+        )
+    remove: set[Path] = set()
+    foreign: list[str] = []
+    for path in found:
+        if path.name == RUN_MARKER:
+            continue
+        if path.name in RUN_FILES and path.is_file() and not path.is_symlink():
+            remove.add(path)
+        elif path.name in RUN_DIR_FILES and path.is_dir() and not path.is_symlink():
+            remove |= run_dir_contents(path, RUN_DIR_FILES[path.name], foreign)
+        else:
+            foreign.append(str(path.relative_to(out)))
+    if foreign:
+        raise PolyheadError(
+            f"--resume: no checkpoint in {out}/checkpoints to resume from, and {out} holds files a polyhead run "
+            f"does not write ({', '.join(sorted(foreign)[:5])}): nothing is removed; move them or choose another "
+            "--output"
+        )
     logger.warning("no checkpoint yet in %s: restarting the run from the beginning", out)
-    return found
+    return remove
+
+
+def run_marker_valid(out: Path) -> bool:
+    """Whether ``out`` holds the marker a run wrote when it created the directory (a JSON object with its id)."""
+    marker = out / RUN_MARKER
+    if not marker.is_file() or marker.is_symlink():
+        return False
+    try:
+        data = json.loads(marker.read_text())
+    except (ValueError, UnicodeDecodeError, OSError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("run_id"), str) and len(data["run_id"]) == 32
+
+
+def run_dir_contents(root: Path, pattern: re.Pattern[str], foreign: list[str]) -> set[Path]:
+    """The run's files under ``root`` (and the directories holding them); anything else goes to ``foreign``.
+
+    ``tensorboard/``: event files at any depth (the trackers' sub-directories); ``checkpoints/``: checkpoint
+    directories cut short while being written, holding only the files a checkpoint has.
+    """
+    remove = {root}
+    for path in root.rglob("*"):
+        rel = path.relative_to(root)
+        if path.is_symlink():
+            ours = False
+        elif root.name == "tensorboard":
+            ours = path.is_dir() or pattern.fullmatch(path.name) is not None
+        else:
+            depth = len(rel.parts)
+            ours = pattern.fullmatch(rel.parts[0]) is not None and (
+                (depth == 1 and path.is_dir()) or (depth == 2 and rel.parts[1] in CHECKPOINT_TMP_FILES)
+            )
+        if ours:
+            remove.add(path)
+        else:
+            foreign.append(f"{root.name}/{rel}")
+    return remove
 
 
 def refuse_non_empty(out: Path) -> None:

@@ -6,6 +6,7 @@ No logging and no files: a step returns its losses and leaves the rest to the ca
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from polyhead.data.collate import EncodedGroup, collate
+from polyhead.errors import PolyheadError
 from polyhead.modeldir import TaskSpec
 from polyhead.modeling.encoder import autocast
 from polyhead.modeling.multitask import MultiTaskModel
@@ -34,6 +36,23 @@ class Batch:
     group: str
     indices: list[int]
     data_epoch: int = 0
+
+
+class NonFiniteLoss(PolyheadError):
+    """A task's loss was NaN or infinite: the step is not applied (the weights stay as they were)."""
+
+    def __init__(self, task: str | None, value: float, step: int | None = None) -> None:
+        self.task, self.value, self.step = task, value, step
+        where = f" at step {step}" if step is not None else ""
+        what = f"the loss of task '{task}' is {value}" if task else "another process saw a non-finite loss"
+        super().__init__(
+            f"training stopped{where}: {what} (non-finite, so the model diverged); nothing was saved as the "
+            "final model. Check that task's labels (e.g. regression targets far too large), lower the "
+            "learning rate, or set training.max_grad_norm"
+        )
+
+    def at(self, step: int) -> NonFiniteLoss:
+        return NonFiniteLoss(self.task, self.value, step)
 
 
 @dataclass
@@ -89,6 +108,12 @@ class TrainStep:
                 (self.scaler.scale(total) if self.scaler is not None else total).backward()
             for t, loss in losses.items():
                 running.setdefault(t, []).append(float(loss.detach()))
+        # the losses are already on the host (above): checking them costs nothing, and a diverged step is
+        # refused before the optimizer writes NaN into the weights
+        bad = next(((t, v) for t, values in running.items() for v in values if not math.isfinite(v)), None)
+        if self.dist.any(bad is not None):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLoss(*(bad or (None, math.nan)))
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.requires_grad]
         self.dist.average_gradients(params, 1.0 / self.dist.world)
         if self.scaler is not None:

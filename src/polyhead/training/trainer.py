@@ -27,6 +27,7 @@ import yaml
 
 from polyhead.config import Config
 from polyhead.data.collate import EncodedGroup, encode_group
+from polyhead.errors import PolyheadError
 from polyhead.fileio import write_text_atomic
 from polyhead.modeling.device import resolve_device
 from polyhead.modeling.multitask import MultiTaskModel
@@ -375,6 +376,12 @@ class Trainer:
     def finish(self, wall_time: float) -> dict[str, Any]:
         """Save the final model, evaluate every task on dev and test, write results.json and the curves."""
         model_dir = self.out / "model"
+        non_finite = [name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if non_finite:  # never saved as the final model
+            raise PolyheadError(
+                f"training diverged: {len(non_finite)} weight tensors hold NaN or infinite values (first: "
+                f"{non_finite[0]}); the final model was not saved. Lower the learning rate or check the labels"
+            )
         if self.dist.is_main:
             self.model.save_pretrained(model_dir, overwrite=True)
         weights = self.weighting.weights()

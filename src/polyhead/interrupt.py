@@ -1,0 +1,49 @@
+"""Ctrl-C for the CLI: every command ends with exit status 130 when interrupted.
+
+Python raises KeyboardInterrupt wherever the main thread is when SIGINT arrives; if that is inside a
+``__del__`` or a callback from C, the exception is printed as "Exception ignored" and lost, and the command
+runs on to the end and exits 0 (seen in ``predict --file`` while tokenising). So after the first Ctrl-C the
+interrupt is raised again every ``repeat`` seconds until it surfaces. Set up by the CLI entry point only (a
+library leaves its host's signals alone); the trainer installs its own handler while it trains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
+from types import FrameType
+
+
+@contextlib.contextmanager
+def reliable_ctrl_c(repeat: float = 1.0) -> Iterator[None]:
+    """Within the block, a Ctrl-C raises KeyboardInterrupt and keeps raising it until it is not swallowed."""
+    if not hasattr(signal, "setitimer"):  # pragma: no cover - platforms without interval timers
+        yield
+        return
+    pending = False
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        nonlocal pending
+        pending = True
+        signal.setitimer(signal.ITIMER_REAL, repeat, repeat)
+        raise KeyboardInterrupt
+
+    def on_alarm(signum: int, frame: FrameType | None) -> None:
+        if pending and not isinstance(sys.exc_info()[1], KeyboardInterrupt):  # not while one is handled
+            raise KeyboardInterrupt
+
+    def quiet(unraisable: sys.UnraisableHookArgs) -> None:  # the lost interrupt is raised again: no noise
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            hook(unraisable)
+
+    previous = signal.signal(signal.SIGINT, on_sigint), signal.signal(signal.SIGALRM, on_alarm)
+    hook, sys.unraisablehook = sys.unraisablehook, quiet
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGALRM, previous[1])
+        sys.unraisablehook = hook
