@@ -31,6 +31,10 @@ ROWS = [
     ("absa_polarity", "polarity", "macro_f1", "macro-F1", "SemEval-14 rest. polarity"),
     ("wikiann", "entities", "f1", "entity F1", "WikiANN-en"),
     ("wnut17", "entities", "f1", "entity F1", "WNUT-17"),
+    ("mrpc", "paraphrase", "accuracy", "accuracy", "MRPC (pairs)"),
+    ("mrpc", "paraphrase", "f1", "F1 (paraphrase)", "MRPC (pairs)"),
+    ("rte", "entailment", "accuracy", "accuracy", "RTE (pairs)"),
+    ("stsb", "sts", "spearman", "Spearman", "STS-B (similarity)"),
 ]
 # Multi-task runs: benchmark -> {task in the multi-task run: (single-task benchmark, task there)}
 MULTI = {
@@ -52,6 +56,8 @@ REFERENCES = {
     "snips_intent": ("97", "issue #6 target"),
     "snips_slots": ("93", "issue #6 target"),
     "wikiann": ("78", "issue #6 target"),
+    "mrpc": ("88 F1 / 84 acc.", "issue #19 target"),
+    "rte": ("65", "issue #19 target"),
 }
 
 
@@ -166,16 +172,17 @@ def render(runs: dict[str, list[dict]]) -> str:
         lines += [
             "### Other settings tried (not in the rows above)",
             "",
-            "| benchmark | variant | overrides | test metrics (x100) | seed | command |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| benchmark | variant | overrides | test metrics (x100) | STS-B after | seed | command |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in runs["tried"]:
             metrics = ", ".join(
                 f"{t} {k} {100 * v:.2f}" for t, m in r["test"].items() for k, v in m.items() if k in SHOWN
             )
+            sts_after = f"{r['sts_spearman_after']:.2f}" if r.get("sts_spearman_after") is not None else "-"
             lines.append(
-                f"| {r['benchmark']} | {r['tag']} | {' '.join(r['overrides'])} | {metrics} | {r['seed']} | "
-                f"`{r['command']}` |"
+                f"| {r['benchmark']} | {r['tag']} | {' '.join(r['overrides'])} | {metrics} | {sts_after} | "
+                f"{r['seed']} | `{r['command']}` |"
             )
         lines.append("")
     lines.append(END)
