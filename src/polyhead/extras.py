@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from polyhead.errors import PolyheadError
 
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "serve": ("fastapi", "uvicorn", "httpx"),
+    "serve": ("fastapi", "uvicorn", "httpx", "swagger_ui_bundle"),
     "onnx": ("onnx", "onnxruntime", "onnxscript"),
     "plots": ("matplotlib", "tensorboard"),
 }
