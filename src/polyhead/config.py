@@ -20,7 +20,7 @@ from polyhead.errors import ConfigError
 # run time takes its tuple from them with typing.get_args (runtime.PRECISIONS, pooling.POOLING_MODES, ...),
 # so the config and the code can't disagree (tests/test_config_choices.py).
 PoolingMode = Literal["mean", "cls", "max", "mean_sqrt_len"]
-DataFormat = Literal["tsv", "csv", "jsonl", "conll"]
+DataFormat = Literal["tsv", "csv", "jsonl", "conll", "parquet", "hf"]
 Activation = Literal["gelu", "relu", "tanh"]
 SimilarityLoss = Literal["cosine", "cosent"]
 FreezeMode = Literal["none", "all", "encoder", "embeddings"]
@@ -30,6 +30,7 @@ SamplingStrategy = Literal["round_robin", "proportional", "temperature"]
 Precision = Literal["fp32", "bf16"]
 LossWeighting = Literal["static", "uncertainty"]
 Tracker = Literal["tensorboard", "wandb", "mlflow"]
+SplitRole = Literal["train", "dev", "test"]
 
 
 class Strict(BaseModel):
@@ -50,6 +51,9 @@ class DataConfig(Strict):
     dev: str | None = None
     test: str | None = None
     format: DataFormat | None = None
+    split: str | dict[SplitRole, str] | None = Field(
+        None, description="the split a datasets DatasetDict directory is read from: one name, or one per role"
+    )
     text_column: str = "text"
     label_column: str = "label"
     pair_column: str | None = None
