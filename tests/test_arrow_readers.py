@@ -59,7 +59,8 @@ def wnut_classlabel(shared: Path, split: str = "dev") -> tuple[dict[str, list[An
             "ner_tags": datasets.List(datasets.ClassLabel(names=names)),  # conll2003 / wikiann style
         }
     )
-    columns = {"tokens": [e.words for e in reference], "ner_tags": [[names.index(t) for t in e.label] for e in reference]}
+    tags = [[names.index(t) for t in e.label] for e in reference]
+    columns = {"tokens": [e.words for e in reference], "ner_tags": tags}
     return columns, features, reference
 
 
@@ -94,7 +95,11 @@ def type_cases(shared: Path) -> dict[str, tuple[dict[str, list[Any]], ReaderOpti
         "similarity": (sts_columns, pair, sts_expected),
         "pair_regression": (sts_columns, pair, sts_expected),
         "pair_classification": (
-            {"a": [r["sentence1"] for r in mrpc], "b": [r["sentence2"] for r in mrpc], "label": [r["label"] for r in mrpc]},
+            {
+                "a": [r["sentence1"] for r in mrpc],
+                "b": [r["sentence2"] for r in mrpc],
+                "label": [r["label"] for r in mrpc],
+            },
             ReaderOptions(text_column="a", pair_column="b"),
             [(r["sentence1"], r["label"], None, r["sentence2"]) for r in mrpc],
         ),
@@ -119,7 +124,9 @@ TYPES = [
 
 @pytest.mark.parametrize("task_type", TYPES)
 @pytest.mark.parametrize("fmt", ["parquet", "hf"])
-def test_every_task_type_reads_parquet_and_datasets(tmp_path: Path, shared_data: Path, task_type: str, fmt: str) -> None:
+def test_every_task_type_reads_parquet_and_datasets(
+    tmp_path: Path, shared_data: Path, task_type: str, fmt: str
+) -> None:
     columns, options, expected = type_cases(shared_data)[task_type]
     if fmt == "parquet":
         path = tmp_path / "data.parquet"
@@ -165,7 +172,8 @@ def test_datasetdict_splits(tmp_path: Path, shared_data: Path) -> None:
     dev = read_examples(tmp_path / "dd", "classification", ReaderOptions(**options, role="dev"))
     assert [e.label for e in dev] == labels[30:] and dev[0].source == f"{tmp_path / 'dd'} (split 'validation') row 0"
     assert len(read_examples(tmp_path / "dd", "classification", ReaderOptions(**options, split="validation"))) == 10
-    with pytest.raises(DataError, match=r"no split 'test' in this DatasetDict \(data.split\); splits: train, validation"):
+    no_test = r"no split 'test' in this DatasetDict \(data.split\); splits: train, validation"
+    with pytest.raises(DataError, match=no_test):
         read_examples(tmp_path / "dd", "classification", ReaderOptions(**options, split="test"))
     with pytest.raises(DataError, match=r"has no test split for data.test; splits: train, validation"):
         read_examples(tmp_path / "dd", "classification", ReaderOptions(**options, role="test"))
@@ -272,3 +280,29 @@ def test_cli_reports_a_bad_split_in_one_line(tmp_path: Path, shared_data: Path, 
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "no split 'training' in this DatasetDict (data.split); splits: train, validation" in lines[0]
+
+
+def test_multilabel_classlabel_sequences(tmp_path: Path, shared_data: Path) -> None:
+    absa = [json.loads(line) for line in (shared_data / "semeval2014_absa_restaurants/train.jsonl").open()][:N]
+    aspects = [[c["category"] for c in r["categories"]] for r in absa]
+    names = sorted({a for row in aspects for a in row})
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "aspects": datasets.List(datasets.ClassLabel(names=names))}
+    )
+    columns = {"text": [r["text"] for r in absa], "aspects": [[names.index(a) for a in row] for row in aspects]}
+    path = save_dataset(columns, features, tmp_path / "absa")
+    assert [e.label for e in read_examples(path, "multilabel", ReaderOptions(label_column="aspects"))] == aspects
+
+
+@pytest.mark.parametrize(
+    ("split", "ok"),
+    [("train", True), ({"dev": "validation_matched"}, True), ({"valid": "x"}, False), (3, False), ("", False)],
+)
+def test_config_split_values(tmp_path: Path, split: Any, ok: bool) -> None:
+    from polyhead.config import DataConfig
+
+    if ok:
+        assert DataConfig(train="d", format="hf", split=split).split == split
+        return
+    with pytest.raises(ValueError, match=r"is not a split name or a mapping \{train\|dev\|test: split name\}"):
+        DataConfig(train="d", format="hf", split=split)

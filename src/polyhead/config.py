@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -64,6 +64,19 @@ class DataConfig(Strict):
     limit: int | None = Field(None, gt=0, description="read at most this many examples per split")
     dev_fraction: float | None = Field(None, gt=0, lt=1, description="carve a seeded dev split from train")
     test_fraction: float | None = Field(None, gt=0, lt=1, description="carve a seeded test split from train")
+
+    @field_validator("split", mode="before")
+    @classmethod
+    def split_names(cls, value: Any) -> Any:
+        # one clear message instead of pydantic's per-member union errors
+        roles = get_args(SplitRole)
+        if value is None or (isinstance(value, str) and value):
+            return value
+        if isinstance(value, dict) and all(k in roles and isinstance(v, str) and v for k, v in value.items()):
+            return value
+        raise ValueError(
+            f"{value!r} is not a split name or a mapping {{train|dev|test: split name}} (keys: {', '.join(roles)})"
+        )
 
 
 class HeadConfig(Strict):
