@@ -28,6 +28,7 @@ import yaml
 from polyhead.config import Config
 from polyhead.data.collate import EncodedGroup, encode_group
 from polyhead.fileio import write_text_atomic
+from polyhead.modeldir import save_training_card
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.runtime import check_precision
 from polyhead.training import plan
@@ -369,6 +370,7 @@ class Trainer:
             self.dist.wait()
             return results
         write_results(self.out, results, self.model, self.sts_pairs)
+        save_training_card(model_dir, self.config.model_dump(mode="json"), results)  # README.md with the results
         for split in ("dev", "test"):
             if results[split]:
                 self.report(metrics_summary(f"final {split}", results[split]))
