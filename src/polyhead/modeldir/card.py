@@ -227,10 +227,10 @@ def training_section(record: dict[str, Any]) -> str:
     config = record.get("config")
     if not config:
         return ""
-    summary = (
-        f"Trained with `polyhead train` (seed {record.get('seed')}, {record.get('wall_time_s')} s, "
-        f"{record.get('trainable_params')} of {record.get('total_params')} parameters trained). The config:\n"
-    )
+    facts = [f"seed {record.get('seed')}", f"{record.get('wall_time_s')} s"]
+    if isinstance(record.get("trainable_params"), int) and isinstance(record.get("total_params"), int):
+        facts.append(f"{record['trainable_params']:,} of {record['total_params']:,} parameters trained")
+    summary = f"Trained with `polyhead train` ({', '.join(facts)}). The config (keys left at their defaults omitted):\n"
     return f"## Training\n\n{summary}\n```yaml\n{yaml.safe_dump(config, sort_keys=False)}```\n"
 
 

@@ -370,7 +370,8 @@ class Trainer:
             self.dist.wait()
             return results
         write_results(self.out, results, self.model, self.sts_pairs)
-        save_training_card(model_dir, self.config.model_dump(mode="json"), results)  # README.md with the results
+        # README.md with the results; the config as the user wrote it (keys left at their defaults omitted)
+        save_training_card(model_dir, self.config.model_dump(mode="json", exclude_unset=True), results)
         for split in ("dev", "test"):
             if results[split]:
                 self.report(metrics_summary(f"final {split}", results[split]))
