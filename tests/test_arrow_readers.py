@@ -192,7 +192,7 @@ def test_limit_reads_only_the_first_batch(tmp_path: Path, shared_data: Path, mon
             pulled.append(batch.num_rows)
             yield batch
 
-    monkeypatch.setattr(arrow, "records", lambda batches, real=arrow.records: real(counting(batches)))
+    monkeypatch.setattr(arrow, "records", lambda where, batches, real=arrow.records: real(where, counting(batches)))
     for path in (tmp_path / "big.parquet", tmp_path / "big"):
         pulled.clear()
         assert len(read_examples(path, "classification", ReaderOptions(limit=5))) == 5
@@ -306,3 +306,27 @@ def test_config_split_values(tmp_path: Path, split: Any, ok: bool) -> None:
         return
     with pytest.raises(ValueError, match=r"is not a split name or a mapping \{train\|dev\|test: split name\}"):
         DataConfig(train="d", format="hf", split=split)
+
+
+def test_corrupt_parquet_is_one_data_error(tmp_path: Path, shared_data: Path) -> None:
+    """Truncated files and flipped bytes (also inside strings: Parquet doesn't check UTF-8) -> DataError only."""
+    import random
+
+    rows = tsv_rows(shared_data / "sst2/dev.tsv", 200)
+    pq.write_table(pa.table({"label": [r["label"] for r in rows], "text": [r["text"] for r in rows]}),
+                   tmp_path / "ok.parquet", row_group_size=50)
+    data = (tmp_path / "ok.parquet").read_bytes()
+    rng = random.Random(0)
+    outcomes = {"error": 0, "read": 0}
+    for i in range(200):
+        broken = bytearray(data[: rng.randrange(len(data))] if i % 2 else data)
+        for _ in range(0 if i % 2 else rng.randint(1, 20)):
+            broken[rng.randrange(len(broken))] = rng.randrange(256)
+        (tmp_path / "bad.parquet").write_bytes(bytes(broken))
+        try:
+            read_examples(tmp_path / "bad.parquet", "classification")
+            outcomes["read"] += 1
+        except DataError as exc:
+            assert str(exc).startswith(str(tmp_path / "bad.parquet")) and "\n" not in str(exc)
+            outcomes["error"] += 1
+    assert outcomes["error"] > 150

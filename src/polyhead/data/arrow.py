@@ -45,7 +45,7 @@ def read_arrow_examples(path: Path, fmt: str, task: TaskType, options: ReaderOpt
         )
     decoders = {c: class_names(features.get(c)) for c in columns}
     examples = []
-    for row, record in enumerate(records(batches)):
+    for row, record in enumerate(records(where, batches)):
         values = {c: decode(where, row, c, record[c], decoders[c]) for c in columns}
         examples.append(make_example(where, row, values, task, options))
         if options.limit and len(examples) >= options.limit:
@@ -82,7 +82,7 @@ def parquet_batches(path: Path, columns: list[str]) -> tuple[str, list[str], dic
     schema = parquet.schema_arrow
     present = [c for c in columns if c in schema.names]
     batches = parquet.iter_batches(batch_size=BATCH_ROWS, columns=present)
-    return str(path), list(schema.names), hf_features(schema.metadata), guarded(path, batches)
+    return str(path), list(schema.names), hf_features(schema.metadata), batches
 
 
 def datasets_batches(
@@ -112,7 +112,7 @@ def datasets_batches(
     present = [c for c in columns if c in names]
     table = loaded.select_columns(present).with_format("arrow")
     features = hf_features(loaded.features.arrow_schema.metadata)
-    return where, names, features, guarded(path, table.iter(batch_size=BATCH_ROWS))
+    return where, names, features, table.iter(batch_size=BATCH_ROWS)
 
 
 def pick_split(path: Path, splits: list[str], options: ReaderOptions) -> str:
@@ -132,17 +132,23 @@ def pick_split(path: Path, splits: list[str], options: ReaderOptions) -> str:
     )
 
 
-def guarded(path: Path, batches: Iterator[Any]) -> Iterator[Any]:
-    """Batches, with a corrupt page reported as a DataError instead of a pyarrow traceback."""
+def records(where: str, batches: Iterator[Any]) -> Iterator[dict[str, Any]]:
+    """Rows as dicts, one record batch at a time; a corrupt page or undecodable text (Parquet doesn't check
+    that strings are UTF-8) is a DataError naming the rows, not a pyarrow traceback."""
+    start = 0
     try:
-        yield from batches
-    except (OSError, ValueError) as exc:  # ArrowInvalid subclasses ValueError, ArrowIOError OSError
-        raise DataError(f"{path}: can't read the data ({one_line(exc)})") from None
-
-
-def records(batches: Iterator[Any]) -> Iterator[dict[str, Any]]:
-    for batch in batches:
-        yield from batch.to_pylist()
+        for batch in batches:
+            try:
+                rows = batch.to_pylist()
+            except Exception as exc:
+                last = start + batch.num_rows - 1
+                raise DataError(f"{where} rows {start}-{last}: can't decode the data ({one_line(exc)})") from None
+            start += len(rows)
+            yield from rows
+    except DataError:
+        raise
+    except Exception as exc:  # ArrowInvalid, OSError, ... from reading the next batch
+        raise DataError(f"{where}: can't read the data after row {start} ({one_line(exc)})") from None
 
 
 def hf_features(metadata: dict[bytes, bytes] | None) -> dict[str, Any]:
