@@ -80,7 +80,7 @@ def parquet_batches(path: Path, columns: list[str]) -> tuple[str, list[str], dic
     except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for a file that isn't Parquet
         raise DataError(f"{path}: not a readable Parquet file ({one_line(exc)})") from None
     schema = parquet.schema_arrow
-    present = [c for c in columns if c in schema.names]
+    present = list(dict.fromkeys(c for c in columns if c in schema.names))
     batches = parquet.iter_batches(batch_size=BATCH_ROWS, columns=present)
     return str(path), list(schema.names), hf_features(schema.metadata), batches
 
@@ -109,7 +109,7 @@ def datasets_batches(
         split = pick_split(path, list(loaded), options)
         loaded, where = loaded[split], f"{path} (split {split!r})"
     names = list(loaded.column_names)
-    present = [c for c in columns if c in names]
+    present = list(dict.fromkeys(c for c in columns if c in names))
     table = loaded.select_columns(present).with_format("arrow")
     features = hf_features(loaded.features.arrow_schema.metadata)
     return where, names, features, table.iter(batch_size=BATCH_ROWS)
