@@ -26,6 +26,7 @@ from torch import nn
 
 from polyhead.errors import PolyheadError
 from polyhead.fileio import fsync_dir, save_tensors_atomic, write_json_atomic
+from polyhead.fileio import write_text_atomic as write_text_atomic  # re-exported: the old import path
 
 logger = logging.getLogger(__name__)
 
