@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -26,7 +26,7 @@ MAX_WIDTH = 65536  # largest head layer / projection: bounds what a typo can mak
 # run time takes its tuple from them with typing.get_args (runtime.PRECISIONS, pooling.POOLING_MODES, ...),
 # so the config and the code can't disagree (tests/test_config_choices.py).
 PoolingMode = Literal["mean", "cls", "max", "mean_sqrt_len"]
-DataFormat = Literal["tsv", "csv", "jsonl", "conll"]
+DataFormat = Literal["tsv", "csv", "jsonl", "conll", "parquet", "hf"]
 Activation = Literal["gelu", "relu", "tanh"]
 SimilarityLoss = Literal["cosine", "cosent"]
 FreezeMode = Literal["none", "all", "encoder", "embeddings"]
@@ -37,6 +37,7 @@ Precision = Literal["fp32", "bf16", "fp16"]
 LossWeighting = Literal["static", "uncertainty"]
 Tracker = Literal["tensorboard", "wandb", "mlflow"]
 PreserveLoss = Literal["cosine", "mse"]
+SplitRole = Literal["train", "dev", "test"]
 
 
 class Strict(BaseModel):
@@ -59,6 +60,9 @@ class DataConfig(Strict):
     dev: str | None = None
     test: str | None = None
     format: DataFormat | None = None
+    split: str | dict[SplitRole, str] | None = Field(
+        None, description="the split a datasets DatasetDict directory is read from: one name, or one per role"
+    )
     text_column: str = "text"
     label_column: str = "label"
     pair_column: str | None = None
@@ -69,6 +73,19 @@ class DataConfig(Strict):
     limit: int | None = Field(None, gt=0, description="read at most this many examples per split")
     dev_fraction: float | None = Field(None, gt=0, lt=1, description="carve a seeded dev split from train")
     test_fraction: float | None = Field(None, gt=0, lt=1, description="carve a seeded test split from train")
+
+    @field_validator("split", mode="before")
+    @classmethod
+    def split_names(cls, value: Any) -> Any:
+        # one clear message instead of pydantic's per-member union errors
+        roles = get_args(SplitRole)
+        if value is None or (isinstance(value, str) and value):
+            return value
+        if isinstance(value, dict) and all(k in roles and isinstance(v, str) and v for k, v in value.items()):
+            return value
+        raise ValueError(
+            f"{value!r} is not a split name or a mapping {{train|dev|test: split name}} (keys: {', '.join(roles)})"
+        )
 
 
 class HeadConfig(Strict):

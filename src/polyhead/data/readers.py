@@ -1,4 +1,6 @@
-"""Readers for TSV/CSV/JSONL/CoNLL files -> Example lists, with file:line in every error."""
+"""Readers for TSV/CSV/JSONL/CoNLL files -> Example lists, with file:line in every error.
+
+Parquet files and Hugging Face ``datasets`` directories are read by data/arrow.py (dispatched from here)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ SUFFIXES = {
     ".txt": "conll",
     ".bio": "conll",
     ".iob": "conll",
+    ".parquet": "parquet",
 }
 # A text field may be long (a whole article), but not unbounded: 16 MiB, then a DataError.
 csv.field_size_limit(16 * 2**20)
@@ -55,6 +58,8 @@ class ReaderOptions:
     conll_token_column: int = 0
     conll_tag_column: int = -1
     limit: int | None = None
+    split: str | None = None  # the split of a datasets DatasetDict directory (None: the role's usual name)
+    role: str = "train"  # which of data.train / dev / test this path is
 
 
 def detect_format(path: Path, options: ReaderOptions) -> str:
@@ -62,6 +67,12 @@ def detect_format(path: Path, options: ReaderOptions) -> str:
         if options.format not in FORMATS:
             raise DataError(f"{path}: unknown format {options.format!r}; valid: {', '.join(FORMATS)}")
         return options.format
+    if path.is_dir():
+        from polyhead.data.arrow import is_datasets_dir
+
+        if is_datasets_dir(path):
+            return "hf"
+        raise DataError(f"{path}: a directory, but not a Hugging Face datasets directory (save_to_disk output)")
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise DataError(
@@ -92,6 +103,10 @@ def read_examples(path: str | Path, task: TaskType | str, options: ReaderOptions
     task = get_task_type(task) if isinstance(task, str) else task
     options = options or ReaderOptions()
     fmt = detect_format(path, options)
+    if fmt in ("parquet", "hf"):
+        from polyhead.data.arrow import read_arrow_examples
+
+        return read_arrow_examples(path, fmt, task, options)
     lines = read_lines(path)
     rows: Iterator[Example]
     if task.level == "token":

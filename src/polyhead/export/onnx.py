@@ -22,7 +22,7 @@ from torch import nn
 from polyhead.errors import PolyheadError
 from polyhead.evaluation.evaluator import read_sts_pairs, sts_spearman
 from polyhead.fileio import write_json_atomic
-from polyhead.modeldir import CONFIG_NAME, check_new_directory
+from polyhead.modeldir import CONFIG_NAME, check_new_directory, write_card
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.onnx_backend import ONNX_META, VARIANTS, OnnxModel, source_hashes
 from polyhead.predict import predicting_tasks
@@ -163,6 +163,7 @@ def export_onnx(
             raise
         meta["gate"] = report["gate"]
         write_json_atomic(model_dir / ONNX_META, meta)
+    write_card(model_dir)  # the card's ONNX section: the files written and the gate's numbers
     return report
 
 

@@ -1,6 +1,8 @@
 """The saved-model format, importable without torch: polyhead.json, task specs, the sentence-transformers
-layout, directory safety checks. Both backends (torch and ONNX) read a model directory through here."""
+layout, directory safety checks, the model card (README.md). Both backends (torch and ONNX) read a model
+directory through here."""
 
+from polyhead.modeldir.card import render_card, save_training_card, write_card
 from polyhead.modeldir.format import (
     CONFIG_NAME,
     FORMAT_VERSION,
@@ -27,6 +29,9 @@ __all__ = [
     "check_safe_directory",
     "library_versions",
     "read_config",
+    "render_card",
+    "save_training_card",
     "write_config",
+    "write_card",
     "write_directory_atomic",
 ]

@@ -13,7 +13,7 @@ from torch import nn
 
 from polyhead import predict as pipeline
 from polyhead.errors import PolyheadError
-from polyhead.modeldir import HEADS_NAME, TaskSpec, read_config, write_config, write_directory_atomic
+from polyhead.modeldir import HEADS_NAME, TaskSpec, read_config, write_card, write_config, write_directory_atomic
 from polyhead.modeling.device import resolve_device
 from polyhead.modeling.encoder import SentenceEncoder, load_encoder, run_padded
 from polyhead.modeling.weights import load_strict, load_weights, save_module
@@ -61,8 +61,15 @@ class MultiTaskModel(pipeline.PipelineMethods, nn.Module):
 
     def save_pretrained(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the model directory atomically (a temporary sibling renamed into place); an existing directory
-        is replaced only with ``overwrite=True`` and only if it is a polyhead model directory."""
-        return write_directory_atomic(Path(path), self.write_directory, overwrite)
+        is replaced only with ``overwrite=True`` and only if it is a polyhead model directory. A model card
+        (README.md) is rendered into it, unless the directory replaced held a card of the user's own (kept)."""
+        path = Path(path)
+
+        def write(out: Path) -> None:
+            self.write_directory(out)
+            write_card(out, previous=path)
+
+        return write_directory_atomic(path, write, overwrite)
 
     def write_directory(self, out: Path) -> None:
         self.encoder.save(out)

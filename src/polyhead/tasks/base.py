@@ -64,6 +64,8 @@ class TaskType:
     needs_pair_column: ClassVar[bool] = False
     #: a label list shorter than this is an error (a classifier needs two classes)
     min_labels: ClassVar[int] = 0
+    #: the Hugging Face Hub task this type does (a model card's ``pipeline_tag`` and ``model-index`` task)
+    hub_task: ClassVar[str] = "text-classification"
 
     # ------------------------------------------------------------------ labels
     def parse_label(self, raw: Any, source: str, column: str, separator: str | None) -> Any:

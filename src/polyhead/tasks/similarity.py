@@ -38,6 +38,7 @@ class Similarity(ScoreTask):
     """The head returns the sentence embeddings of both sides, (2 * batch, dim); the loss compares halves."""
 
     name = "similarity"
+    hub_task = "sentence-similarity"
     predicts = False
     embeds_pairs = True
     needs_pair_column = True

@@ -37,6 +37,7 @@ class TokenClassification(TaskType):
     """Token vectors (batch, seq_len, hidden) -> logits (batch, seq_len, tags); predictions are entity spans."""
 
     name = "token_classification"
+    hub_task = "token-classification"
     level = "token"
     metric_names: ClassVar[tuple[str, ...]] = ("f1", "precision", "recall", "accuracy")
     primary_metric = "f1"

@@ -27,7 +27,9 @@ class TaskData:
     test: list[Example] = field(default_factory=list)
 
 
-def reader_options(data: DataConfig) -> ReaderOptions:
+def reader_options(data: DataConfig, role: str = "train") -> ReaderOptions:
+    """Reader settings for one of data.train / dev / test (``role``)."""
+    split = data.split.get(role) if isinstance(data.split, dict) else data.split  # type: ignore[call-overload]
     return ReaderOptions(
         format=data.format,
         text_column=data.text_column,
@@ -38,6 +40,8 @@ def reader_options(data: DataConfig) -> ReaderOptions:
         conll_token_column=data.conll_token_column,
         conll_tag_column=data.conll_tag_column,
         limit=data.limit,
+        split=split,
+        role=role,
     )
 
 
@@ -47,11 +51,11 @@ def read_split(task: str, data: DataConfig, split: str, task_type: str) -> list[
     if value is None:
         return []
     path = resolve_path(value)
-    if not path.is_file():
+    if not path.exists():  # a file, or a datasets directory
         raise DataError(
             f"tasks.{task}.data.{split}: file {value!r} not found (relative paths are read from the current directory)"
         )
-    return read_examples(path, get_task_type(task_type), reader_options(data))
+    return read_examples(path, get_task_type(task_type), reader_options(data, split))
 
 
 def load_task_data(name: str, task: TaskConfig, seed: int) -> TaskData:
@@ -121,7 +125,7 @@ def task_groups(config: Config, tasks: list[str]) -> dict[str, list[str]]:
         else:  # pair tasks read (text, pair) as one sequence: never batched with single-text tasks
             task_type = get_task_type(config.tasks[name].type)
             pair = d.pair_column if task_type.input == "pair" else None
-            key = (d.train, d.format, d.limit, d.dev_fraction, d.test_fraction, task_type.input, pair)
+            key = (d.train, d.format, repr(d.split), d.limit, d.dev_fraction, d.test_fraction, task_type.input, pair)
         groups.setdefault(key, []).append(name)
     return {"+".join(members): members for members in groups.values()}
 

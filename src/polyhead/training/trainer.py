@@ -29,6 +29,7 @@ from polyhead.config import Config
 from polyhead.data.collate import EncodedGroup, encode_group
 from polyhead.errors import PolyheadError
 from polyhead.fileio import write_text_atomic
+from polyhead.modeldir import save_training_card
 from polyhead.modeling.device import resolve_device
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.runtime import check_precision
@@ -130,21 +131,19 @@ class Trainer:
         plan.check_stages(self.model, self.stages)  # every stage has something to train, before anything runs
         self.weighting = build_weighting(cfg.training.loss_weighting, {t: c.loss_weight for t, c in cfg.tasks.items()})
         self.score_scale = {t: s.task.loss_scale([ex.label for ex in self.data[t].train]) for t, s in specs.items()}
-        self.groups: dict[str, EncodedGroup] = {}
-        for gname, members in task_groups(cfg, list(cfg.tasks)).items():
-            self.groups[gname] = encode_group(
-                gname, self.model.encoder, specs, {t: self.data[t].train for t in members}
-            )
+        self.groups: dict[str, EncodedGroup] = {
+            g: encode_group(g, self.model.encoder, specs, {t: self.data[t].train for t in members})
+            for g, members in task_groups(cfg, list(cfg.tasks)).items()
+        }
         self.preserve = None
         if cfg.training.preserve_embedding is not None:  # reference vectors of the starting encoder, once
-            run_dir = self.out if self.accelerator is not None else None  # setup() alone writes no files
             self.preserve = preserve.prepare(
                 cfg.training.preserve_embedding, self.model, self.groups, cfg.training.eval_batch_size,
-                cfg.training.precision, run_dir, self.resume, save=self.dist.is_main,
+                cfg.training.precision, self.out if self.accelerator is not None else None,  # setup() alone: no files
+                self.resume, save=self.dist.is_main,
             )
         self.sts_pairs = read_sts(cfg)
-        self.audit = ShardAudit(self.dist)
-        t = cfg.training
+        self.audit, t = ShardAudit(self.dist), cfg.training
         self.evaluate = SplitEvaluator(self.model, self.data, self.dist, self.audit, t.eval_batch_size, t.precision)
 
     # ------------------------------------------------------------------ main
@@ -390,6 +389,8 @@ class Trainer:
             self.dist.wait()
             return results
         write_results(self.out, results, self.model, self.sts_pairs)
+        # README.md with the results; the config as the user wrote it (keys left at their defaults omitted)
+        save_training_card(model_dir, self.config.model_dump(mode="json", exclude_unset=True), results)
         for split in ("dev", "test"):
             if results[split]:
                 self.report(metrics_summary(f"final {split}", results[split]))
