@@ -18,6 +18,7 @@ from pathlib import Path
 
 from polyhead.errors import ModelDirError
 from polyhead.modeldir.format import UNSAFE_SUFFIXES
+from polyhead.modeldir.tokenizer import TOKENIZER_FILES
 
 logger = logging.getLogger(__name__)
 
@@ -29,15 +30,7 @@ ALLOW_PATTERNS = [
     "config.json",
     "*.safetensors",
     "model.safetensors.index.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "spiece.model",
-    "sentencepiece.bpe.model",
+    *TOKENIZER_FILES,
     "modules.json",
     "sentence_bert_config.json",
     "config_sentence_transformers.json",
