@@ -263,8 +263,9 @@ def run_and_decode(
     for batch, out in batches(backend, encodings, outputs, batch_size, precision):
         for name in names:
             spec, values = backend.tasks[name], out[f"task.{name}"]
+            decode = spec.task.decode  # looked up once per batch, not per row (a registry lookup)
             for row, index in enumerate(batch):
-                results[index][name] = spec.task.decode(spec, values[row], decode_input(index))
+                results[index][name] = decode(spec, values[row], decode_input(index))
     return results
 
 
