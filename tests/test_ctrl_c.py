@@ -33,6 +33,29 @@ def test_an_interrupt_swallowed_in_a_destructor_is_raised_again() -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored afterwards
 
 
+def test_no_second_interrupt_while_the_first_unwinds_or_after() -> None:
+    """Click turns the interrupt into Abort; a slow unwind or a slow "aborted" must not get a second one.
+
+    CI saw exit -2 after "aborted": the repeat timer raised a new KeyboardInterrupt while the CLI printed
+    its message, and an uncaught KeyboardInterrupt makes Python kill itself with SIGINT.
+    """
+
+    class Abort(RuntimeError):
+        pass
+
+    with pytest.raises(Abort), reliable_ctrl_c(repeat=0.05):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt as exc:
+            try:
+                raise Abort from exc
+            finally:
+                time.sleep(0.3)  # slow unwinding: six repeats elapse; none may replace the Abort
+    time.sleep(0.3)  # after the block: no timer, no interrupt
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def started_main(proc: subprocess.Popen) -> bool:
     """Whether the CLI entry point is running (it catches SIGALRM once reliable_ctrl_c is set up)."""
     status = Path(f"/proc/{proc.pid}/status").read_text()

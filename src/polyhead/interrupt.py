@@ -16,6 +16,17 @@ from collections.abc import Iterator
 from types import FrameType
 
 
+def surfaced(exc: BaseException | None) -> bool:
+    """Whether the exception being handled is the interrupt or was raised because of it (Click's Abort)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 @contextlib.contextmanager
 def reliable_ctrl_c(repeat: float = 1.0) -> Iterator[None]:
     """Within the block, a Ctrl-C raises KeyboardInterrupt and keeps raising it until it is not swallowed."""
@@ -31,7 +42,7 @@ def reliable_ctrl_c(repeat: float = 1.0) -> Iterator[None]:
         raise KeyboardInterrupt
 
     def on_alarm(signum: int, frame: FrameType | None) -> None:
-        if pending and not isinstance(sys.exc_info()[1], KeyboardInterrupt):  # not while one is handled
+        if pending and not surfaced(sys.exc_info()[1]):
             raise KeyboardInterrupt
 
     def quiet(unraisable: sys.UnraisableHookArgs) -> None:  # the lost interrupt is raised again: no noise
@@ -43,6 +54,7 @@ def reliable_ctrl_c(repeat: float = 1.0) -> Iterator[None]:
     try:
         yield
     finally:
+        pending = False  # first: an alarm from here on (unwinding, "aborted", shutdown) must not raise again
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGALRM, previous[1])
