@@ -19,11 +19,11 @@ from rich.console import Console
 from rich.table import Table
 
 from polyhead.data.lines import gather_pairs, gather_texts, read_text_lines
-from polyhead.display import export_report_lines, metrics_table, prediction_table, short, similarity_table
+from polyhead.display import export_report_lines, prediction_table, short, similarity_table
 from polyhead.errors import PolyheadError
 from polyhead.extras import require
 from polyhead.interrupt import reliable_ctrl_c
-from polyhead.outputs import check_output_file, check_output_files, save_npy_atomic
+from polyhead.outputs import check_output_dir, check_output_file, check_output_files, save_npy_atomic
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="polyhead: one encoder, many task heads.")
 console = Console()
@@ -233,18 +233,25 @@ def evaluate(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     device: Device = "auto",
+    plot_dir: Annotated[Path | None, typer.Option(help="Write <task>_confusion.png files into this directory.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing confusion PNGs.")] = False,
 ) -> None:
-    """Per-task metrics of a saved model on the dev, test or train split of a config's data."""
+    """Per-task metrics, per-class P/R/F1/support, confusion matrices, worst-confused pairs on a split."""
     from polyhead.config import load_config
-    from polyhead.training.api import evaluate_model
+    from polyhead.display import evaluation_tables
+    from polyhead.modeldir import read_config
+    from polyhead.training import api
 
     if split not in ("dev", "test", "train"):
         raise PolyheadError(f"--split {split!r}: valid: dev, test, train")
-    metrics = evaluate_model(model_dir, load_config(config, set_ or []), split, device)
+    check_output_dir(plot_dir, "--plot-dir", overwrite, [f"{t}_confusion.png" for t in read_config(model_dir).tasks])
+    metrics = api.evaluate_model(model_dir, load_config(config, set_ or []), split, device, reports=True)
+    written = api.write_confusion_plots(metrics, plot_dir, split) if plot_dir is not None else []
     if as_json:
         sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
         return
-    console.print(metrics_table(f"{model_dir} on {split}", metrics))
+    for item in [*evaluation_tables(f"{model_dir} on {split}", metrics), *(f"wrote {p}" for p in written)]:
+        console.print(item)
 
 
 @app.command()

@@ -102,6 +102,12 @@ class TaskConfig(Strict):
     head: HeadConfig = Field(default_factory=HeadConfig)
     loss_weight: float = Field(1.0, ge=0)
     labels: list[str] | None = None
+    # skewed classes and calibration (docs/training-guide.md); which types take which: TaskType.options
+    class_weights: Literal["balanced"] | dict[str, float] | None = None
+    pos_weight: Literal["balanced"] | dict[str, float] | None = None
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    tune_thresholds: bool = False
+    calibrate: bool = False
 
     @field_validator("type")
     @classmethod
@@ -111,6 +117,29 @@ class TaskConfig(Strict):
         if value not in task_type_names():
             raise ValueError(f"unknown task type {value!r}; valid: {', '.join(task_type_names())}")
         return value
+
+    @field_validator("class_weights", "pos_weight", mode="before")
+    @classmethod
+    def label_weights(cls, value: Any) -> Any:
+        # one clear message instead of pydantic's per-member union errors
+        ok = value is None or value == "balanced"
+        if isinstance(value, dict):
+            ok = all(isinstance(w, int | float) and not isinstance(w, bool) and 0 < w < float("inf")
+                     for w in value.values())
+        if not ok:
+            raise ValueError(f"{value!r:.100} is not 'balanced' or a mapping {{label: positive number}}")
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def options_of_type(self) -> TaskConfig:
+        from polyhead.tasks import get_task_type, task_type_names
+        from polyhead.tasks.base import SKEW_OPTIONS
+
+        for key in SKEW_OPTIONS:
+            if key in self.model_fields_set and getattr(self, key) and key not in get_task_type(self.type).options:
+                takers = [t for t in task_type_names() if key in get_task_type(t).options]
+                raise ValueError(f"{key} is not an option of a {self.type} task; valid for: {', '.join(takers)}")
+        return self
 
 
 class FreezeConfig(Strict):

@@ -55,8 +55,50 @@ def metrics_table(title: str, metrics: dict[str, dict[str, float]]) -> Table:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for task, values in metrics.items():
         for name, value in values.items():
-            table.add_row(task, name, f"{value:.4f}")
+            if isinstance(value, int | float):  # a task's ``report`` has tables of its own (report_tables)
+                table.add_row(task, name, f"{value:.4f}")
     return table
+
+
+def evaluation_tables(title: str, results: dict[str, dict[str, Any]]) -> list[Table]:
+    """What ``polyhead evaluate`` prints: the metrics table, then each task's report tables."""
+    tables = [metrics_table(title, results)]
+    for task, values in results.items():
+        tables += report_tables(task, values["report"]) if "report" in values else []
+    return tables
+
+
+def report_tables(task: str, report: dict[str, Any], max_matrix: int = 15) -> list[Table]:
+    """A task's per-class report (``polyhead evaluate``): precision / recall / F1 / support per class, the
+    confusion matrix (up to ``max_matrix`` classes; rows gold, columns predicted), the worst-confused pairs."""
+    tables = []
+    per_class = Table(title=f"{task}: per class")
+    for name in ("class", "precision", "recall", "f1", "support"):
+        per_class.add_column(name, justify="left" if name == "class" else "right")
+    for label, row in report["per_class"].items():
+        scores = (f"{row[k]:.4f}" for k in ("precision", "recall", "f1"))
+        per_class.add_row(cell(label, 40), *scores, str(row["support"]))
+    tables.append(per_class)
+    confusion = report.get("confusion")
+    if confusion is not None and len(confusion["labels"]) <= max_matrix:
+        unit = f", {confusion['unit']}" if "unit" in confusion else ""
+        matrix = Table(title=f"{task}: confusion matrix (rows gold, columns predicted{unit})")
+        matrix.add_column("gold \\ predicted")
+        for label in confusion["labels"]:
+            matrix.add_column(cell(label, 12), justify="right")
+        for label, row in zip(confusion["labels"], confusion["matrix"], strict=True):
+            matrix.add_row(cell(label, 30), *(str(n) for n in row))
+        tables.append(matrix)
+    pairs = report.get("worst_confused") or []
+    if pairs:
+        worst = Table(title=f"{task}: most confused (gold -> predicted)")
+        for name in ("gold", "predicted", "count", "share of gold"):
+            worst.add_column(name, justify="right" if name in ("count", "share of gold") else "left")
+        for pair in pairs:
+            worst.add_row(cell(pair["gold"], 30), cell(pair["predicted"], 30), str(pair["count"]),
+                          f"{pair['share_of_gold']:.1%}")
+        tables.append(worst)
+    return tables
 
 
 def export_report_lines(report: dict[str, Any]) -> list[str]:

@@ -34,6 +34,16 @@ def check_output_files(paths: dict[str, Path | None], overwrite: bool) -> None:
         check_output_file(path, option, overwrite)
 
 
+def check_output_dir(path: Path | None, option: str, overwrite: bool, names: list[str]) -> None:
+    """A directory the CLI writes ``names`` into: not a file; none of the files there unless ``overwrite``."""
+    if path is None:
+        return
+    if path.exists() and not path.is_dir():
+        raise PolyheadError(f"{option} {path} is a file; give a directory (created if missing)")
+    for name in names:
+        check_output_file(path / name, option, overwrite)
+
+
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
     """``array`` as a .npy file, whole or not at all (a symlink at ``path`` is replaced, not followed)."""
     import numpy as np

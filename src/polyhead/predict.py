@@ -269,6 +269,24 @@ def run_and_decode(
     return results
 
 
+def head_outputs(
+    backend: Backend, inputs: Sequence[Any], name: str, batch_size: int = 32, precision: str = "fp32"
+) -> np.ndarray:
+    """A sentence-level head's raw outputs (n, outputs) in input order, undecoded: ``inputs`` are texts, or
+    (text_a, text_b) pairs for a pair task (what temperature scaling and threshold tuning fit on)."""
+    spec = backend.tasks[name]
+    assert spec.level == "sentence", f"task {name} is not sentence-level"
+    if spec.task.input == "pair":
+        encodings = backend.tokenize_pairs(check_pairs(inputs))
+    else:
+        check_texts(inputs)
+        encodings = backend.tokenize_texts(list(inputs))
+    out = np.zeros((len(encodings), spec.task.num_outputs(spec)), dtype=np.float32)
+    for batch, values in batches(backend, encodings, [f"task.{name}"], batch_size, precision):
+        out[batch] = values[f"task.{name}"]
+    return out
+
+
 def tasks_for(tasks: Mapping[str, TaskSpec], names: Sequence[str] | None, kind: str) -> list[str]:
     """The predicting tasks of one input kind ("text" or "pair") among ``names`` (all when None); asking for a
     task of the other kind by name is an error that says which call takes it."""

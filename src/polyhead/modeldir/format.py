@@ -16,6 +16,7 @@ Only JSON and safetensors are read; nothing is unpickled.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from collections.abc import Callable
@@ -122,10 +123,31 @@ def check_spec_fields(file: Path, name: str, data: Any) -> None:
         "dropout": (lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
         "threshold": (is_number, "a number"),
         "loss": (lambda v: isinstance(v, str), "a loss name"),
+        "class_weights": (lambda v: label_map(v, lambda x: 0 < x < math.inf), "an object {label: positive number}"),
+        "pos_weight": (lambda v: label_map(v, lambda x: 0 < x < math.inf), "an object {label: positive number}"),
+        "label_smoothing": (lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+        "thresholds": (lambda v: label_map(v, lambda x: 0 < x < 1), "an object {label: number in (0, 1)}"),
+        "temperature": (lambda v: is_number(v) and 0 < v < math.inf, "a positive number"),
     }
     for key, (valid, what) in checks.items():
         if key in data and not valid(data[key]):
-            raise ModelDirError(f"{file}: tasks.{name}.{key} is {data[key]!r}; valid: {what}")
+            raise ModelDirError(f"{file}: tasks.{name}.{key} is {data[key]!r:.200}; valid: {what}")
+
+
+def label_map(value: Any, valid: Callable[[float], bool]) -> bool:
+    """An object of label -> number, every number valid."""
+    return isinstance(value, dict) and all(isinstance(v, int | float) and not isinstance(v, bool) and valid(v)
+                                           for v in value.values())
+
+
+def check_spec_labels(file: Path, name: str, spec: TaskSpec) -> None:
+    """Per-label fields name labels of the task (a threshold for a label the head doesn't have is a typo)."""
+    for key in ("class_weights", "pos_weight", "thresholds"):
+        unknown = [label for label in getattr(spec, key) if label not in spec.labels]
+        if unknown:
+            raise ModelDirError(
+                f"{file}: tasks.{name}.{key} names unknown label {unknown[0]!r}; labels: {', '.join(spec.labels[:20])}"
+            )
 
 
 def read_task_specs(file: Path, tasks: dict[str, Any]) -> dict[str, TaskSpec]:
@@ -142,6 +164,7 @@ def read_task_specs(file: Path, tasks: dict[str, Any]) -> dict[str, TaskSpec]:
             raise ModelDirError(
                 f"{file}: task {name!r} has unknown type {spec.type!r}; valid: {', '.join(task_type_names())}"
             )
+        check_spec_labels(file, name, spec)
         specs[name] = spec
     return specs
 

@@ -16,6 +16,12 @@ class TaskSpec:
     ``labels`` is the vocabulary (class names, or BIO tags for token tasks); ``hidden`` the MLP layer
     sizes (empty: one Linear layer); ``threshold`` the multilabel decision threshold; ``loss`` the
     similarity loss (``cosine`` or ``cosent``). What the type means lives in :attr:`task`.
+
+    Skewed classes and calibration (all optional; directories written before them load with the defaults):
+    ``class_weights`` (label -> weight of its examples in the loss; labels left out weigh 1),
+    ``pos_weight`` (multilabel: label -> weight of its positive examples), ``label_smoothing``,
+    ``thresholds`` (label -> decision threshold tuned on dev: the positive class of a two-class task, each
+    label of a multilabel task) and ``temperature`` (logits are divided by it before softmax / sigmoid).
     """
 
     type: str
@@ -25,6 +31,11 @@ class TaskSpec:
     dropout: float = 0.1
     threshold: float = 0.5
     loss: str = "cosent"
+    class_weights: dict[str, float] = field(default_factory=dict)
+    pos_weight: dict[str, float] = field(default_factory=dict)
+    label_smoothing: float = 0.0
+    thresholds: dict[str, float] = field(default_factory=dict)
+    temperature: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
-from polyhead.errors import DataError, PolyheadError
+from polyhead.errors import ConfigError, DataError, PolyheadError
 
 if TYPE_CHECKING:
     import torch
@@ -44,6 +44,28 @@ class DecodeInput:
     max_length: int = 0
 
 
+SKEW_OPTIONS = ("class_weights", "pos_weight", "label_smoothing", "tune_thresholds", "calibrate")
+
+
+def resolve_weights(setting: Any, labels: list[str], counts: Counter[str], where: str) -> dict[str, float]:
+    """``balanced`` (n / (classes x count), scikit-learn's ``compute_class_weight``, over the labels present in
+    train; absent ones weigh 1) or a {label: weight} mapping (labels left out weigh 1) -> {label: weight}."""
+    if setting is None:
+        return {}
+    if setting == "balanced":
+        from sklearn.utils.class_weight import compute_class_weight
+
+        present = [label for label in labels if counts.get(label, 0) > 0]
+        y = np.repeat(np.array(present, dtype=object), [counts[label] for label in present])
+        weights = compute_class_weight("balanced", classes=np.array(present, dtype=object), y=y)
+        found = dict(zip(present, (float(w) for w in weights), strict=True))
+        return {label: found.get(label, 1.0) for label in labels}
+    unknown = [label for label in setting if label not in labels]
+    if unknown:
+        raise ConfigError(f"{where} names unknown label {unknown[0]!r}; labels: {', '.join(labels[:20])}")
+    return {label: float(setting.get(label, 1.0)) for label in labels}
+
+
 class TaskType:
     """Base class of task types. Class attributes describe the type; methods are its behaviour."""
 
@@ -66,6 +88,8 @@ class TaskType:
     min_labels: ClassVar[int] = 0
     #: the Hugging Face Hub task this type does (a model card's ``pipeline_tag`` and ``model-index`` task)
     hub_task: ClassVar[str] = "text-classification"
+    #: the config's skewed-data and calibration keys this type takes (a subset of SKEW_OPTIONS)
+    options: ClassVar[frozenset[str]] = frozenset()
 
     # ------------------------------------------------------------------ labels
     def parse_label(self, raw: Any, source: str, column: str, separator: str | None) -> Any:
@@ -127,6 +151,34 @@ class TaskType:
         """A constant the loss needs from the training labels (e.g. the score range); 1.0 by default."""
         return 1.0
 
+    def class_weight_values(
+        self, setting: Any, labels: list[str], train: Sequence[Any], where: str
+    ) -> dict[str, float]:
+        """``class_weights`` / ``pos_weight`` of the config (``balanced`` or {label: weight}) -> a weight per
+        label; ``train`` holds the training split's label values, ``where`` the config key for errors."""
+        return resolve_weights(setting, labels, self.label_counts(train), where)
+
+    def threshold_problem(self, spec: TaskSpec) -> str | None:
+        """Why decision thresholds can't be tuned for this head, or None."""
+        return None
+
+    # ------------------------------------------------------------------ calibration (types in ``options``)
+    def target_array(self, spec: TaskSpec, labels: Sequence[Any]) -> np.ndarray:
+        """Label values -> what :mod:`polyhead.evaluation.calibration` compares logits with."""
+        raise NotImplementedError
+
+    def fit_temperature(self, spec: TaskSpec, logits: np.ndarray, targets: np.ndarray) -> float:
+        """The temperature that minimises the dev NLL of this head's logits (n, outputs)."""
+        raise NotImplementedError
+
+    def calibration(self, spec: TaskSpec, logits: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(confidence, correct) of each decision, with the spec's temperature (for the ECE)."""
+        raise NotImplementedError
+
+    def tune_thresholds(self, spec: TaskSpec, logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+        """Decision thresholds chosen on dev (with the spec's temperature): label -> threshold."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ prediction
     def decode(self, spec: TaskSpec, output: np.ndarray, item: DecodeInput) -> dict[str, Any]:
         """One row of the head's raw output (numpy) -> the user-facing prediction dict."""
@@ -164,3 +216,8 @@ class TaskType:
     def metrics(self, gold: list[Any], pred: list[Any], labels: list[str]) -> dict[str, float]:
         """Metric name -> value (see :attr:`metric_names`)."""
         raise NotImplementedError
+
+    def report(self, gold: list[Any], pred: list[Any], labels: list[str]) -> dict[str, Any] | None:
+        """Per-class precision / recall / F1 / support, confusion counts, worst-confused pairs
+        (:mod:`polyhead.evaluation.report`); None for types without classes."""
+        return None

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from polyhead.errors import DataError
+from polyhead.evaluation import calibration
 from polyhead.tasks import register
 from polyhead.tasks.base import DecodeInput, TaskType
-from polyhead.tasks.classification import label_index
+from polyhead.tasks.classification import label_index, weight_tensor
 
 if TYPE_CHECKING:
     import torch
@@ -21,12 +22,14 @@ if TYPE_CHECKING:
 
 @register
 class MultiLabel(TaskType):
-    """(batch, dim) -> logits (batch, labels); labels whose probability reaches ``spec.threshold`` are predicted."""
+    """(batch, dim) -> logits (batch, labels); labels whose probability reaches their threshold are predicted
+    (``spec.thresholds[label]``, tuned on dev, else ``spec.threshold``)."""
 
     name = "multilabel"
     metric_names: ClassVar[tuple[str, ...]] = ("micro_f1", "macro_f1", "subset_accuracy")
     primary_metric = "micro_f1"
     min_labels = 1
+    options = frozenset({"pos_weight", "tune_thresholds", "calibrate"})
 
     def parse_label(self, raw: Any, source: str, column: str, separator: str | None) -> Any:
         if isinstance(raw, list):
@@ -45,6 +48,16 @@ class MultiLabel(TaskType):
     def build_labels(self, labels: Sequence[Any], source: str) -> list[str]:
         return sorted(self.label_counts(labels))
 
+    def class_weight_values(
+        self, setting: Any, labels: list[str], train: Sequence[Any], where: str
+    ) -> dict[str, float]:
+        """``pos_weight``: ``balanced`` is negatives / positives per label in train (BCEWithLogitsLoss's
+        convention; labels without positives weigh 1), or a {label: weight} mapping."""
+        if setting != "balanced":
+            return super().class_weight_values(setting, labels, train, where)
+        counts, n = self.label_counts(train), len(train)
+        return {label: (n - counts[label]) / counts[label] if counts[label] else 1.0 for label in labels}
+
     def encode_target(self, spec: TaskSpec, label: Any, word_ids: Sequence[int | None] | None, source: str) -> Any:
         return [label_index(spec, x, source) for x in label]
 
@@ -59,12 +72,15 @@ class MultiLabel(TaskType):
     def loss(self, spec: TaskSpec, output: torch.Tensor, target: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
         import torch.nn.functional as F
 
-        return F.binary_cross_entropy_with_logits(output.float(), target)
+        output = output.float()
+        return F.binary_cross_entropy_with_logits(output, target, pos_weight=weight_tensor(spec.pos_weight, spec.labels,
+                                                                                             output))
 
     def decode(self, spec: TaskSpec, output: np.ndarray, item: DecodeInput) -> dict[str, Any]:
-        probs = (1.0 / (1.0 + np.exp(-np.asarray(output, dtype=np.float64)))).tolist()
+        probs = (1.0 / (1.0 + np.exp(-np.asarray(output, dtype=np.float64) / spec.temperature))).tolist()
+        cut = spec.thresholds
         return {
-            "labels": [lab for lab, p in zip(spec.labels, probs, strict=True) if p >= spec.threshold],
+            "labels": [lab for lab, p in zip(spec.labels, probs, strict=True) if p >= cut.get(lab, spec.threshold)],
             "probabilities": dict(zip(spec.labels, probs, strict=True)),
         }
 
@@ -81,3 +97,29 @@ class MultiLabel(TaskType):
         from polyhead.evaluation.metrics import multilabel_metrics
 
         return multilabel_metrics(gold, pred, labels or None)
+
+    def report(self, gold: list[Any], pred: list[Any], labels: list[str]) -> dict[str, Any] | None:
+        from polyhead.evaluation.report import multilabel_report
+
+        return multilabel_report(gold, pred, labels)
+
+    # ------------------------------------------------------------------ thresholds and calibration
+    def target_array(self, spec: TaskSpec, labels: Sequence[Any]) -> np.ndarray:
+        hot = np.zeros((len(labels), len(spec.labels)))  # (n, labels) multi-hot
+        for row, label in enumerate(labels):
+            hot[row, [label_index(spec, x, "calibration") for x in label]] = 1.0
+        return hot
+
+    def fit_temperature(self, spec: TaskSpec, logits: np.ndarray, targets: np.ndarray) -> float:
+        return calibration.fit_temperature(logits, targets, "sigmoid")
+
+    def calibration(self, spec: TaskSpec, logits: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probs = calibration.probabilities(logits, "sigmoid", spec.temperature)
+        return calibration.confidences(probs, targets, "sigmoid")
+
+    def tune_thresholds(self, spec: TaskSpec, logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+        """Per label, the threshold with the best dev F1 of that label (labels without dev positives keep
+        ``spec.threshold``)."""
+        probs = calibration.probabilities(logits, "sigmoid", spec.temperature)
+        found = {label: calibration.label_threshold(probs[:, i], targets[:, i]) for i, label in enumerate(spec.labels)}
+        return {label: t for label, t in found.items() if t is not None}

@@ -11,14 +11,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from polyhead.tasks import register
-from polyhead.tasks.classification import Classification
+from polyhead.tasks.classification import Classification, positive_label
 from polyhead.tasks.regression import Regression
 
-
-def positive_label(labels: list[str]) -> str:
-    """The class whose F1 a binary pair task reports: the last label in sorted order ("1" of 0/1,
-    "paraphrase" of not_paraphrase/paraphrase, "yes", "true", "positive")."""
-    return sorted(labels)[-1]
+__all__ = ["PairClassification", "PairRegression", "positive_label"]
 
 
 @register

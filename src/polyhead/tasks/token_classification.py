@@ -11,6 +11,7 @@ import numpy as np
 from polyhead.errors import DataError, PolyheadError
 from polyhead.tasks import register
 from polyhead.tasks.base import DecodeInput, TaskType, softmax
+from polyhead.tasks.classification import weighted_cross_entropy
 from polyhead.tokens import IGNORE_INDEX, Word, align_labels, decode_bio, first_subtoken_positions
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class TokenClassification(TaskType):
     metric_names: ClassVar[tuple[str, ...]] = ("f1", "precision", "recall", "accuracy")
     primary_metric = "f1"
     min_labels = 2
+    options = frozenset({"class_weights", "label_smoothing"})  # weights per tag (B-X and I-X each)
 
     def parse_label(self, raw: Any, source: str, column: str, separator: str | None) -> Any:
         tags = [str(t) for t in raw]
@@ -87,7 +89,11 @@ class TokenClassification(TaskType):
         import torch.nn.functional as F
 
         output = output.float()  # (batch, seq_len, tags)
-        return F.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1), ignore_index=IGNORE_INDEX)
+        # (batch x seq_len, tags) and (batch x seq_len,)
+        logits, tags = output.reshape(-1, output.shape[-1]), target.reshape(-1)
+        if spec.class_weights:
+            return weighted_cross_entropy(spec, logits, tags, IGNORE_INDEX)
+        return F.cross_entropy(logits, tags, ignore_index=IGNORE_INDEX, label_smoothing=spec.label_smoothing)
 
     def loss_count(self, target: torch.Tensor) -> int:
         return int((target != IGNORE_INDEX).sum())
@@ -109,6 +115,11 @@ class TokenClassification(TaskType):
         from polyhead.evaluation.metrics import entity_metrics
 
         return entity_metrics(gold, pred)
+
+    def report(self, gold: list[Any], pred: list[Any], labels: list[str]) -> dict[str, Any] | None:
+        from polyhead.evaluation.report import entity_report
+
+        return entity_report(gold, pred)
 
 
 def decode_tokens(

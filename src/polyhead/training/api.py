@@ -17,11 +17,13 @@ def train(config: Config, output_dir: str | Path, resume: bool = False, show_pro
 
 
 def evaluate_model(
-    model_dir: str | Path, config: Config, split: str = "test", device: str | None = None
-) -> dict[str, dict[str, float]]:
+    model_dir: str | Path, config: Config, split: str = "test", device: str | None = None, reports: bool = False
+) -> dict[str, dict[str, Any]]:
     """Metrics per task of a saved model on a split of the config's data (tasks matched by name), on ``device``
-    (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``)."""
-    from polyhead.evaluation.evaluator import evaluate_task
+    (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``). With ``reports``, each task with classes also gets
+    ``report``: per-class precision / recall / F1 / support, the confusion matrix and the worst-confused pairs
+    (``TaskType.report``)."""
+    from polyhead.evaluation.evaluator import predict_task, task_metrics
     from polyhead.predict import load
     from polyhead.training.setup import load_task_data
 
@@ -32,11 +34,32 @@ def evaluate_model(
             f"the model's tasks ({', '.join(model.tasks)}) and the config's ({', '.join(config.tasks)}) "
             "have none in common"
         )
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     for name in shared:
         examples = getattr(load_task_data(name, config.tasks[name], config.training.seed), split)
-        if examples:
-            results[name] = evaluate_task(model, name, examples, config.training.eval_batch_size)
+        if not examples:
+            continue
+        gold, pred = predict_task(model, name, examples, config.training.eval_batch_size)
+        results[name] = task_metrics(model, name, gold, pred)
+        spec = model.tasks[name]
+        report = spec.task.report(gold, pred, spec.labels) if reports else None
+        if report is not None:
+            results[name]["report"] = report
     if not results:
         raise PolyheadError(f"no task in the config has a {split} split")
     return results
+
+
+def write_confusion_plots(results: dict[str, dict[str, Any]], directory: Path, split: str) -> list[Path]:
+    """``<directory>/<task>_confusion.png`` for each report with a confusion matrix (``polyhead evaluate
+    --plot-dir``); returns the files written (none without matplotlib)."""
+    from polyhead.evaluation.plots import confusion_png
+
+    written = []
+    for name, values in results.items():
+        confusion = values.get("report", {}).get("confusion")
+        if confusion is not None:
+            title = f"{name} on {split}" + (f" ({confusion['unit']})" if "unit" in confusion else "")
+            out = confusion_png(confusion["labels"], confusion["matrix"], title, directory / f"{name}_confusion.png")
+            written += [out] if out is not None else []
+    return written

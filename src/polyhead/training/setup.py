@@ -85,7 +85,7 @@ def build_specs(config: Config, data: dict[str, TaskData]) -> dict[str, TaskSpec
             unseen = unseen_labels(task_type, labels, getattr(data[name], split))
             if unseen:
                 logger.warning("task %s: %s labels not seen in train (predicted as never): %s", name, split, unseen)
-        head = task.head
+        head, train, key = task.head, [ex.label for ex in data[name].train], f"tasks.{name}"
         specs[name] = TaskSpec(
             type=task.type,
             labels=labels,
@@ -94,7 +94,19 @@ def build_specs(config: Config, data: dict[str, TaskData]) -> dict[str, TaskSpec
             dropout=head.dropout,
             threshold=head.threshold,
             loss=head.loss,
+            class_weights=task_type.class_weight_values(task.class_weights, labels, train, f"{key}.class_weights"),
+            pos_weight=task_type.class_weight_values(task.pos_weight, labels, train, f"{key}.pos_weight"),
+            label_smoothing=task.label_smoothing,
         )
+        problem = task_type.threshold_problem(specs[name]) if task.tune_thresholds else None
+        if problem:
+            raise ConfigError(f"tasks.{name}.tune_thresholds: {problem}")
+        if (task.tune_thresholds or task.calibrate) and not data[name].dev:
+            raise ConfigError(
+                f"tasks.{name}: tune_thresholds and calibrate fit on the dev split; give data.dev or data.dev_fraction"
+            )
+        if specs[name].class_weights or specs[name].pos_weight:
+            logger.info("task %s: loss weights per label %s", name, specs[name].class_weights or specs[name].pos_weight)
     return specs
 
 

@@ -33,7 +33,7 @@ from polyhead.modeldir import save_training_card
 from polyhead.modeling.device import resolve_device
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.runtime import check_precision
-from polyhead.training import plan, preserve
+from polyhead.training import calibrate, plan, preserve
 from polyhead.training.cache import EmbeddingCache
 from polyhead.training.callbacks import (
     DevEvaluation,
@@ -381,6 +381,8 @@ class Trainer:
                 f"training diverged: {len(non_finite)} weight tensors hold NaN or infinite values (first: "
                 f"{non_finite[0]}); the final model was not saved. Lower the learning rate or check the labels"
             )
+        t = self.config.training  # temperatures and thresholds fitted on dev before the save (every process)
+        calibration = calibrate.calibrate_heads(self.config, self.model, self.data, t.eval_batch_size, t.precision)
         if self.dist.is_main:
             self.model.save_pretrained(model_dir, overwrite=True)
         weights = self.weighting.weights()
@@ -388,6 +390,11 @@ class Trainer:
         if not self.dist.is_main:
             self.dist.wait()
             return results
+        if calibration:
+            results["calibration"] = calibration
+            calibrate.write_reliability(self.out, calibration)
+            for line in calibrate.calibration_lines(calibration):
+                self.report(line)
         write_results(self.out, results, self.model, self.sts_pairs)
         # README.md with the results; the config as the user wrote it (keys left at their defaults omitted)
         save_training_card(model_dir, self.config.model_dump(mode="json", exclude_unset=True), results)

@@ -1,0 +1,95 @@
+"""After training, per head: temperature scaling and decision thresholds fitted on dev (the config's
+``calibrate`` / ``tune_thresholds``), written into the task specs the model directory saves, so every backend
+decodes with them; the expected calibration error before and after on dev and test, and the reliability
+curves, for results.json and ``reliability.png``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from polyhead.config import Config
+from polyhead.data.readers import Example
+from polyhead.evaluation.calibration import expected_calibration_error, reliability
+from polyhead.modeldir import TaskSpec
+from polyhead.modeling.multitask import MultiTaskModel
+from polyhead.predict import head_outputs
+from polyhead.training.setup import TaskData
+
+logger = logging.getLogger(__name__)
+
+
+def known(spec: TaskSpec, examples: list[Example]) -> list[Example]:
+    """The examples whose labels the head has (labels only dev or test hold can't be scored)."""
+    return [ex for ex in examples if all(x in spec.labels for x in (ex.label if isinstance(ex.label, list) else
+                                                                     [ex.label]))]
+
+
+def head_data(
+    model: MultiTaskModel, name: str, examples: list[Example], batch_size: int, precision: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(logits (n, outputs), targets) of one head on examples."""
+    spec = model.tasks[name]
+    inputs = [(ex.text, ex.text_pair or "") if spec.task.input == "pair" else ex.text for ex in examples]
+    logits = head_outputs(model, inputs, name, batch_size, precision)
+    return logits, spec.task.target_array(spec, [ex.label for ex in examples])
+
+
+def calibrate_heads(
+    config: Config, model: MultiTaskModel, data: dict[str, TaskData], batch_size: int, precision: str
+) -> dict[str, Any]:
+    """Fit each asking head's temperature, then its thresholds (on the calibrated probabilities), on dev; sets
+    them on ``model.tasks``. Returns task -> {temperature, ECE before/after per split, reliability, thresholds}."""
+    report: dict[str, Any] = {}
+    for name, task in config.tasks.items():
+        if not (task.calibrate or task.tune_thresholds):
+            continue
+        spec = model.tasks[name]
+        splits = {s: known(spec, getattr(data[name], s)) for s in ("dev", "test")}
+        fitted = {s: head_data(model, name, ex, batch_size, precision) for s, ex in splits.items() if ex}
+        if "dev" not in fitted:
+            logger.warning("task %s: no dev examples with known labels: not calibrated", name)
+            continue
+        entry: dict[str, Any] = {}
+        if task.calibrate:
+            spec.temperature = 1.0
+            before = {s: spec.task.calibration(spec, *v) for s, v in fitted.items()}
+            spec.temperature = spec.task.fit_temperature(spec, *fitted["dev"])
+            after = {s: spec.task.calibration(spec, *v) for s, v in fitted.items()}
+            entry["temperature"] = spec.temperature
+            for s in fitted:
+                entry[f"{s}_ece_before"] = expected_calibration_error(*before[s])
+                entry[f"{s}_ece_after"] = expected_calibration_error(*after[s])
+            shown = "test" if "test" in fitted else "dev"
+            entry["reliability"] = {"split": shown, "before": reliability(*before[shown]),
+                                    "after": reliability(*after[shown])}
+        if task.tune_thresholds:
+            spec.thresholds = spec.task.tune_thresholds(spec, *fitted["dev"])
+            entry["thresholds"] = dict(spec.thresholds)
+        report[name] = entry
+    return report
+
+
+def calibration_lines(report: dict[str, Any]) -> list[str]:
+    """One line per calibrated head for the training report."""
+    lines = []
+    for name, entry in report.items():
+        parts = [f"temperature {entry['temperature']:.3f}"] if "temperature" in entry else []
+        for s in ("dev", "test"):
+            if f"{s}_ece_before" in entry:
+                parts.append(f"{s} ECE {entry[f'{s}_ece_before']:.4f} -> {entry[f'{s}_ece_after']:.4f}")
+        if "thresholds" in entry:
+            parts.append("thresholds " + ", ".join(f"{k} {v:.3f}" for k, v in entry["thresholds"].items()))
+        lines.append(f"calibration {name}: " + "; ".join(parts))
+    return lines
+
+
+def write_reliability(out: Path, report: dict[str, Any]) -> Path | None:
+    """reliability.png in the run directory: each calibrated head's reliability curve before and after."""
+    from polyhead.evaluation.plots import reliability_png
+
+    curves = {name: entry["reliability"] for name, entry in report.items() if "reliability" in entry}
+    return reliability_png(curves, out / "reliability.png") if curves else None
