@@ -151,6 +151,12 @@ def main() -> None:
         part = skewed(args.seeds, Path(tmp)) if args.part == "skewed" else ece(Path(tmp))
     part["machine"] = machine()
     part["command"] = "python bench/skew_calibration.py " + " ".join(sys.argv[1:])
+    previous = results.get(args.part, {})
+    if args.part == "skewed" and "runs" in previous:  # runs of other seeds are kept beside the new ones
+        for variant, runs in part["runs"].items():
+            seeds = {r["seed"] for r in runs}
+            runs[:0] = [r for r in previous["runs"].get(variant, []) if r["seed"] not in seeds]
+        part["earlier"] = [previous.get("command"), previous.get("machine")]
     results[args.part] = part
     OUT.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {OUT}")

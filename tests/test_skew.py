@@ -321,3 +321,23 @@ def test_training_fits_temperature_and_thresholds_on_dev(tmp_path: Path, tiny_mo
     confidence = np.array([p["score"] for p in preds])
     correct = np.array([p["label"] == g for p, g in zip(preds, gold, strict=True)], dtype=float)
     assert expected_calibration_error(confidence, correct) == pytest.approx(cal["topic"]["dev_ece_after"], abs=1e-5)
+
+
+def test_pair_heads_calibrate_on_their_pairs(tiny_model_dir: Path) -> None:
+    """A cross-encoded pair head's dev logits come from the pair encodings: the same numbers predict_pairs
+    decodes (so the fitted temperature is the one its predictions need)."""
+    from polyhead.data.readers import Example
+    from polyhead.modeling.encoder import SentenceEncoder
+    from polyhead.modeling.multitask import MultiTaskModel
+    from polyhead.training.calibrate import head_data
+
+    torch.manual_seed(0)
+    encoder = SentenceEncoder.from_pretrained(tiny_model_dir, max_length=32)
+    model = MultiTaskModel(encoder, {"same": TaskSpec("pair_classification", ["no", "yes"], dropout=0.0)})
+    examples = [Example(a, label, text_pair=b) for a, b, label in
+                [("a cat", "a kitten", "yes"), ("a cat", "the stock market", "no"), ("red car", "blue sky", "no")]]
+    logits, targets = head_data(model, "same", examples, 2, "fp32")
+    assert logits.shape == (3, 2) and targets.tolist() == [1, 0, 0]
+    decoded = model.predict_pairs([(ex.text, ex.text_pair or "") for ex in examples])
+    probs = torch.softmax(torch.tensor(logits, dtype=torch.float64), 1)[:, 1].numpy()
+    assert np.allclose(probs, [d["same"]["probabilities"]["yes"] for d in decoded], atol=1e-5)
