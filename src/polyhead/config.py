@@ -38,6 +38,7 @@ LossWeighting = Literal["static", "uncertainty"]
 Tracker = Literal["tensorboard", "wandb", "mlflow"]
 PreserveLoss = Literal["cosine", "mse"]
 SplitRole = Literal["train", "dev", "test"]
+WeightMode = Literal["balanced"]  # class_weights / pos_weight computed from the training split
 
 
 class Strict(BaseModel):
@@ -103,8 +104,8 @@ class TaskConfig(Strict):
     loss_weight: float = Field(1.0, ge=0)
     labels: list[str] | None = None
     # skewed classes and calibration (docs/training-guide.md); which types take which: TaskType.options
-    class_weights: Literal["balanced"] | dict[str, float] | None = None
-    pos_weight: Literal["balanced"] | dict[str, float] | None = None
+    class_weights: WeightMode | dict[str, float] | None = None
+    pos_weight: WeightMode | dict[str, float] | None = None
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     tune_thresholds: bool = False
     calibrate: bool = False
