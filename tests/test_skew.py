@@ -273,10 +273,18 @@ def test_directories_without_the_new_fields_still_load(skew_model: Path, tmp_pat
     assert tasks["mood"].temperature == 1.0 and tasks["mood"].thresholds == {} and tasks["tags"].pos_weight == {}
 
 
-def test_a_classifier_with_three_labels_refuses_a_threshold() -> None:
+def test_a_classifier_with_three_labels_refuses_a_threshold(skew_model: Path, tmp_path: Path) -> None:
+    import shutil
+
     spec = TaskSpec("classification", ["a", "b", "c"], thresholds={"c": 0.3})
     with pytest.raises(PolyheadError, match="takes one threshold"):
         spec.task.check_spec(spec)
+    copy = Path(shutil.copytree(skew_model, tmp_path / "model"))
+    raw = json.loads((copy / "polyhead.json").read_text())
+    raw["tasks"]["mood"]["thresholds"] = {"neg": 0.4, "pos": 0.6}
+    (copy / "polyhead.json").write_text(json.dumps(raw))
+    with pytest.raises(ModelDirError, match=r"polyhead.json: task 'mood': a classification head takes one threshold"):
+        read_config(copy)  # what the onnx backend reads too
 
 
 # ------------------------------------------------------------------------------------------ fitted after training

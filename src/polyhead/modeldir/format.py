@@ -165,6 +165,10 @@ def read_task_specs(file: Path, tasks: dict[str, Any]) -> dict[str, TaskSpec]:
                 f"{file}: task {name!r} has unknown type {spec.type!r}; valid: {', '.join(task_type_names())}"
             )
         check_spec_labels(file, name, spec)
+        try:  # the type's own checks (label counts, BIO tags, one threshold for two classes), for every backend
+            spec.task.check_spec(spec)
+        except PolyheadError as exc:
+            raise ModelDirError(f"{file}: task {name!r}: {exc}") from None
         specs[name] = spec
     return specs
 
