@@ -27,11 +27,11 @@ def pyplot(what: str) -> Any:
     return plt
 
 
-def save(fig: Any, out: Path) -> Path:
+def save(fig: Any, path: Path) -> Path:
     """The figure as a PNG, whole or not at all (polyhead.fileio.replacing)."""
-    with replacing(out) as tmp, open(tmp, "xb") as f:
+    with replacing(path) as tmp, open(tmp, "xb") as f:
         fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
-    return out
+    return path
 
 
 def reliability_png(curves: dict[str, dict[str, Any]], out: Path) -> Path | None:
