@@ -7,9 +7,9 @@ directory's tokenizer.json (polyhead.numpy_backend), like the onnx backend.
     model.predict(["..."])
 
 The IR (``openvino_model.xml`` + ``openvino_model.weights``) is the whole graph, encoder and heads, like the ONNX
-export. A ``precision`` of ``fp32`` compiles it with ``INFERENCE_PRECISION_HINT=f32`` (float32 arithmetic throughout; OpenVINO
-would otherwise pick bf16 by itself on CPUs that have it), ``bf16`` with the bf16 hint; each compiled once, on
-first use.
+export. A ``precision`` of ``fp32`` compiles it with ``INFERENCE_PRECISION_HINT=f32`` (float32 arithmetic
+throughout; OpenVINO would otherwise pick bf16 by itself on CPUs that have it), ``bf16`` with the bf16 hint; each
+compiled once, on first use.
 """
 
 from __future__ import annotations
