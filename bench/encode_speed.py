@@ -27,6 +27,9 @@ training sentences, none of them timed), then
   openvino_fp32 / openvino_bf16        OpenVinoModel.encode, precision fp32 / bf16 (the bf16 hint)
   openvino_int8 / openvino_int8_bf16   the NNCF int8 IR, the other layers fp32 / bf16
   polyhead_auto    `load(dir, "auto")`: the backend polyhead's probe chose on this machine (polyhead.cpupath)
+  openvino_raw_fp32 / openvino_raw_bf16   the anchor, without polyhead: the HF transformer + mean pooling +
+                   normalisation converted by `openvino.convert_model` (TorchScript tracing, its default), the HF
+                   tokenizer, token-sorted batches of 32, `compiled_model(inputs)` (what issue #21 measured)
 `--issue-set` times the sentences of issue #21 (2,000 SST-2 test+dev and 2,000 STS-B test sentences);
 `--no-onnx` leaves the ONNX variants out. The machine's GEMM figures (GFLOP/s of torch's MKL path and oneDNN's
 on MiniLM's shapes, the probe polyhead.cpupath times) are recorded under "machine".
@@ -248,6 +251,7 @@ def add_openvino_variants(variants: dict[str, Callable[[list[str], int], np.ndar
     if cpu_has_bf16():
         variants["openvino_bf16"] = lambda t, b: fp32.encode(t, batch_size=b, precision="bf16")
         variants["openvino_int8_bf16"] = lambda t, b: int8.encode(t, batch_size=b, precision="bf16")
+    add_raw_openvino(variants, cpu_has_bf16())
     start = time.perf_counter()
     chosen, auto = load_named(tmp / "ov", "auto")
     variants["polyhead_auto"] = lambda t, b: np.asarray(auto.encode(t, batch_size=b))
@@ -255,6 +259,54 @@ def add_openvino_variants(variants: dict[str, Callable[[list[str], int], np.ndar
             "auto_choice": chosen, "auto_load_and_probe_s": time.perf_counter() - start,
             "threads": fp32.threads,
             "file_mib": {p.name: p.stat().st_size / 2**20 for p in (tmp / "ov").glob("openvino_model*.weights")}}
+
+
+def add_raw_openvino(variants: dict[str, Callable[[list[str], int], np.ndarray]], bf16: bool) -> None:
+    """OpenVINO without polyhead (the issue's anchor): see the module docstring."""
+    import openvino as ov
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from polyhead.modeling.encoder import resolve_model_path
+
+    path = str(resolve_model_path("default"))
+    tokenizer, transformer = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.transformer = transformer
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=-1)
+
+    example = dict(tokenizer(["an example sentence", "another one"], padding=True, return_tensors="pt"))
+    example.pop("token_type_ids", None)
+    with torch.no_grad():
+        model = ov.convert_model(Pooled().eval(), example_input=example)
+    core = ov.Core()
+
+    def runner(hint: str) -> Callable[[list[str], int], np.ndarray]:
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"})
+
+        def run(texts: list[str], batch: int) -> np.ndarray:
+            order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+            out = np.zeros((len(texts), 384), dtype=np.float32)
+            for start in range(0, len(order), batch):
+                idx = order[start: start + batch]
+                enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=256,
+                                return_tensors="np")
+                out[idx] = compiled({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})[0]
+            return out
+
+        return run
+
+    variants["openvino_raw_fp32"] = runner("f32")
+    if bf16:
+        variants["openvino_raw_bf16"] = runner("bf16")
 
 
 def profile(texts: list[str], out: Path) -> None:
