@@ -70,7 +70,8 @@ def encode(
     check_output_file(out, "--out", overwrite, ".npy")
     if similarity and len(items) < 2:
         raise PolyheadError(f"--similarity compares texts pairwise: give at least two texts, got {len(items)}")
-    if backend == "torch" or (backend == "auto" and not (Path(model) / "polyhead.json").is_file()):
+    measurable = (Path(model) / "polyhead.json").is_file() and pooling is None and projection_dim is None
+    if backend == "torch" or (backend == "auto" and not measurable):  # auto measures polyhead model directories
         from polyhead.modeling.encoder import SentenceEncoder
 
         # --no-normalize is applied by encode() below, for every kind of model
