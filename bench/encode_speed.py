@@ -20,6 +20,19 @@ to a temporary model directory and exported with `export_onnx(quantize="int8")`;
 The parity gate's numbers are computed on the same 5,000 sentences (cosine to polyhead torch, label
 agreement of the three heads) and on the STS-B test set (Spearman). Multi-head cost: `predict` with the
 three heads vs `encode` alone, torch fp32 and ONNX int8. `--quick` is a smoke run (300 sentences, 1 run).
+
+OpenVINO variants (added when openvino is installed; issue #21): the default encoder exported by
+`export_encoder("default", ..., format="openvino", quantize="int8", check=True)` (int8 calibrated on 300 SST-2
+training sentences, none of them timed), then
+  openvino_fp32 / openvino_bf16        OpenVinoModel.encode, precision fp32 / bf16 (the bf16 hint)
+  openvino_int8 / openvino_int8_bf16   the NNCF int8 IR, the other layers fp32 / bf16
+  polyhead_auto    `load(dir, "auto")`: the backend polyhead's probe chose on this machine (polyhead.cpupath)
+  openvino_raw_fp32 / openvino_raw_bf16   the anchor, without polyhead: the HF transformer + mean pooling +
+                   normalisation converted by `openvino.convert_model` (TorchScript tracing, its default), the HF
+                   tokenizer, token-sorted batches of 32, `compiled_model(inputs)` (what issue #21 measured)
+`--issue-set` times the sentences of issue #21 (2,000 SST-2 test+dev and 2,000 STS-B test sentences);
+`--no-onnx` leaves the ONNX variants out. The machine's GEMM figures (GFLOP/s of torch's MKL path and oneDNN's
+on MiniLM's shapes, the probe polyhead.cpupath times) are recorded under "machine".
 """
 
 from __future__ import annotations
@@ -90,13 +103,19 @@ def main() -> None:
                         help="copy the exported model directory here, the encoder-only one to <this>-encoder "
                              "(for st_onnx_speed.py)")
     parser.add_argument("--profile", type=Path, help="only profile polyhead fp32 on 1,000 sentences; JSON here")
+    parser.add_argument("--issue-set", action="store_true", help="2,000 SST-2 + 2,000 STS-B sentences (issue #21)")
+    parser.add_argument("--no-onnx", action="store_true", help="leave the ONNX variants out")
     args = parser.parse_args()
     if args.profile:
         profile(real_sentences(1000), args.profile)
         return
     if args.quick:
         args.n, args.runs, args.batch1_n = 300, 1, 50
-    texts = real_sentences(args.n)
+    # a fresh cache: this run measures polyhead's CPU-path probes itself (polyhead.cpupath) and records them
+    os.environ["POLYHEAD_CACHE_DIR"] = tempfile.mkdtemp(prefix="encode_speed-cpupaths-")
+    texts = issue_sentences() if args.issue_set else real_sentences(args.n)
+    if args.quick:
+        texts = texts[:300]
     path = str(resolve_model_path("default"))
     st = SentenceTransformer(path, device="cpu")
     ours = SentenceEncoder.from_pretrained("default")
@@ -110,7 +129,10 @@ def main() -> None:
         variants["polyhead_bf16"] = lambda t, b: np.asarray(ours.encode(t, batch_size=b, precision="bf16"))
     tmp = tempfile.TemporaryDirectory(prefix="encode_speed-")
     onnx_info: dict[str, Any] = {}
+    ov_info = add_openvino_variants(variants, Path(tmp.name))
     try:
+        if args.no_onnx:
+            raise ImportError("--no-onnx")
         onnx_info = add_onnx_variants(variants, Path(tmp.name), texts)
         if args.keep_model:  # the three-head model there, the encoder-only export next to it
             shutil.copytree(Path(tmp.name) / "model", args.keep_model, dirs_exist_ok=True)
@@ -145,6 +167,8 @@ def main() -> None:
             "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "bf16": cpu_supports_bf16(),
+            "gemm_gflops": gemm_figures(),
+            "linears_chosen": ours.linears,
         },
         "command": "python bench/encode_speed.py " + " ".join(sys.argv[1:]),
         "sentences": len(texts),
@@ -158,7 +182,14 @@ def main() -> None:
         },
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_after_variant_mib": rss_after,
+        "cosine_to_polyhead_fp32": {
+            k: {"mean": float((v * outputs["polyhead_fp32"]).sum(1).mean()),
+                "min": float((v * outputs["polyhead_fp32"]).sum(1).min())}
+            for k, v in outputs.items()
+        },
         "onnx": onnx_info,
+        "openvino": ov_info,
+        "cpu_path_probes": json.loads((Path(os.environ["POLYHEAD_CACHE_DIR"]) / "cpu_paths.json").read_text()),
     }
     if "model" in onnx_info:
         held_out = slice(2000, 4000) if len(texts) >= 4000 else slice(len(texts) // 2, len(texts))
@@ -171,6 +202,111 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+
+
+def issue_sentences() -> list[str]:
+    """Issue #21's benchmark sentences: 2,000 SST-2 (test, then dev) and 2,000 STS-B test sentences (first
+    sentences, then second ones: the test set has 1,379 pairs)."""
+    def column(file: str, name: str) -> list[str]:
+        lines = (DATA / file).read_text(encoding="utf-8").splitlines()
+        idx = lines[0].split("\t").index(name)
+        return [line.split("\t")[idx] for line in lines[1:]]
+
+    sst2 = (column("sst2/test.tsv", "text") + column("sst2/dev.tsv", "text"))[:2000]
+    return sst2 + (column("stsb/test.tsv", "sentence1") + column("stsb/test.tsv", "sentence2"))[:2000]
+
+
+def gemm_figures() -> dict[str, float]:
+    """GFLOP/s of each fp32 linear path on MiniLM's shapes (polyhead.modeling.onednn.linear_probes, the probe
+    polyhead.cpupath caches), median of five."""
+    from polyhead.modeling.onednn import PROBE_REPEATS, PROBE_ROWS, linear_probes, onednn_available
+
+    shapes = [(384, 384), (384, 1536), (1536, 384)]
+    flops = sum(2 * PROBE_ROWS * k * n for k, n in shapes) * PROBE_REPEATS
+    probes = linear_probes(shapes)
+    if not onednn_available():
+        probes.pop("onednn")
+    return {name: flops / statistics.median(probe() for _ in range(5)) / 1e9 for name, probe in probes.items()}
+
+
+def add_openvino_variants(variants: dict[str, Callable[[list[str], int], np.ndarray]], tmp: Path) -> dict[str, Any]:
+    """The default encoder exported to OpenVINO (fp32 IR + NNCF int8), its variants, and load(dir, "auto")."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError as exc:
+        return {"error": f"OpenVINO variants skipped: {exc}"}
+    from polyhead.export.onnx import export_encoder
+    from polyhead.openvino_backend import OpenVinoModel, cpu_has_bf16
+    from polyhead.predict import load_named
+
+    lines = (DATA / "sst2" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:301]
+    calibration = [line.split("\t")[1] for line in lines]
+    start = time.perf_counter()
+    report = export_encoder("default", tmp / "ov", quantize="int8", check=True, texts=calibration,
+                            format="openvino")
+    export_s = time.perf_counter() - start
+    fp32, int8 = OpenVinoModel(tmp / "ov", "fp32"), OpenVinoModel(tmp / "ov", "int8")
+    variants["openvino_fp32"] = lambda t, b: fp32.encode(t, batch_size=b)
+    variants["openvino_int8"] = lambda t, b: int8.encode(t, batch_size=b)
+    if cpu_has_bf16():
+        variants["openvino_bf16"] = lambda t, b: fp32.encode(t, batch_size=b, precision="bf16")
+        variants["openvino_int8_bf16"] = lambda t, b: int8.encode(t, batch_size=b, precision="bf16")
+    add_raw_openvino(variants, cpu_has_bf16())
+    start = time.perf_counter()
+    chosen, auto = load_named(tmp / "ov", "auto")
+    variants["polyhead_auto"] = lambda t, b: np.asarray(auto.encode(t, batch_size=b))
+    return {"export_s": export_s, "int8_recipe": report["int8_recipe"], "gate": report["gate"],
+            "auto_choice": chosen, "auto_load_and_probe_s": time.perf_counter() - start,
+            "threads": fp32.threads,
+            "file_mib": {p.name: p.stat().st_size / 2**20 for p in (tmp / "ov").glob("openvino_model*.weights")}}
+
+
+def add_raw_openvino(variants: dict[str, Callable[[list[str], int], np.ndarray]], bf16: bool) -> None:
+    """OpenVINO without polyhead (the issue's anchor): see the module docstring."""
+    import openvino as ov
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from polyhead.modeling.encoder import resolve_model_path
+
+    path = str(resolve_model_path("default"))
+    tokenizer, transformer = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.transformer = transformer
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=-1)
+
+    example = dict(tokenizer(["an example sentence", "another one"], padding=True, return_tensors="pt"))
+    example.pop("token_type_ids", None)
+    with torch.no_grad():
+        model = ov.convert_model(Pooled().eval(), example_input=example)
+    core = ov.Core()
+
+    def runner(hint: str) -> Callable[[list[str], int], np.ndarray]:
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"})
+
+        def run(texts: list[str], batch: int) -> np.ndarray:
+            order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+            out = np.zeros((len(texts), 384), dtype=np.float32)
+            for start in range(0, len(order), batch):
+                idx = order[start: start + batch]
+                enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=256,
+                                return_tensors="np")
+                out[idx] = compiled({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})[0]
+            return out
+
+        return run
+
+    variants["openvino_raw_fp32"] = runner("f32")
+    if bf16:
+        variants["openvino_raw_bf16"] = runner("bf16")
 
 
 def profile(texts: list[str], out: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")  # even with HF_HUB_OFFLINE unset: a closed local port
+# polyhead.cpupath's measured choices: cached in a directory of this run, not the user's ~/.cache; the linear
+# kernel fixed to oneDNN so every run tests the same path (tests/test_cpupath.py tests the probe itself).
+os.environ.setdefault("POLYHEAD_CACHE_DIR", tempfile.mkdtemp(prefix="polyhead-test-cache-"))
+os.environ.setdefault("POLYHEAD_LINEARS", "onednn")
 configure_cpu_runtime()
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -31,6 +31,7 @@ err_console = Console(stderr=True)
 logger = logging.getLogger("polyhead.cli")
 Device = Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
 Precision = Annotated[str, typer.Option(help="fp32, bf16 or fp16 (fp16: CUDA only).")]
+BACKEND_HELP = "auto (the fastest measured), torch, onnx, onnx-int8, openvino, openvino-int8 (after polyhead export)."
 Revision = Annotated[str | None, typer.Option(help="Branch, tag or commit of a Hugging Face Hub model name.")]
 
 
@@ -59,7 +60,7 @@ def encode(
     similarity: Annotated[bool, typer.Option("--similarity", help="Print pairwise cosine similarities.")] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     precision: Precision = "fp32",
-    backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (model dir after polyhead export).")] = "torch",
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
     device: Device = "auto",
 ) -> None:
     """Embed sentences: print the dimension and first values, a similarity table, or write .npy."""
@@ -69,7 +70,8 @@ def encode(
     check_output_file(out, "--out", overwrite, ".npy")
     if similarity and len(items) < 2:
         raise PolyheadError(f"--similarity compares texts pairwise: give at least two texts, got {len(items)}")
-    if backend == "torch":
+    measurable = (Path(model) / "polyhead.json").is_file() and pooling is None and projection_dim is None
+    if backend == "torch" or (backend == "auto" and not measurable):  # auto measures polyhead model directories
         from polyhead.modeling.encoder import SentenceEncoder
 
         # --no-normalize is applied by encode() below, for every kind of model
@@ -114,7 +116,7 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     precision: Precision = "fp32",
-    backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (after polyhead export).")] = "torch",
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
     device: Device = "auto",
     pair: Annotated[
         list[str] | None,
@@ -314,7 +316,7 @@ def serve(
     model_dir: Annotated[Path, typer.Argument(help="A polyhead model directory.")],
     host: Annotated[str, typer.Option(help="Interface to bind; loopback unless told otherwise.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
-    backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (after polyhead export).")] = "torch",
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
     max_batch: Annotated[int, typer.Option(min=1, help="Most texts run together in one micro-batch.")] = 64,
     max_texts: Annotated[int, typer.Option(min=1, help="Most texts per request.")] = 64,
     max_chars: Annotated[int, typer.Option(min=1, help="Most characters per text.")] = 2000,
@@ -330,12 +332,12 @@ def serve(
     require("serve", "polyhead serve")
     import uvicorn
 
-    from polyhead.predict import load
+    from polyhead.predict import load_named
     from polyhead.serving.app import ServeSettings, create_app
     from polyhead.serving.listen import check_listen
 
     check_listen(host, port, api_key)
-    model = load(model_dir, backend, device)
+    backend, model = load_named(model_dir, backend, device)
     settings = ServeSettings(
         max_texts=max_texts,
         max_chars=max_chars,
@@ -369,7 +371,7 @@ def export_model(
             "it (an embedding-only ONNX model).",
         ),
     ] = None,
-    format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
+    format: Annotated[str, typer.Option("--format", help="onnx or openvino.")] = "onnx",
     revision: Revision = None,
     quantize: Annotated[
         str | None,
@@ -386,16 +388,14 @@ def export_model(
         ),
     ] = None,
 ) -> None:
-    """Export the whole model (encoder, pooling, heads) as one ONNX graph into MODEL_DIR (or into --output)."""
-    if format != "onnx":
-        raise PolyheadError(f"--format {format!r}: valid: onnx")
-    texts = read_text_lines(check_file, "--check-file") if check_file is not None else None
-    from polyhead.export.onnx import export_encoder, export_onnx
+    """Export the whole model (encoder, pooling, heads) as one ONNX or OpenVINO graph into MODEL_DIR (or --output)."""
+    from polyhead.export.onnx import check_format, export_encoder
 
+    texts = read_text_lines(check_file, "--check-file") if check_file is not None else None
     if output is not None:
-        report = export_encoder(str(model_dir), output, quantize, check, texts, sts, revision)
+        report = export_encoder(str(model_dir), output, quantize, check, texts, sts, revision, format)
     else:
-        report = export_onnx(model_dir, quantize, check, texts, sts)
+        report = check_format(format, quantize, sts)(model_dir, quantize, check, texts, sts)
     for line in export_report_lines(report):
         console.print(line, markup=False, soft_wrap=True)
 

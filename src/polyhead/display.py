@@ -115,7 +115,7 @@ def export_report_lines(report: dict[str, Any]) -> list[str]:
         )
         lines.append(
             f"parity {variant}: cosine mean {res['cosine_mean']:.6f} min {res['cosine_min']:.6f}"
-            f"{labels}{sts_moved} - passed"
+            f"{labels}{sts_moved} - {'measured (a run-time choice, not gated)' if res.get('measured') else 'passed'}"
         )
     return lines
 

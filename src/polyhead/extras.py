@@ -1,7 +1,7 @@
 """Optional parts of polyhead and the pip extras that install them (``pip install 'polyhead[serve]'``).
 
-The core install trains, evaluates, predicts and encodes; serving, ONNX export / the onnx backends and plots
-need their extra. A command that needs a missing one fails with one line naming the extra to install.
+The core install trains, evaluates, predicts and encodes; serving, ONNX / OpenVINO export and their backends,
+and plots need their extra. A command that needs a missing one fails with one line naming the extra to install.
 ``make setup`` installs everything (``.[all]``).
 """
 
@@ -15,6 +15,7 @@ from polyhead.errors import PolyheadError
 EXTRAS: dict[str, tuple[str, ...]] = {
     "serve": ("fastapi", "uvicorn", "httpx", "swagger_ui_bundle"),
     "onnx": ("onnx", "onnxruntime", "onnxscript"),
+    "openvino": ("openvino", "nncf"),
     "plots": ("matplotlib", "tensorboard"),
 }
 

@@ -1,7 +1,8 @@
 """The predictor contract and its one pipeline: tokenise -> run the backend on a batch -> decode in numpy.
 
 Backends (torch: :class:`polyhead.modeling.multitask.MultiTaskModel` and
-:class:`polyhead.modeling.encoder.SentenceEncoder`; onnxruntime: :class:`polyhead.onnx_backend.OnnxModel`)
+:class:`polyhead.modeling.encoder.SentenceEncoder`; onnxruntime: :class:`polyhead.onnx_backend.OnnxModel`;
+OpenVINO: :class:`polyhead.openvino_backend.OpenVinoModel`)
 differ only in :class:`Backend`: how texts become token ids and how one padded batch runs. Batching,
 embedding normalisation, the task check and decoding (each task type's own, in numpy) are written once here.
 
@@ -24,7 +25,7 @@ from polyhead.modeling.batching import length_sorted_batches
 from polyhead.tasks.base import DecodeInput
 from polyhead.tokens import TextInput, Word, item_text, prediction_inputs
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
 MAX_TOKENS = 16384  # padded tokens per batch (batch size x longest text), so long texts come in small batches
 # One tokenised text: "input_ids" (and "attention_mask", "token_type_ids") lists, "word_ids" when tokenised from
 # words. Backends may add their own keys.
@@ -112,29 +113,103 @@ class PipelineMethods:
 
 
 def load(model_dir: str | Path, backend: str = "torch", device: Any = None) -> Predictor:
-    """A model directory on a backend: ``torch`` (MultiTaskModel), ``onnx`` or ``onnx-int8`` (OnnxModel, after
-    ``polyhead export``; torch is never imported).
+    """A model directory on a backend: ``torch`` (MultiTaskModel), ``onnx`` or ``onnx-int8`` (OnnxModel),
+    ``openvino`` or ``openvino-int8`` (OpenVinoModel), the last four after ``polyhead export`` and without torch;
+    ``auto``: the fastest full-fidelity one on this machine (:func:`choose_backend`).
 
     ``device`` (torch backend): ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N``, ``mps``;
-    default ``auto``. The onnx backends run on the CPU (``cpu`` / ``auto`` / None).
+    default ``auto``. The onnx and openvino backends run on the CPU (``cpu`` / ``auto`` / None).
     """
+    if backend == "auto":
+        return choose_backend(model_dir, device)[1]
     if backend not in BACKENDS:
-        raise PolyheadError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+        raise PolyheadError(f"unknown backend {backend!r}; valid: auto, {', '.join(BACKENDS)}")
     if backend == "torch":
         from polyhead.modeling.multitask import MultiTaskModel
 
         return MultiTaskModel.from_pretrained(model_dir, device=device)
-    check_onnx_device(device)
+    check_onnx_device(device, backend)
+    variant = "int8" if backend.endswith("-int8") else "fp32"
+    if backend.startswith("openvino"):
+        from polyhead.openvino_backend import OpenVinoModel
+
+        return OpenVinoModel(Path(model_dir), variant)
     from polyhead.onnx_backend import OnnxModel
 
-    return OnnxModel(Path(model_dir), "int8" if backend == "onnx-int8" else "fp32")
+    return OnnxModel(Path(model_dir), variant)
 
 
-def check_onnx_device(device: Any) -> None:
-    """The onnx backends run on onnxruntime's CPU provider: another device is an error, never ignored."""
+def load_named(model_dir: str | Path, backend: str = "torch", device: Any = None) -> tuple[str, Predictor]:
+    """:func:`load`, and the name of the backend it loaded (what ``auto`` chose)."""
+    return choose_backend(model_dir, device) if backend == "auto" else (backend, load(model_dir, backend, device))
+
+
+def full_fidelity_backends(model_dir: Path) -> list[str]:
+    """torch and the directory's fp32 exports whose runtime is installed (int8 changes the numbers: never
+    chosen for the user)."""
+    import json
+
+    from polyhead.extras import installed
+
+    found = ["torch"]
+    for backend, meta, module in (("onnx", "onnx.json", "onnxruntime"), ("openvino", "openvino.json", "openvino")):
+        try:
+            listed = "fp32" in json.loads((model_dir / meta).read_text()).get("files", {})
+        except (OSError, ValueError, AttributeError):
+            listed = False
+        if listed and installed(module):
+            found.append(backend)
+    return found
+
+
+def choose_backend(model_dir: str | Path, device: Any = None) -> tuple[str, Predictor]:
+    """The backend ``load(dir, "auto")`` runs ``model_dir`` on, and the model loaded on it: torch on a device
+    other than the CPU; else the fastest of torch and the directory's fp32 exports (onnx, openvino), timed on a
+    short probe the first time this machine sees this architecture and these library versions, then cached
+    (polyhead.cpupath; ``POLYHEAD_BACKEND`` overrides). A stale or broken export is left out, with a warning."""
+    import logging
+
+    from polyhead import cpupath
+    from polyhead.modeldir import read_config
+
+    fixed = cpupath.override("backend", BACKENDS)
+    if fixed is not None:
+        return fixed, load(model_dir, fixed, device)
     if device is not None and str(device).strip().lower() not in ("cpu", "auto"):
+        return "torch", load(model_dir, "torch", device)
+    path = Path(model_dir)
+    settings = read_config(path).encoder
+    loaded: dict[str, Predictor] = {}
+    for name in full_fidelity_backends(path):
+        try:
+            loaded[name] = load(path, name, device)
+        except PolyheadError as exc:
+            logging.getLogger(__name__).warning("backend auto: leaving out %s (%s)", name, exc)
+    keys = ("hidden_size", "num_layers", "projection_dim", "max_length", "pooling")
+    subject = "encode " + ", ".join(f"{k}={settings.get(k)}" for k in keys) + f", device {device or 'auto'}"
+
+    def probe(model: Predictor) -> Callable[[], float]:
+        def run() -> float:
+            import time
+
+            model.encode(cpupath.PROBE_TEXTS[:8])  # warm-up
+            start = time.perf_counter()
+            model.encode(cpupath.PROBE_TEXTS, batch_size=32)
+            return time.perf_counter() - start
+
+        return run
+
+    probes = {name: probe(model) for name, model in loaded.items()}
+    choice = cpupath.choose("backend", subject, probes, ["torch", "onnxruntime", "openvino"])
+    return choice, loaded[choice]
+
+
+def check_onnx_device(device: Any, backend: str = "onnx") -> None:
+    """The onnx and openvino backends run on the CPU: another device is an error, never ignored."""
+    if device is not None and str(device).strip().lower() not in ("cpu", "auto"):
+        kind = backend.split("-")[0]
         raise PolyheadError(
-            f"device {str(device)!r}: the onnx backends run on the CPU; use --backend torch for {str(device)!r}"
+            f"device {str(device)!r}: the {kind} backends run on the CPU; use --backend torch for {str(device)!r}"
         )
 
 

@@ -89,26 +89,9 @@ def export_onnx(
 ) -> dict[str, Any]:
     """Export (and optionally quantise and check) the model in ``model_dir``; returns what was written."""
     check_options(quantize, sts_file)
-    encoder_only = str(model_dir) == "default" or (model_dir / "config.json").is_file()
-    if encoder_only and not (model_dir / CONFIG_NAME).is_file():
-        raise PolyheadError(
-            f"{model_dir} is an encoder, not a polyhead model directory: add --output DIR to save it as one "
-            "and export it there (export_encoder)"
-        )
-    model = MultiTaskModel.from_pretrained(model_dir, device="cpu").eval()
-    heads = predicting_tasks(model.tasks)
-    with_tokens = any(model.tasks[n].level == "token" for n in heads)
-    names = (
-        ["sentence_embedding", "pooled_embedding"]
-        + (["token_embeddings"] if with_tokens else [])
-        + [f"task.{h}" for h in heads]
-    )
-    # pair tasks read two texts as one sequence: the graph then takes their segment ids too
-    with_types = any(model.tasks[h].task.input == "pair" for h in heads)
-    inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if with_types else [])
-    sample = model.encoder.tokenize(SAMPLE[:4])
-    if with_types:
-        sample["token_type_ids"] = torch.zeros_like(sample["input_ids"])
+    model = load_for_export(model_dir)
+    heads, with_tokens, inputs, names = graph_signature(model)
+    sample = sample_inputs(model, inputs)
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
     tmp = model_dir / f".model.onnx.tmp-{os.getpid()}"
     try:
@@ -128,7 +111,7 @@ def export_onnx(
         os.replace(tmp, model_dir / VARIANTS["fp32"])
     finally:
         tmp.unlink(missing_ok=True)
-    meta = {
+    meta: dict[str, Any] = {
         "format_version": 1,
         "opset": OPSET,
         "inputs": inputs,
@@ -167,6 +150,41 @@ def export_onnx(
     return report
 
 
+def load_for_export(model_dir: Path) -> MultiTaskModel:
+    """The polyhead model in ``model_dir`` on the CPU in eval mode (an encoder directory is an error saying how
+    to export one)."""
+    encoder_only = str(model_dir) == "default" or (model_dir / "config.json").is_file()
+    if encoder_only and not (model_dir / CONFIG_NAME).is_file():
+        raise PolyheadError(
+            f"{model_dir} is an encoder, not a polyhead model directory: add --output DIR to save it as one "
+            "and export it there (export_encoder)"
+        )
+    return MultiTaskModel.from_pretrained(model_dir, device="cpu").eval()
+
+
+def graph_signature(model: MultiTaskModel) -> tuple[list[str], bool, list[str], list[str]]:
+    """(heads in the graph, whether token embeddings are an output, input names, output names)."""
+    heads = predicting_tasks(model.tasks)
+    with_tokens = any(model.tasks[n].level == "token" for n in heads)
+    names = (
+        ["sentence_embedding", "pooled_embedding"]
+        + (["token_embeddings"] if with_tokens else [])
+        + [f"task.{h}" for h in heads]
+    )
+    # pair tasks read two texts as one sequence: the graph then takes their segment ids too
+    with_types = any(model.tasks[h].task.input == "pair" for h in heads)
+    inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if with_types else [])
+    return heads, with_tokens, inputs, names
+
+
+def sample_inputs(model: MultiTaskModel, inputs: list[str]) -> dict[str, torch.Tensor]:
+    """Four tokenised sample sentences, padded: the example inputs a graph is traced with."""
+    sample = model.encoder.tokenize(SAMPLE[:4])
+    if "token_type_ids" in inputs:
+        sample["token_type_ids"] = torch.zeros_like(sample["input_ids"])
+    return sample
+
+
 def check_options(quantize: str | None, sts_file: Path | None) -> None:
     """Options an export would otherwise only trip over after minutes of exporting and quantising (and the
     packages it needs, the ``onnx`` extra)."""
@@ -179,6 +197,18 @@ def check_options(quantize: str | None, sts_file: Path | None) -> None:
         raise PolyheadError(f"--sts {sts_file}: no such file (a TSV with sentence1, sentence2, score columns)")
 
 
+def check_format(format: str, quantize: str | None, sts_file: Path | None) -> Any:  # noqa: A002
+    """The export function for ``--format`` (``onnx``, ``openvino``), its options checked; one line otherwise."""
+    from polyhead.export import openvino
+
+    exports = {"onnx": (export_onnx, check_options), "openvino": (openvino.export_openvino, openvino.check_options)}
+    if format not in exports:
+        raise PolyheadError(f"--format {format!r}: valid: {', '.join(exports)}")
+    export, check = exports[format]
+    check(quantize, sts_file)
+    return export
+
+
 def export_encoder(
     source: str,
     output: Path,
@@ -187,15 +217,17 @@ def export_encoder(
     texts: list[str] | None = None,
     sts_file: Path | None = None,
     revision: str | None = None,
+    format: str = "onnx",  # noqa: A002 - the CLI option's name
 ) -> dict[str, Any]:
     """Save an encoder (``"default"``, an HF / sentence-transformers directory or a Hub name at ``revision``, with
     the pooling, normalisation and max length of its sentence-transformers files) as a polyhead model directory without
     heads at ``output`` and export it there, as :func:`export_onnx` does: the embedding-only export
-    sentence-transformers users know. ``output`` must be new or empty; if the export fails, it is removed."""
+    sentence-transformers users know. ``output`` must be new or empty; if the export fails, it is removed.
+    ``format``: ``onnx`` or ``openvino`` (:func:`polyhead.export.openvino.export_openvino`)."""
     from polyhead.modeldir.layout import sentence_transformers_settings
     from polyhead.modeling.encoder import SentenceEncoder, resolve_model_path
 
-    check_options(quantize, sts_file)
+    export = check_format(format, quantize, sts_file)
     path = resolve_model_path(source, revision)
     if (path / CONFIG_NAME).is_file():
         raise PolyheadError(
@@ -211,7 +243,7 @@ def export_encoder(
         )
     MultiTaskModel(SentenceEncoder.from_pretrained(source, revision=revision, device="cpu"), {}).save_pretrained(output)
     try:
-        report = export_onnx(output, quantize=quantize, check=check, texts=texts, sts_file=sts_file)
+        report = export(output, quantize=quantize, check=check, texts=texts, sts_file=sts_file)
     except PolyheadError as exc:
         shutil.rmtree(output, ignore_errors=True)
         raise PolyheadError(f"{exc}; {output} was removed again") from exc
@@ -368,7 +400,7 @@ def parity_gate(
     return results
 
 
-def compare(onnx_model: OnnxModel, texts: list[str], ref_emb: np.ndarray, ref_labels: list[Any]) -> dict[str, Any]:
+def compare(onnx_model: Any, texts: list[str], ref_emb: np.ndarray, ref_labels: list[Any]) -> dict[str, Any]:
     """Cosine of each embedding to PyTorch's ``ref_emb`` (n, dim) and the share of identical decisions."""
     emb = onnx_model.encode(texts)
     cos = (emb * ref_emb).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(ref_emb, axis=1))
@@ -405,7 +437,7 @@ def gate_failure(variant: str, res: dict[str, Any]) -> str | None:
     return None
 
 
-def sts_points(model: MultiTaskModel, onnx_model: OnnxModel, sts_file: Path) -> tuple[float, float]:
+def sts_points(model: MultiTaskModel, onnx_model: Any, sts_file: Path) -> tuple[float, float]:
     """STS Spearman x100 of the torch model and of its ONNX export on the same pairs."""
     pairs = read_sts_pairs(sts_file)
     return 100 * sts_spearman(model, pairs, batch_size=32), 100 * sts_spearman(onnx_model, pairs, batch_size=32)

@@ -20,7 +20,7 @@ from polyhead.modeldir.layout import DENSE_DIR, encoder_settings, write_sentence
 from polyhead.modeldir.tokenizer import check_tokenizer_files, check_vocab_size
 from polyhead.modeling.batching import length_sorted_batches, pad_batch
 from polyhead.modeling.device import resolve_device
-from polyhead.modeling.onednn import use_onednn_linears
+from polyhead.modeling.onednn import choose_linears
 from polyhead.modeling.pooling import Dense, Pooling
 from polyhead.modeling.pooling import normalize as l2_normalize
 from polyhead.modeling.weights import load_strict, load_weights, save_module
@@ -126,9 +126,9 @@ class SentenceEncoder(nn.Module):
         model_max = getattr(transformer.config, "max_position_embeddings", max_length) or max_length
         self.max_length = min(int(max_length), int(model_max))
         self.name = name
-        # CPU GEMMs on oneDNN (2.3x MKL on AMD): changes this model's linears, not the process (the kernel
-        # cache caps are runtime.configure_cpu_runtime, called by the CLI); see modeling/onednn.py
-        use_onednn_linears(self)
+        # CPU GEMMs on oneDNN or MKL, whichever a probe measured faster on this CPU (oneDNN 1.4-2.3x MKL on
+        # AMD EPYC): changes this model's linears, not the process (polyhead.cpupath, modeling/onednn.py)
+        self.linears = choose_linears(self)
 
     # ----------------------------------------------------------------- construction
     @classmethod

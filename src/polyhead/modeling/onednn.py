@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from typing import Any
 
 import torch
@@ -176,3 +177,63 @@ def use_plain_linears(module: nn.Module) -> nn.Module:
             sub.__dict__.pop("_packed", None)
             sub.__class__ = nn.Linear  # type: ignore[assignment]
     return module
+
+
+# ------------------------------------------------------------------------------------------ choosing by measuring
+PROBE_ROWS = 800  # 32 sentences x 25 tokens: the rows of one encoding batch
+PROBE_REPEATS = 8
+
+
+def linear_shapes(module: nn.Module, most: int = 3) -> list[tuple[int, int]]:
+    """The most frequent (in, out) shapes of ``module``'s linear layers (MiniLM: 384x384, 384x1536, 1536x384)."""
+    counts: dict[tuple[int, int], int] = {}
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear):
+            shape = (sub.in_features, sub.out_features)
+            counts[shape] = counts.get(shape, 0) + 1
+    return sorted(sorted(counts, key=lambda s: -counts[s])[:most])
+
+
+def linear_probes(shapes: list[tuple[int, int]]) -> dict[str, Any]:
+    """name -> a function timing ``PROBE_REPEATS`` fp32 products of every shape on that kernel (seconds)."""
+    gen = torch.Generator().manual_seed(0)
+    cases = [(torch.randn(PROBE_ROWS, k, generator=gen), torch.randn(n, k, generator=gen) / k**0.5,
+              torch.zeros(n)) for k, n in shapes]
+    packed = [torch.ops.mkldnn._reorder_linear_weight(w, PACK_ROWS_HINT) for _, w, _ in cases] if cases else []
+
+    def timer(run: Any) -> Any:
+        def probe() -> float:
+            with torch.inference_mode():
+                run()  # warm-up: first-call kernel creation is not what we compare
+                start = time.perf_counter()
+                for _ in range(PROBE_REPEATS):
+                    run()
+                return time.perf_counter() - start
+
+        return probe
+
+    def mkl() -> None:
+        for x, w, b in cases:
+            torch.nn.functional.linear(x, w, b)
+
+    def onednn() -> None:
+        for (x, _, b), w in zip(cases, packed, strict=True):
+            onednn_linear(x, w, b)
+
+    return {"mkl": timer(mkl), "onednn": timer(onednn)}
+
+
+def choose_linears(module: nn.Module, explicit: str | None = None) -> str:
+    """Switch ``module``'s linears to the faster kernel on this CPU (``onednn`` or ``mkl``: torch's own); returns
+    which. Chosen by :func:`polyhead.cpupath.choose` (a GEMM probe of the module's shapes, well under a second,
+    cached per CPU and torch version; ``explicit`` or ``POLYHEAD_LINEARS`` override it)."""
+    from polyhead import cpupath
+
+    if not onednn_available():
+        return "mkl"
+    shapes = linear_shapes(module)
+    subject = f"fp32 GEMM, {PROBE_ROWS} rows, (in, out) {shapes}, {torch.get_num_threads()} threads"
+    choice = cpupath.choose("linears", subject, linear_probes(shapes), ["torch"], explicit)
+    if choice == "onednn":
+        use_onednn_linears(module)
+    return choice
