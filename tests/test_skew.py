@@ -231,6 +231,19 @@ def test_onnx_backend_and_server_decide_with_them(skew_model: Path) -> None:
     assert [s["mood"]["label"] for s in served] == [o["mood"]["label"] for o in onnx_out]
 
 
+def test_openvino_backend_decides_with_them(skew_model: Path) -> None:
+    pytest.importorskip("openvino")
+    from polyhead.export.openvino import export_openvino
+    from polyhead.predict import load
+
+    export_openvino(skew_model)
+    torch_out, ov_out = load(skew_model).predict(TEXTS), load(skew_model, "openvino").predict(TEXTS)
+    assert [o["mood"]["label"] for o in ov_out] == [w["mood"] for w in expected(skew_model)]
+    assert [o["tags"]["labels"] for o in ov_out] == [t["tags"]["labels"] for t in torch_out]
+    for a, b in zip(ov_out, torch_out, strict=True):
+        assert a["mood"]["score"] == pytest.approx(b["mood"]["score"], abs=1e-4)
+
+
 @pytest.mark.parametrize(
     ("task", "key", "value", "message"),
     [
