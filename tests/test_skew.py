@@ -280,7 +280,7 @@ def test_directories_without_the_new_fields_still_load(skew_model: Path, tmp_pat
     raw = json.loads((copy / "polyhead.json").read_text())
     for spec in raw["tasks"].values():
         for key in ("class_weights", "pos_weight", "label_smoothing", "thresholds", "temperature"):
-            del spec[key]
+            spec.pop(key, None)
     (copy / "polyhead.json").write_text(json.dumps(raw))
     tasks = read_config(copy).tasks
     assert tasks["mood"].temperature == 1.0 and tasks["mood"].thresholds == {} and tasks["tags"].pos_weight == {}
@@ -362,3 +362,15 @@ def test_pair_heads_calibrate_on_their_pairs(tiny_model_dir: Path) -> None:
     decoded = model.predict_pairs([(ex.text, ex.text_pair or "") for ex in examples])
     probs = torch.softmax(torch.tensor(logits, dtype=torch.float64), 1)[:, 1].numpy()
     assert np.allclose(probs, [d["same"]["probabilities"]["yes"] for d in decoded], atol=1e-5)
+
+
+def test_unset_calibration_fields_are_not_written(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A model trained without the options stays readable by older polyhead versions (no new keys)."""
+    import json
+
+    from polyhead.modeldir import TaskSpec
+
+    plain = TaskSpec("classification", ["a", "b"]).to_dict()
+    assert not {"class_weights", "pos_weight", "label_smoothing", "thresholds", "temperature"} & plain.keys()
+    tuned = TaskSpec("classification", ["a", "b"], thresholds={"b": 0.3}, temperature=1.5)
+    assert TaskSpec.from_dict(json.loads(json.dumps(tuned.to_dict()))) == tuned

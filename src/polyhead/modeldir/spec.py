@@ -9,6 +9,9 @@ if TYPE_CHECKING:
     from polyhead.tasks.base import TaskType
 
 
+OPTIONAL = ("class_weights", "pos_weight", "label_smoothing", "thresholds", "temperature")
+
+
 @dataclass
 class TaskSpec:
     """Everything needed to rebuild and decode a head: its type, label list and layer shape.
@@ -38,7 +41,10 @@ class TaskSpec:
     temperature: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The JSON form; the optional training / calibration fields only when set (older readers load it)."""
+        data = asdict(self)
+        defaults = TaskSpec(self.type, [])
+        return {k: v for k, v in data.items() if k not in OPTIONAL or v != getattr(defaults, k)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
