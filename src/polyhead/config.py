@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -110,6 +111,24 @@ class TaskConfig(Strict):
 
         if value not in task_type_names():
             raise ValueError(f"unknown task type {value!r}; valid: {', '.join(task_type_names())}")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def distinct_printable_labels(cls, value: list[str] | None) -> list[str] | None:
+        # A duplicate would give two outputs one name (one's probability lost in every {label: score});
+        # a NUL or other control character is invisible in every table, file and HTTP answer.
+        for i, label in enumerate(value or []):
+            if not label.strip():
+                raise ValueError(f"label {i} is empty; give each label a name")
+            bad = next((c for c in label if unicodedata.category(c) == "Cc"), None)
+            if bad is not None:
+                raise ValueError(
+                    f"label {i} ({label!r}) holds the control character U+{ord(bad):04X}; labels are printable text"
+                )
+        dupes = sorted({x for x in value or [] if (value or []).count(x) > 1})
+        if dupes:
+            raise ValueError(f"duplicate label(s) {', '.join(map(repr, dupes))}; each label must appear once")
         return value
 
 
