@@ -162,3 +162,14 @@ def test_pairs_with_an_empty_text_are_refused() -> None:
         check_pairs([("a", "b"), ("c", "  ")])
     with pytest.raises(PolyheadError, match=r"^pair 0: text 0 is not valid Unicode"):
         check_pairs([("\ud800", "b")])
+
+
+def test_predict_with_a_token_head_cuts_a_huge_text_before_splitting_it(caplog: pytest.LogCaptureFixture) -> None:
+    from polyhead.tokens import prediction_inputs
+
+    huge = "Ann " * 200
+    with caplog.at_level("WARNING", logger="polyhead.tokens"):
+        items, words = prediction_inputs([huge, "Bob"], token_heads=True, max_length=4)
+    assert items == [huge, "Bob"]  # offsets still point into the text as given
+    assert words is not None and len(words[0]) == 100 and words[0][-1].end <= 400 and len(words[1]) == 1
+    assert "1 text(s) longer than 400 characters were cut to 400 before tokenisation" in caplog.text

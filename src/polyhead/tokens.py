@@ -73,14 +73,18 @@ def clip_texts(texts: Sequence[str], max_length: int) -> list[str]:
     """Each text cut to ``char_limit(max_length)`` characters; a warning says how many were cut."""
     limit = char_limit(max_length)
     out = [clip_text(t, limit) if isinstance(t, str) and len(t) > limit else t for t in texts]
-    cut = sum(1 for a, b in zip(texts, out, strict=True) if a is not b)
-    if cut:
+    warn_cut(sum(1 for a, b in zip(texts, out, strict=True) if a is not b), max_length)
+    return out
+
+
+def warn_cut(count: int, max_length: int) -> None:
+    if count:
+        limit = f"{char_limit(max_length):,}"
         logger.warning(
             "%d text(s) longer than %s characters were cut to %s before tokenisation (max_length %d tokens x %d "
-            "characters; the model reads only the first %d tokens anyway)", cut, f"{limit:,}", f"{limit:,}",
+            "characters; the model reads only the first %d tokens anyway)", count, limit, limit,
             max_length, CHARS_PER_TOKEN, max_length,
         )
-    return out
 
 
 def clip_words(words: Sequence[Sequence[str]], max_length: int) -> list[list[str]]:
@@ -198,6 +202,8 @@ def check_text_inputs(items: Sequence[Any], what: str = "text") -> None:
         if not any(p.strip() for p in pieces):
             raise PolyheadError(f"{what} {i} is empty; give a text with something to read")
         for p in pieces:
+            if p.isascii():  # the common case, without a copy
+                continue
             try:
                 p.encode("utf-8")
             except UnicodeEncodeError as exc:
@@ -215,5 +221,7 @@ def prediction_inputs(
     items: list[TextInput] = [texts] if isinstance(texts, str) else list(texts)  # type: ignore[list-item]
     check_text_inputs(items)
     if token_heads or any(not isinstance(x, str) for x in items):
+        if max_length is not None:  # strings are cut before they are split into words (lists: by clip_words)
+            warn_cut(sum(1 for x in items if isinstance(x, str) and len(x) > char_limit(max_length)), max_length)
         return items, [as_words(x, i, max_length) for i, x in enumerate(items)]
     return items, None
