@@ -17,7 +17,7 @@ TEXTS = [
     "A considerably longer sentence, with commas, numbers like 42 and several clauses in it.",
     "Short.",
     "Transformers turn text into vectors.",
-    "",
+    "!",
     "Yet another sentence of middling length for the batcher.",
 ]
 
@@ -63,16 +63,28 @@ def test_encode_convert_to_torch(tiny_encoder: SentenceEncoder) -> None:
         tiny_encoder.encode(TEXTS, convert_to="list")  # type: ignore[arg-type]
 
 
-def test_empty_string_gives_a_defined_finite_vector(tiny_encoder: SentenceEncoder) -> None:
-    out = tiny_encoder.encode(["", "something", ""])
-    assert np.isfinite(out).all()
-    assert np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
-    assert np.allclose(out[0], out[2])  # deterministic: the special tokens alone
-    assert np.allclose(out[0], tiny_encoder.encode(""), atol=1e-6)
+def test_empty_or_whitespace_texts_are_refused_like_the_cli_and_server(tiny_encoder: SentenceEncoder) -> None:
+    """#22 item 10: the Python API refuses empty texts (it used to embed the special tokens alone)."""
+    for texts, where in ((["", "something"], "text 0"), (["fine", "   \n"], "text 1"), ("", "text 0")):
+        with pytest.raises(PolyheadError) as info:
+            tiny_encoder.encode(texts)
+        assert one_line(info.value) == f"{where} is empty; give a text with something to read"
+    with pytest.raises(PolyheadError, match="text 1 is not valid Unicode"):
+        tiny_encoder.encode(["fine", "x \ud800"])
 
 
-def test_whitespace_only_string_is_like_empty(tiny_encoder: SentenceEncoder) -> None:
-    assert np.allclose(tiny_encoder.encode("   "), tiny_encoder.encode(""), atol=1e-6)
+def test_a_huge_text_is_cut_before_tokenisation_with_a_warning(
+    tiny_encoder: SentenceEncoder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """#22 item 7: characters are bounded before the tokenizer sees them; the tokens kept are the same."""
+    from polyhead.tokens import char_limit
+
+    limit = char_limit(tiny_encoder.max_length)
+    huge = "word " * (limit // 5 + 50_000)
+    with caplog.at_level("WARNING", logger="polyhead.tokens"):
+        (clipped,) = tiny_encoder.tokenize_lists([huge])
+    assert f"1 text(s) longer than {limit:,} characters were cut to {limit:,}" in caplog.text
+    assert clipped == tiny_encoder.tokenize_lists([huge[:5000]])[0]  # truncated to max_length either way
 
 
 def test_non_string_text_is_an_error(tiny_encoder: SentenceEncoder) -> None:

@@ -288,9 +288,9 @@ def test_predict_tasks_subset_and_unknown(tiny_encoder: SentenceEncoder) -> None
 def test_predict_empty_inputs(tiny_encoder: SentenceEncoder) -> None:
     model = MultiTaskModel(tiny_encoder, MULTI)
     assert model.predict([]) == []
-    (result,) = model.predict([""])
-    assert result["ner"] == {"entities": [], "tags": [], "truncated_words": 0}
-    assert np.isfinite(result["rating"]["score"])
+    for empty in ("", "  ", [], ["", " "]):  # #22 item 10: refused as the CLI and the server refuse them
+        with pytest.raises(PolyheadError, match="text 0 is empty; give a text with something to read"):
+            model.predict([empty])
 
 
 def test_predict_rejects_bad_items(tiny_encoder: SentenceEncoder) -> None:

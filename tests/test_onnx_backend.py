@@ -26,7 +26,9 @@ def plain(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return MultiTaskModel(encoder, {}).save_pretrained(tmp_path_factory.mktemp("plain") / "model")
 
 
-def test_plain_encoder_export_passes_the_fp32_gate_and_matches_torch(plain: Path) -> None:
+def test_plain_encoder_export_passes_the_fp32_gate_and_matches_torch(
+    plain: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from polyhead.export.onnx import export_onnx
     from polyhead.modeling.encoder import SentenceEncoder
 
@@ -43,6 +45,11 @@ def test_plain_encoder_export_passes_the_fp32_gate_and_matches_torch(plain: Path
     assert onnx_enc.encode("one text").shape == (a.shape[1],)
     sim = onnx_enc.similarity(TEXTS)
     assert sim.shape == (4, 4) and np.allclose(np.diag(sim), 1, atol=1e-5)
+    huge = "word " * 200_000  # #22 item 7: cut to max_length x 100 characters before tokenisation, as torch does
+    with caplog.at_level("WARNING", logger="polyhead.tokens"):
+        assert onnx_enc.tokenize_texts([huge]) == [{"input_ids": torch_enc.tokenize_lists([huge])[0]["input_ids"]}]
+    assert caplog.text.count("1 text(s) longer than 6,400 characters were cut to 6,400") == 2  # onnx, torch
+    assert np.allclose(onnx_enc.encode([huge]), np.asarray(torch_enc.encode([huge])), atol=1e-5)
 
 
 def test_int8_gate_on_the_tiny_encoder(plain: Path) -> None:

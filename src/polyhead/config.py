@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -141,6 +142,24 @@ class TaskConfig(Strict):
                 takers = [t for t in task_type_names() if key in get_task_type(t).options]
                 raise ValueError(f"{key} is not an option of a {self.type} task; valid for: {', '.join(takers)}")
         return self
+
+    @field_validator("labels")
+    @classmethod
+    def distinct_printable_labels(cls, value: list[str] | None) -> list[str] | None:
+        # A duplicate would give two outputs one name (one's probability lost in every {label: score});
+        # a NUL or other control character is invisible in every table, file and HTTP answer.
+        for i, label in enumerate(value or []):
+            if not label.strip():
+                raise ValueError(f"label {i} is empty; give each label a name")
+            bad = next((c for c in label if unicodedata.category(c) == "Cc"), None)
+            if bad is not None:
+                raise ValueError(
+                    f"label {i} ({label!r}) holds the control character U+{ord(bad):04X}; labels are printable text"
+                )
+        dupes = sorted({x for x in value or [] if (value or []).count(x) > 1})
+        if dupes:
+            raise ValueError(f"duplicate label(s) {', '.join(map(repr, dupes))}; each label must appear once")
+        return value
 
 
 class FreezeConfig(Strict):

@@ -19,6 +19,7 @@ from polyhead import predict as pipeline
 from polyhead.errors import ModelDirError
 from polyhead.modeldir import read_config
 from polyhead.modeldir.tokenizer import check_tokenizer_files, check_vocab_size
+from polyhead.tokens import clip_texts, clip_words
 
 SOURCE_FILES = ("model.safetensors", "heads.safetensors", "2_Dense/model.safetensors")
 
@@ -74,14 +75,17 @@ class TokenizersBackend(pipeline.PipelineMethods):
 
     # ----------------------------------------------------------------- polyhead.predict's Backend
     def tokenize_texts(self, texts: Sequence[str]) -> list[dict[str, Any]]:
-        return [{"input_ids": e.ids} for e in self.tokenizer.encode_batch(list(texts))]
+        texts = clip_texts(texts, self.max_length)  # characters bounded before the tokenizer sees them
+        return [{"input_ids": e.ids} for e in self.tokenizer.encode_batch(texts)]
 
     def tokenize_words(self, words: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
-        encodings = self.tokenizer.encode_batch([list(w) for w in words], is_pretokenized=True)
+        encodings = self.tokenizer.encode_batch(clip_words(words, self.max_length), is_pretokenized=True)
         return [{"input_ids": e.ids, "word_ids": e.word_ids} for e in encodings]
 
     def tokenize_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-        encodings = self.tokenizer.encode_batch([(a, b) for a, b in pairs])
+        firsts = clip_texts([a for a, _ in pairs], self.max_length)
+        seconds = clip_texts([b for _, b in pairs], self.max_length)
+        encodings = self.tokenizer.encode_batch(list(zip(firsts, seconds, strict=True)))
         return [{"input_ids": e.ids, "token_type_ids": e.type_ids} for e in encodings]
 
     def pad(self, encodings: Sequence[dict[str, Any]], pad_id: int) -> dict[str, np.ndarray]:

@@ -23,7 +23,7 @@ from polyhead.errors import PolyheadError
 from polyhead.modeldir.spec import TaskSpec
 from polyhead.modeling.batching import length_sorted_batches
 from polyhead.tasks.base import DecodeInput
-from polyhead.tokens import TextInput, Word, item_text, prediction_inputs
+from polyhead.tokens import TextInput, Word, check_text_inputs, item_text, prediction_inputs
 
 BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
 MAX_TOKENS = 16384  # padded tokens per batch (batch size x longest text), so long texts come in small batches
@@ -249,6 +249,7 @@ def encode(
     single = isinstance(texts, str)
     items = [texts] if isinstance(texts, str) else list(texts)
     check_texts(items)
+    check_text_inputs(items)
     rows: dict[int, np.ndarray] = {}
     if items:
         encodings = backend.tokenize_texts(items)
@@ -289,7 +290,7 @@ def predict(
     """
     names = tasks_for(backend.tasks, tasks, "text")
     token_heads = any(backend.tasks[t].level == "token" for t in names)
-    items, item_words = prediction_inputs(texts, token_heads)
+    items, item_words = prediction_inputs(texts, token_heads, backend.max_length)
     words: list[list[Word]] = item_words or []
     if item_words is not None:
         encodings = backend.tokenize_words([[w.text for w in ws] for ws in words])
@@ -385,6 +386,7 @@ def check_pairs(pairs: Any) -> list[tuple[str, str]]:
             raise PolyheadError(f"pair {i} must be two texts [text_a, text_b], got {pair!r:.80}")
         if not all(isinstance(t, str) for t in pair):
             raise PolyheadError(f"pair {i} must hold two strings")
+        check_text_inputs(pair, f"pair {i}: text")
         items.append((pair[0], pair[1]))
     return items
 
@@ -422,7 +424,7 @@ def predicting_tasks(tasks: Mapping[str, TaskSpec], kind: str | None = None) -> 
 
 
 def check_texts(texts: Sequence[Any]) -> None:
-    """Texts must be strings; an empty string is allowed and embeds the special tokens alone."""
+    """Texts must be strings (the pipeline's entry points also refuse empty ones: ``check_text_inputs``)."""
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise PolyheadError(f"text {i} is a {type(text).__name__}, not a string")

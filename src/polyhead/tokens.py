@@ -5,10 +5,14 @@ Used by the data collator (training) and by prediction, so both align words the 
 
 from __future__ import annotations
 
-import re
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import regex
+
+logger = logging.getLogger(__name__)
 
 TextInput = str | Sequence[str]  # raw text, or a pre-tokenised list of words
 
@@ -16,8 +20,17 @@ TextInput = str | Sequence[str]  # raw text, or a pre-tokenised list of words
 IGNORE_INDEX = -100
 
 # Words as a CoNLL file would hold them: URLs, @mentions/#hashtags and words (with inner ' or -) whole;
-# every other non-space character (punctuation) on its own.
-WORD_RE = re.compile(r"https?://\S+|[@#]?\w+(?:[-'’]\w+)*|[^\w\s]")
+# every other grapheme (punctuation, an emoji, a flag) on its own. Words are runs of whole grapheme clusters
+# (`regex`'s \X, Unicode's extended grapheme clusters), so an entity span never cuts a letter from its accent
+# ("a" + U+0301), a flag in half or a Devanagari syllable from its vowel sign. Whitespace-only graphemes are
+# dropped in split_words.
+WORD_RE = regex.compile(r"https?://\S+|[@#]?(?:(?=\w)\X)+(?:[-'’](?:(?=\w)\X)+)*|\X")
+
+# Characters per token allowed before tokenisation: a text is cut to max_length x this many characters (25,600
+# for 256 tokens) first, so a 16 MB text costs what 25,600 characters cost. A WordPiece/BPE token covers far
+# fewer characters (BERT turns a word over 100 characters into one [UNK]), so the tokens kept are the same
+# unless a text is mostly whitespace.
+CHARS_PER_TOKEN = 100
 
 
 @dataclass(frozen=True)
@@ -28,8 +41,68 @@ class Word:
 
 
 def split_words(text: str) -> list[Word]:
-    """Split raw text into words with character offsets (``text[start:end] == word``)."""
-    return [Word(m.group(), m.start(), m.end()) for m in WORD_RE.finditer(text)]
+    """Split raw text into words with character offsets (``text[start:end] == word``), each word whole grapheme
+    clusters."""
+    return [Word(m.group(), m.start(), m.end()) for m in WORD_RE.finditer(text) if not m.group().isspace()]
+
+
+def char_limit(max_length: int) -> int:
+    """Characters of one text read before tokenisation for a ``max_length``-token model."""
+    return max(int(max_length), 1) * CHARS_PER_TOKEN
+
+
+def clip_text(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, at the last whitespace before the cut when there is one in
+    the last 1,000 characters (so no word is split), else at a grapheme boundary."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    space = regex.search(r"\s\S{0,999}\Z", head)
+    if space is not None and space.start() > 0:
+        return head[: space.start()]
+    graphemes = regex.findall(r"\X", text[max(0, limit - 64) : limit + 64])
+    keep, total = max(0, limit - 64), 0
+    for g in graphemes:  # the last grapheme boundary at or before the limit
+        if keep + total + len(g) > limit:
+            break
+        total += len(g)
+    return text[: keep + total] or head
+
+
+def clip_texts(texts: Sequence[str], max_length: int) -> list[str]:
+    """Each text cut to ``char_limit(max_length)`` characters; a warning says how many were cut."""
+    limit = char_limit(max_length)
+    out = [clip_text(t, limit) if isinstance(t, str) and len(t) > limit else t for t in texts]
+    warn_cut(sum(1 for a, b in zip(texts, out, strict=True) if a is not b), max_length)
+    return out
+
+
+def warn_cut(count: int, max_length: int) -> None:
+    if count:
+        limit = f"{char_limit(max_length):,}"
+        logger.warning(
+            "%d text(s) longer than %s characters were cut to %s before tokenisation (max_length %d tokens x %d "
+            "characters; the model reads only the first %d tokens anyway)", count, limit, limit,
+            max_length, CHARS_PER_TOKEN, max_length,
+        )
+
+
+def clip_words(words: Sequence[Sequence[str]], max_length: int) -> list[list[str]]:
+    """Each word list cut after the word that brings it past ``char_limit(max_length)`` characters (words past
+    it have no sub-token after truncation anyway); a warning says how many were cut."""
+    limit, out, cut = char_limit(max_length), [], 0
+    for ws in words:
+        total, kept = 0, 0
+        for w in ws:
+            total += len(w) + 1
+            if total > limit and kept:
+                break
+            kept += 1
+        cut += kept < len(ws)
+        out.append(list(ws[:kept]) if kept < len(ws) else list(ws))
+    if cut:
+        logger.warning("%d word list(s) longer than %s characters were cut before tokenisation", cut, f"{limit:,}")
+    return out
 
 
 def words_from_tokens(tokens: Sequence[str]) -> tuple[str, list[Word]]:
@@ -103,23 +176,52 @@ def item_text(item: TextInput) -> str:
     return item if isinstance(item, str) else words_from_tokens(list(item))[0]
 
 
-def as_words(item: TextInput, index: int) -> list[Word]:
-    """Words of one prediction input: split raw text, or take a pre-tokenised list as it is."""
+def as_words(item: TextInput, index: int, max_length: int | None = None) -> list[Word]:
+    """Words of one prediction input: split raw text, or take a pre-tokenised list as it is; with
+    ``max_length``, only the words within ``char_limit(max_length)`` characters (the rest can't be read)."""
+    if isinstance(item, str):
+        return split_words(item if max_length is None else clip_text(item, char_limit(max_length)))
+    words = words_from_tokens(list(item))[1]
+    if max_length is not None:
+        words = words[: len(clip_words([[w.text for w in words]], max_length)[0])]
+    return words
+
+
+def check_text_inputs(items: Sequence[Any], what: str = "text") -> None:
+    """Prediction inputs from the Python API: strings (or lists of word strings) that hold something to read
+    and are valid Unicode, checked as the CLI and the server check theirs; a one-line error names the item."""
     from polyhead.errors import PolyheadError
 
-    if isinstance(item, str):
-        return split_words(item)
-    if not all(isinstance(w, str) for w in item):
-        raise PolyheadError(f"text {index} must be a string or a list of word strings")
-    return words_from_tokens(list(item))[1]
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            pieces: Sequence[Any] = [item]
+        elif isinstance(item, Sequence) and all(isinstance(w, str) for w in item):
+            pieces = item
+        else:
+            raise PolyheadError(f"{what} {i} must be a string or a list of word strings, not {type(item).__name__}")
+        if not any(p.strip() for p in pieces):
+            raise PolyheadError(f"{what} {i} is empty; give a text with something to read")
+        for p in pieces:
+            if p.isascii():  # the common case, without a copy
+                continue
+            try:
+                p.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise PolyheadError(
+                    f"{what} {i} is not valid Unicode (a lone surrogate at character {exc.start}); pass UTF-8 text"
+                ) from None
 
 
 def prediction_inputs(
-    texts: TextInput | Sequence[TextInput], token_heads: bool
+    texts: TextInput | Sequence[TextInput], token_heads: bool, max_length: int | None = None
 ) -> tuple[list[TextInput], list[list[Word]] | None]:
     """predict() input as a list of items, plus their words when they must be tokenised word by word
-    (a token head runs, or some item is pre-tokenised); None means tokenise the raw strings."""
+    (a token head runs, or some item is pre-tokenised); None means tokenise the raw strings. Empty, non-text
+    or invalid items are a one-line error (:func:`check_text_inputs`)."""
     items: list[TextInput] = [texts] if isinstance(texts, str) else list(texts)  # type: ignore[list-item]
+    check_text_inputs(items)
     if token_heads or any(not isinstance(x, str) for x in items):
-        return items, [as_words(x, i) for i, x in enumerate(items)]
+        if max_length is not None:  # strings are cut before they are split into words (lists: by clip_words)
+            warn_cut(sum(1 for x in items if isinstance(x, str) and len(x) > char_limit(max_length)), max_length)
+        return items, [as_words(x, i, max_length) for i, x in enumerate(items)]
     return items, None

@@ -81,6 +81,10 @@ def prepare(case: dict, tmp: Path, model_src: Path, tiny_model_dir: Path) -> dic
         for key, value in setup["model_edit_json"].items():
             set_dotted(data, key, value)
         (model / "polyhead.json").write_text(json.dumps(data))
+    for name, edits in setup.get("model_edit_file", {}).items():  # another JSON file of the model directory
+        data = json.loads((model / name).read_text())
+        data.update(edits)
+        (model / name).write_text(json.dumps(data))
     if "model_truncate" in setup:
         file = model / setup["model_truncate"]
         file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
@@ -94,6 +98,8 @@ def prepare(case: dict, tmp: Path, model_src: Path, tiny_model_dir: Path) -> dic
 def test_catalogue_has_at_least_40_cases() -> None:
     assert len(CASES) >= 40
     assert len({c["id"] for c in CASES}) == len(CASES), "case ids are unique"
+    page = (Path(__file__).resolve().parents[2] / "docs" / "reliability.md").read_text()
+    assert f"`tests/bad_inputs/cases.yaml` ({len(CASES)} cases" in page, "docs/reliability.md gives the case count"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])

@@ -4,10 +4,12 @@ Parquet files and Hugging Face ``datasets`` directories are read by data/arrow.p
 
 from __future__ import annotations
 
+import codecs
 import csv
+import itertools
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
@@ -82,18 +84,42 @@ def detect_format(path: Path, options: ReaderOptions) -> str:
     return fmt
 
 
-def read_lines(path: Path) -> list[str]:
+MAX_LINE_BYTES = 16 * 2**20  # one line of a text file (one JSONL record, one CSV row, one CoNLL token)
+
+
+def read_lines(path: Path) -> Iterator[str]:
+    """The lines of a UTF-8 file, read one at a time (so ``data.limit`` stops reading early and memory stays
+    bounded): split at ``\\n``, ``\\r\\n`` and ``\\r`` only, never at U+2028/U+2029 or other characters that
+    ``str.splitlines`` breaks at (JSON strings may hold them raw). A line over 16 MiB is a DataError."""
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}:{line}: not UTF-8 text (byte {exc.start}); convert the file to UTF-8"
-        ) from exc
-    return text.splitlines()
+    return _lines(path)
+
+
+def _lines(path: Path) -> Iterator[str]:
+    with path.open("rb") as f:
+        offset, n = 0, 0
+        while raw := f.readline(MAX_LINE_BYTES + 1):
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                raise DataError(
+                    f"{path}:{n + 1}: a line over {MAX_LINE_BYTES >> 20} MiB; polyhead reads texts and records "
+                    f"of at most {MAX_LINE_BYTES >> 20} MiB a line"
+                )
+            start = 3 if offset == 0 and raw.startswith(codecs.BOM_UTF8) else 0
+            try:
+                text = raw[start:].decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad = start + exc.start
+                line = n + 1 + raw[:bad].count(b"\r") - raw[:bad].count(b"\r\n")
+                raise DataError(
+                    f"{path}:{line}: not UTF-8 text (byte {offset + bad}); convert the file to UTF-8"
+                ) from exc
+            offset += len(raw)
+            text = text[:-1] if text.endswith("\n") else text
+            text = text[:-1] if text.endswith("\r") else text
+            for part in text.split("\r"):  # old Mac line ends: a lone \r is a line break too
+                n += 1
+                yield part
 
 
 def read_examples(path: str | Path, task: TaskType | str, options: ReaderOptions | None = None) -> list[Example]:
@@ -106,7 +132,9 @@ def read_examples(path: str | Path, task: TaskType | str, options: ReaderOptions
     if fmt in ("parquet", "hf"):
         from polyhead.data.arrow import read_arrow_examples
 
-        return read_arrow_examples(path, fmt, task, options)
+        examples = read_arrow_examples(path, fmt, task, options)
+        task.review_labels([(e.source, e.label) for e in examples], str(path))
+        return examples
     lines = read_lines(path)
     rows: Iterator[Example]
     if task.level == "token":
@@ -129,11 +157,12 @@ def read_examples(path: str | Path, task: TaskType | str, options: ReaderOptions
             break
     if not examples:
         raise DataError(f"{path}: no examples found")
+    task.review_labels([(e.source, e.label) for e in examples], str(path))
     return examples
 
 
 def table_rows(
-    path: Path, lines: list[str], fmt: str, task: TaskType, options: ReaderOptions
+    path: Path, lines: Iterable[str], fmt: str, task: TaskType, options: ReaderOptions
 ) -> Iterator[Example]:
     # TSV: tab-separated, quotes are ordinary characters (as in SST, TREC, STS-B); CSV: RFC 4180 quoting.
     reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv" else csv.reader(lines)
@@ -169,7 +198,7 @@ def table_rows(
         yield sentence_example(path, n, record, task, options)
 
 
-def jsonl_records(path: Path, lines: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+def jsonl_records(path: Path, lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -203,7 +232,7 @@ def sentence_example(path: Path, n: int, record: dict[str, Any], task: TaskType,
     return Example(text=text.strip(), label=label, text_pair=pair.strip() if pair else None, source=source)
 
 
-def jsonl_token_rows(path: Path, lines: list[str], task: TaskType, options: ReaderOptions) -> Iterator[Example]:
+def jsonl_token_rows(path: Path, lines: Iterable[str], task: TaskType, options: ReaderOptions) -> Iterator[Example]:
     for n, record in jsonl_records(path, lines):
         words = field(path, n, record, options.tokens_column)
         tags = field(path, n, record, options.label_column)
@@ -227,12 +256,12 @@ def token_example(
     return Example(text=" ".join(words), label=label, words=words, source=f"{path}:{n}")
 
 
-def conll_rows(path: Path, lines: list[str], task: TaskType, options: ReaderOptions) -> Iterator[Example]:
+def conll_rows(path: Path, lines: Iterable[str], task: TaskType, options: ReaderOptions) -> Iterator[Example]:
     """Whitespace/tab separated columns, one token a line, blank line between sentences; -DOCSTART- skipped."""
     words: list[str] = []
     tags: list[str] = []
     start, width = 0, None
-    for n, raw in enumerate([*lines, ""], start=1):
+    for n, raw in enumerate(itertools.chain(lines, [""]), start=1):
         line = raw.replace("\ufeff", "")  # stray byte-order marks inside a file (WNUT-17 dev has some)
         if raw.strip() and not line.strip():
             continue  # a line of nothing but BOMs is noise, not a sentence break

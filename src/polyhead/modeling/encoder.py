@@ -15,6 +15,7 @@ from torch import nn
 from polyhead import predict as pipeline
 from polyhead.errors import ModelDirError, PolyheadError
 from polyhead.modeldir import TaskSpec, check_safe_directory, read_config
+from polyhead.modeldir.bounds import check_encoder_config
 from polyhead.modeldir.hub import DEFAULT_MODEL, is_hub_snapshot, resolve_model_path
 from polyhead.modeldir.layout import DENSE_DIR, encoder_settings, write_sentence_transformers_files
 from polyhead.modeldir.tokenizer import check_tokenizer_files, check_vocab_size
@@ -25,7 +26,7 @@ from polyhead.modeling.pooling import Dense, Pooling
 from polyhead.modeling.pooling import normalize as l2_normalize
 from polyhead.modeling.weights import load_strict, load_weights, save_module
 from polyhead.runtime import check_precision
-from polyhead.tokens import tokenize_words
+from polyhead.tokens import clip_texts, clip_words, tokenize_words
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def load_transformer(path: Path, attn_implementation: str = "eager") -> tuple[nn
             raise ModelDirError(f"{path} has no safetensors weights; polyhead only loads safetensors")
     else:
         check_safe_directory(path)
+    check_encoder_config(path)  # sizes bounded before transformers allocates them
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model = AutoModel.from_pretrained(
@@ -67,6 +69,7 @@ def load_encoder(path: Path, attn_implementation: str = "eager") -> SentenceEnco
     settings = model_config.encoder
     check_safe_directory(path)
     check_tokenizer_files(path, model_config.raw)
+    check_encoder_config(path)  # sizes bounded before transformers allocates them
     try:
         hf_config = AutoConfig.from_pretrained(str(path), local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
@@ -217,7 +220,8 @@ class SentenceEncoder(nn.Module):
     def tokenize_lists(self, texts: Sequence[str]) -> list[dict[str, list[int]]]:
         """Tokenise without padding; one dict of id lists per text (truncated to ``max_length``)."""
         pipeline.check_texts(texts)
-        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=False)
+        texts = clip_texts(texts, self.max_length)  # characters bounded before the tokenizer sees them
+        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=False)
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
         return [{k: enc[k][i] for k in keys} for i in range(len(texts))]
 
@@ -225,7 +229,7 @@ class SentenceEncoder(nn.Module):
 
     def tokenize_words(self, words: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
         """Tokenise word lists; each result also has ``word_ids`` (word index per sub-token)."""
-        return tokenize_words(self.tokenizer, words, self.max_length)
+        return tokenize_words(self.tokenizer, clip_words(words, self.max_length), self.max_length)
 
     def tokenize_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, list[int]]]:
         """Each pair as one sequence ``[CLS] a [SEP] b [SEP]`` with ``token_type_ids`` (the longer text is cut
@@ -233,7 +237,10 @@ class SentenceEncoder(nn.Module):
         if not pairs:
             return []
         enc = self.tokenizer(
-            [a for a, _ in pairs], [b for _, b in pairs], truncation="longest_first", max_length=self.max_length
+            clip_texts([a for a, _ in pairs], self.max_length),
+            clip_texts([b for _, b in pairs], self.max_length),
+            truncation="longest_first",
+            max_length=self.max_length,
         )
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
         return [{k: enc[k][i] for k in keys} for i in range(len(pairs))]

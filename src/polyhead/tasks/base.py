@@ -102,6 +102,10 @@ class TaskType:
         """How often each vocabulary entry occurs in these label values (empty for types without labels)."""
         return Counter()
 
+    def review_labels(self, labels: Sequence[tuple[str, Any]], where: str) -> None:
+        """Log a warning about label values this type accepts but reads in a way a user may not mean;
+        ``labels`` are (file:line, parsed label) of one file, ``where`` the file. Default: nothing to say."""
+
     def build_labels(self, labels: Sequence[Any], source: str) -> list[str]:
         """The label vocabulary from the training split's label values (sorted; types without labels: [])."""
         return []

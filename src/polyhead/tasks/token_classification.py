@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -13,6 +14,8 @@ from polyhead.tasks import register
 from polyhead.tasks.base import DecodeInput, TaskType, softmax
 from polyhead.tasks.classification import weighted_cross_entropy
 from polyhead.tokens import IGNORE_INDEX, Word, align_labels, decode_bio, first_subtoken_positions
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import torch
@@ -30,6 +33,14 @@ def bio_problem(tags: Sequence[str], vocabulary: bool = False) -> str | None:
         orphans = [t for t in tags if t.startswith("I-") and "B-" + t[2:] not in tags]
         if orphans:
             return f"BIO tags {orphans[:5]} have no matching B- tag in the label list"
+    return None
+
+
+def type_switch(tags: Sequence[str]) -> tuple[str, str] | None:
+    """The first (B-Y or I-Y, I-X) neighbours with X != Y in ``tags``, or None."""
+    for before, after in zip(tags, tags[1:], strict=False):
+        if after.startswith("I-") and before[:2] in ("B-", "I-") and before[2:] != after[2:]:
+            return before, after
     return None
 
 
@@ -51,6 +62,19 @@ class TokenClassification(TaskType):
         if problem:
             raise DataError(f"{source}: {problem}")
         return tags
+
+    def review_labels(self, labels: Sequence[tuple[str, Any]], where: str) -> None:
+        """Warn once per file about an I-X right after a B-Y or I-Y of another type (B-PER I-LOC): it is read
+        as the start of a new X entity, as seqeval's default mode and decode_bio read it. (I-X after O is
+        IOB1's normal entity start, so it is not warned about.)"""
+        found = [(source, pair) for source, tags in labels if (pair := type_switch(tags)) is not None]
+        if found:
+            source, (before, after) = found[0]
+            logger.warning(
+                "%s: %d sentence(s) have an I- tag continuing an entity of another type (first at %s: %s then %s); "
+                "each such I-%s is read as the start of a new %s entity (as B-%s)",
+                where, len(found), source, before, after, after[2:], after[2:], after[2:],
+            )
 
     def label_counts(self, labels: Sequence[Any]) -> Counter[str]:
         counts: Counter[str] = Counter()

@@ -85,25 +85,46 @@ def save_checkpoint(
     tmp = root / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    tensors = dict(model.state_dict())
-    for prefix, module in extra_modules.items():
-        tensors.update({f"__{prefix}__.{k}": v for k, v in module.state_dict().items()})
-    tensors["__rng__.torch"] = torch.get_rng_state()
-    save_tensors_atomic(tensors, tmp / "model.safetensors")
-    inject_fault("checkpoint-write", step)
-    opt_tensors, opt_meta = optimizer_state(optimizer)
-    save_tensors_atomic(opt_tensors, tmp / "optimizer.safetensors")
-    write_json_atomic(tmp / "state.json", {**state, "optimizer": opt_meta, "step": step})
-    fsync_dir(tmp)
-    final = root / name
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    fsync_dir(root)
-    write_json_atomic(root / LATEST, {"checkpoint": name, "step": step})
+    try:
+        tensors = dict(model.state_dict())
+        for prefix, module in extra_modules.items():
+            tensors.update({f"__{prefix}__.{k}": v for k, v in module.state_dict().items()})
+        tensors["__rng__.torch"] = torch.get_rng_state()
+        save_tensors_atomic(tensors, tmp / "model.safetensors")
+        inject_fault("checkpoint-write", step)
+        opt_tensors, opt_meta = optimizer_state(optimizer)
+        save_tensors_atomic(opt_tensors, tmp / "optimizer.safetensors")
+        write_json_atomic(tmp / "state.json", {**state, "optimizer": opt_meta, "step": step})
+        fsync_dir(tmp)
+        final = root / name
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        fsync_dir(root)
+        write_json_atomic(root / LATEST, {"checkpoint": name, "step": step})
+    except WRITE_ERRORS as exc:  # a full disk, a quota, a read-only file system: latest.json still names the last one
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = (root / LATEST).is_file() and json.loads((root / LATEST).read_text()).get("checkpoint")
+        kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint was written"
+        raise write_failed(exc, f"checkpoint {name} in {root}", f"{kept}; {RECOVER}") from exc
     for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+# What failing to write a file looks like: safetensors reports a full disk as SafetensorError ("I/O error: No
+# space left on device (os error 28)"); Python's own writes raise OSError (ENOSPC, EDQUOT, EROFS, ...).
+WRITE_ERRORS = (SafetensorError, OSError)
+RECOVER = "free disk space, then run the same command with --resume"
+
+
+def write_failed(exc: BaseException, what: str, then: str) -> PolyheadError:
+    """One line for a write that failed (usually a full disk): what, why (the error's first line), and what
+    the user still has and can do."""
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror
+    return PolyheadError(f"couldn't write {what}: {reason}; {then}")
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

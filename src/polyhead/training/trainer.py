@@ -43,7 +43,7 @@ from polyhead.training.callbacks import (
     log_renderable,
     save_training_checkpoint,
 )
-from polyhead.training.checkpoint import latest_checkpoint, load_checkpoint
+from polyhead.training.checkpoint import RECOVER, WRITE_ERRORS, latest_checkpoint, load_checkpoint, write_failed
 from polyhead.training.distributed import DistContext, create_accelerator
 from polyhead.training.freezing import GradualUnfreezer, apply_freezing, check_trainable
 from polyhead.training.loop import EpochStart, StageRun, StepEnd, train_stage
@@ -384,7 +384,12 @@ class Trainer:
         t = self.config.training  # temperatures and thresholds fitted on dev before the save (every process)
         calibration = calibrate.calibrate_heads(self.config, self.model, self.data, t.eval_batch_size, t.precision)
         if self.dist.is_main:
-            self.model.save_pretrained(model_dir, overwrite=True)
+            try:
+                self.model.save_pretrained(model_dir, overwrite=True)
+            except WRITE_ERRORS as exc:  # a full disk: the old model directory (if any) and the checkpoints stay
+                raise write_failed(
+                    exc, f"the final model to {model_dir}", f"the checkpoints are intact; {RECOVER}"
+                ) from exc
         weights = self.weighting.weights()
         results = run_results(self.config, self.model, self.evaluate, weights, self.audit, wall_time, model_dir)
         if not self.dist.is_main:
