@@ -16,6 +16,7 @@ from polyhead.data.collate import epoch_batches
 from polyhead.training import loop
 from polyhead.training import trainer as trainer_module
 from polyhead.training.loop import next_batch, train_stage
+from polyhead.training.param_groups import build_adamw
 from polyhead.training.step import clip_gradients
 from polyhead.training.trainer import Trainer
 
@@ -92,3 +93,10 @@ def test_a_pass_is_built_once_and_batches_are_unchanged(tmp_path: Path, tiny_mod
         assert expected == flat[: len(expected)], gname  # the pure function's batches, in order, across passes
     assert sorted(calls) == sorted({(b.group, b.data_epoch) for b in drawn})  # every pass drawn from, once
     assert max(e for _, e in calls) >= 2  # several passes per group
+
+
+def test_adamw_is_fused_only_where_torch_has_the_kernel() -> None:
+    cpu = build_adamw([{"params": [torch.nn.Parameter(torch.zeros(3))], "lr": 0.1}])
+    assert cpu.defaults["fused"] is True
+    meta = build_adamw([{"params": [torch.nn.Parameter(torch.zeros(3, device="meta"))], "lr": 0.1}])
+    assert meta.defaults["fused"] is None  # torch picks its own implementation (fused=True would fail at step)
