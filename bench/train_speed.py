@@ -1,29 +1,36 @@
-"""Training speed on this CPU: padding/bucketing, bf16 autocast, and the cached-embedding fast path.
+"""Training speed on this CPU against the Hugging Face Trainer, and the cached-embedding fast path.
 
-    flock /tmp/polyhead-cpu.lock .venv/bin/python bench/train_speed.py [--steps 20] [--runs 3]
+    flock /tmp/polyhead-cpu.lock .venv/bin/python bench/train_speed.py [--modes a,b,...] [--steps 40] [--runs 2]
+    flock /tmp/polyhead-cpu.lock .venv/bin/python bench/train_speed.py --section frozen|processes
 
-1. Full fine-tuning of the default encoder with a classification head, batch 32, on real sentences
-   (SST-2 train): fixed 64-token padding with random batches (the HF Trainer default with
-   padding="max_length", torch's nn.Linear) vs token-sorted buckets with dynamic padding (still torch's
-   nn.Linear: `bucketed_mkl`) vs the same with polyhead's oneDNN linears (`bucketed`, the default) vs that
-   with bf16 autocast. Steps/s, median of alternating runs.
-2. Frozen encoder: heads-only training through the Trainer (3 epochs) with and without
-   `cache_embeddings` (same seed, same batches): time per step of the loop, and of the whole stage
+1. ``--section anchor`` (the default; issue 24): full fine-tuning of all-MiniLM-L6-v2 with a classification
+   head on SST-2 train, batch 32, max length 64, lr 1e-4, in each of ``--modes`` (see ``MODES``): the HF
+   Trainer (transformers 5: ``DataCollatorWithPadding``, ``train_sampling_strategy="group_by_length"`` or
+   random batches, its default fused AdamW and SDPA attention) against ``polyhead train`` as the CLI runs it
+   (the Trainer with configs/single/sst2.yaml's settings), plus bf16, two heads, frozen lower layers, the
+   cached-embedding path, POLYHEAD_ONEDNN=0, or the code of ``--base-src``. Each run is its own process, the
+   modes alternate (order reversed every other round); steps/s between step 10 and step ``--steps``, and each
+   round's ratio to the HF Trainer with group_by_length. Records the CPU, its bf16 support and its GEMM
+   GFLOP/s at the encoder's shapes (bench/roofline.py's ``torch_rates``). Results under "anchor[_TAG]".
+2. ``--section frozen``: heads-only training through the Trainer (3 epochs) with and without
+   ``cache_embeddings`` (same seed, same batches): time per step of the loop, and of the whole stage
    including building the cache.
-3. `--processes`: `polyhead train` in 1 and in 2 processes (`--num-processes`, gloo on this CPU), full
-   fine-tuning on SST-2 at global batch 32; examples/s of the training steps alone, from the difference
+3. ``--section processes``: ``polyhead train`` in 1 and in 2 processes (``--num-processes``, gloo on this CPU),
+   full fine-tuning on SST-2 at global batch 32; examples/s of the training steps alone, from the difference
    in wall time between a short and a long run (so start-up and evaluation cancel out). Median of
-   ``--runs`` alternating runs; merged into the same JSON under "processes".
-Writes bench/results/train_speed.json.
+   ``--runs`` alternating runs.
+Each section merges its results into bench/results/train_speed.json, keeping the others'.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,58 +62,154 @@ def load_sentences(n: int) -> tuple[list[str], list[str]]:
     return list(texts), list(labels)
 
 
-def fine_tune_steps(mode: str, steps: int, texts: list[str], labels: list[str]) -> float:
-    """Steps/s of full fine-tuning; mode in fixed64 | bucketed_mkl | bucketed | bucketed_bf16.
+# --------------------------------------------------------------------------- 1. against the HF Trainer
+ANCHOR = "hf_grouped"
+MODES = {
+    "hf_random": "HF Trainer, DataCollatorWithPadding, random batches",
+    "hf_grouped": 'HF Trainer, DataCollatorWithPadding, train_sampling_strategy="group_by_length"',
+    "polyhead": "polyhead Trainer, configs/single/sst2.yaml settings (fp32)",
+    "polyhead_base": "the same on the code before issue 24 (--base-src)",
+    "polyhead_mkl": "polyhead, POLYHEAD_ONEDNN=0 (torch's nn.Linear everywhere)",
+    "polyhead_bf16": "polyhead, training.precision: bf16",
+    "polyhead_multi": "polyhead, two classification heads on the same sentences",
+    "polyhead_lower3": "polyhead, training.freeze.layers_below: 3 (embeddings + 3 of 6 layers frozen)",
+    "polyhead_cached": "polyhead, encoder frozen, cache_embeddings (heads only)",
+}
 
-    ``fixed64`` (the HF Trainer's padding="max_length") and ``bucketed_mkl`` use torch's own nn.Linear
-    (MKL GEMMs); ``bucketed`` and ``bucketed_bf16`` are polyhead's defaults (oneDNN linears).
-    """
-    from polyhead.data.collate import epoch_batches
-    from polyhead.modeldir import TaskSpec
-    from polyhead.modeling.batching import pad_batch
-    from polyhead.modeling.encoder import SentenceEncoder, autocast
-    from polyhead.modeling.multitask import MultiTaskModel
-    from polyhead.modeling.onednn import use_plain_linears
 
+def hf_steps(strategy: str, steps: int, texts: list[str], labels: list[str]) -> list[float]:
+    """Step end times of the HF Trainer: AutoModelForSequenceClassification on the default encoder, batch 32,
+    max length 64, lr 1e-4, fused AdamW (its default), dynamic padding; ``strategy`` random | group_by_length."""
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
+
+    from polyhead.modeldir.hub import resolve_model_path
+
+    path = str(resolve_model_path("default"))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    names = sorted(set(labels))
+    enc = tokenizer(texts, truncation=True, max_length=64)
+    data = Dataset.from_dict({**enc, "labels": [names.index(lab) for lab in labels]})
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(names))
+    times: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            times.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(
+            output_dir=tmp, per_device_train_batch_size=32, learning_rate=1e-4, max_steps=steps, seed=42,
+            train_sampling_strategy=strategy, use_cpu=True, report_to="none", save_strategy="no",
+            eval_strategy="no", disable_tqdm=True, logging_steps=10_000,
+        )  # fmt: skip
+        Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tokenizer),
+                callbacks=[Clock()]).train()  # fmt: skip
+    return times
+
+
+def polyhead_config(mode: str) -> dict[str, Any]:
+    """configs/single/sst2.yaml's settings (lr 1e-4, head_lr 2e-3, layer_decay 0.9, batch 32, max length 64) for
+    ``mode``; no dev set (the timed steps are within the first epoch)."""
+    task = {"type": "classification", "data": {"train": str(DATA / "sst2" / "train.tsv")}}
+    training: dict[str, Any] = {
+        "seed": 42, "epochs": 1, "batch_size": 32, "log_with": [],
+        "optimizer": {"lr": 1e-4, "head_lr": 2e-3, "layer_decay": 0.9},
+    }  # fmt: skip
+    tasks = {"sentiment": task}
+    if mode == "polyhead_bf16":
+        training["precision"] = "bf16"
+    elif mode == "polyhead_multi":  # a second head on the same sentences (one group: one encoder pass)
+        tasks["sentiment_b"] = {**task, "data": {**task["data"]}}
+    elif mode == "polyhead_lower3":
+        training["freeze"] = {"layers_below": 3}
+    elif mode == "polyhead_cached":
+        training["freeze"] = {"mode": "encoder"}
+        training["optimizer"]["lr"] = 2e-3
+    return {"encoder": {"model": "default", "max_length": 64}, "tasks": tasks, "training": training}
+
+
+def polyhead_steps(mode: str, steps: int) -> list[float]:
+    """Step end times of ``polyhead train`` (the Trainer, as the CLI runs it) for ``steps`` steps."""
+    from polyhead.config import Config
+    from polyhead.training.trainer import Trainer, TrainerCallback, TrainingInterrupted
+
+    times: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, trainer: Any, run: Any, event: Any) -> None:
+            times.append(time.perf_counter())
+
+    cfg = Config.model_validate(polyhead_config(mode))
+    # stop_after_steps stops as Ctrl-C does, after the timed steps
+    with tempfile.TemporaryDirectory() as tmp, contextlib.suppress(TrainingInterrupted):
+        Trainer(cfg, Path(tmp) / "run", callbacks=[Clock()]).run(stop_after_steps=steps)
+    return times
+
+
+def child(mode: str, steps: int) -> None:
+    """One measurement in this process: prints {"steps_per_s": ...} (steps 10 to ``steps``) on its last line,
+    with ``to_first_step_s``: from here to the end of step 1 (loading, tokenising, the cache of cached runs)."""
+    started = time.perf_counter()
     torch.manual_seed(0)
-    encoder = SentenceEncoder.from_pretrained("default", max_length=64)
-    if mode in ("fixed64", "bucketed_mkl"):
-        use_plain_linears(encoder)
-    model = MultiTaskModel(encoder, {"label": TaskSpec("classification", sorted(set(labels)))})
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-5)
-    encs = encoder.tokenize_lists(texts)
-    index = {lab: i for i, lab in enumerate(model.tasks["label"].labels)}
-    y = torch.tensor([index[lab] for lab in labels])
-    bucket = mode != "fixed64"
-    batches = epoch_batches([len(e["input_ids"]) for e in encs], 32, 0, 0, "bench", bucket)
-    precision = "bf16" if mode.endswith("bf16") else "fp32"
+    if mode.startswith("hf_"):
+        texts, labels = load_sentences(10**9)
+        times = hf_steps(mode.removeprefix("hf_").replace("grouped", "group_by_length"), steps, texts, labels)
+    else:
+        times = polyhead_steps(mode, steps)
+    rate = (len(times) - 10) / (times[-1] - times[9])
+    print(json.dumps({"mode": mode, "steps_per_s": rate, "steps": len(times), "to_first_step_s": times[0] - started}))
 
-    def step(batch: list[int]) -> None:
-        items = [encs[i] for i in batch]
-        if not bucket:  # pad every batch to 64 tokens
-            items = [
-                {
-                    **e,
-                    "input_ids": e["input_ids"] + [0] * (64 - len(e["input_ids"])),
-                    "attention_mask": e["attention_mask"] + [0] * (64 - len(e["attention_mask"])),
-                    "token_type_ids": e["token_type_ids"] + [0] * (64 - len(e["token_type_ids"])),
-                }
-                for e in items
-            ]
-        features = pad_batch(items, 0)
-        with autocast(precision):
-            logits = model(features, ["label"])["label"]
-            loss = torch.nn.functional.cross_entropy(logits.float(), y[batch])
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
 
-    step(batches[0])  # warm-up
-    start = time.perf_counter()
-    for batch in batches[1 : steps + 1]:
-        step(batch)
-    return steps / (time.perf_counter() - start)
+def machine() -> dict[str, Any]:
+    """CPU model, bf16 support, threads, and this CPU's GEMM GFLOP/s at encoder shapes (bench/roofline.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from roofline import torch_rates
+
+    flags = Path("/proc/cpuinfo").read_text()
+    return {
+        "cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags,
+        "gemm_gflop_per_s": {k: round(v, 1) for k, v in torch_rates().items()},
+        "torch": torch.__version__, "load_average": os.getloadavg(),
+    }  # fmt: skip
+
+
+def anchor_speed(modes: list[str], runs: int, steps: int, base_src: Path | None) -> dict[str, Any]:
+    """Each mode in its own process, the modes alternating (order reversed every other round); steps/s per run,
+    median, and each round's ratio to the HF Trainer with group_by_length measured in the same round."""
+    rates: dict[str, list[float]] = {m: [] for m in modes}
+    first: dict[str, list[float]] = {m: [] for m in modes}
+    for r in range(runs):
+        for mode in modes if r % 2 == 0 else modes[::-1]:
+            env = dict(os.environ)
+            if mode == "polyhead_mkl":
+                env["POLYHEAD_ONEDNN"] = "0"
+            if mode == "polyhead_base":
+                assert base_src is not None, "polyhead_base needs --base-src"
+                env["PYTHONPATH"] = str(base_src)
+            cmd = [sys.executable, __file__, "--child", mode.replace("_base", ""), "--steps", str(steps)]
+            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+            result = json.loads(out.strip().splitlines()[-1])
+            rates[mode].append(result["steps_per_s"])
+            first[mode].append(result["to_first_step_s"])
+            print(f"round {r} {mode}: {rates[mode][-1]:.3f} steps/s", file=sys.stderr)
+    anchor = rates.get(ANCHOR)
+    ratios = {m: [a / b for a, b in zip(v, anchor, strict=True)] for m, v in rates.items()} if anchor else {}
+    return {
+        "modes": {m: MODES[m] for m in modes},
+        "steps_per_s": {"runs": rates, "median": {m: statistics.median(v) for m, v in rates.items()}},
+        "ratio_vs_hf_grouped_per_round": ratios,
+        "to_first_step_s": first,
+        "window": f"steps 10 to {steps}",
+    }
 
 
 def frozen_encoder_run(cache: bool, n: int, epochs: int) -> dict[str, float]:
@@ -164,8 +267,6 @@ def frozen_encoder_run(cache: bool, n: int, epochs: int) -> dict[str, float]:
 
 def polyhead_train_seconds(processes: int, steps: int, tmp: Path) -> float:
     """Wall time of `polyhead train` for ``steps`` steps of batch 32 on SST-2 (no dev set, no STS)."""
-    import subprocess
-
     import yaml
 
     config = {
@@ -205,66 +306,64 @@ def processes_speed(runs: int, short: int, long: int) -> dict[str, object]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--cache-examples", type=int, default=2000)
-    parser.add_argument("--cache-epochs", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "train_speed.json")
-    parser.add_argument("--processes", action="store_true", help="only 1 vs 2 processes (section 3)")
-    args = parser.parse_args()
-    if args.processes:
-        existing = json.loads(args.out.read_text()) if args.out.is_file() else {}
-        existing["processes"] = {
-            "command": "python bench/train_speed.py " + " ".join(sys.argv[1:]),
-            **processes_speed(args.runs, 10, 40),
-        }
-        args.out.write_text(json.dumps(existing, indent=2) + "\n")
-        print(json.dumps(existing["processes"], indent=2))
-        return
-    texts, labels = load_sentences(32 * (args.steps + 2))
-    modes = ["fixed64", "bucketed_mkl", "bucketed"]
-    if "avx512_bf16" in Path("/proc/cpuinfo").read_text():
-        modes.append("bucketed_bf16")
-    runs: dict[str, list[float]] = {m: [] for m in modes}
-    for r in range(args.runs):
-        for mode in modes:
-            runs[mode].append(fine_tune_steps(mode, args.steps, texts, labels))
-            print(f"run {r} {mode}: {runs[mode][-1]:.3f} steps/s", file=sys.stderr)
-    fine = {m: statistics.median(v) for m, v in runs.items()}
+def frozen_speed(runs: int, examples: int, epochs: int) -> dict[str, Any]:
+    """Section 2: heads-only training with and without the embedding cache, alternating, medians."""
     frozen: dict[str, list[dict[str, float]]] = {"uncached": [], "cached": []}
-    for _ in range(max(1, args.runs - 1)):
+    for _ in range(runs):
         for mode in ("uncached", "cached"):
-            frozen[mode].append(frozen_encoder_run(mode == "cached", args.cache_examples, args.cache_epochs))
+            frozen[mode].append(frozen_encoder_run(mode == "cached", examples, epochs))
             print(f"frozen encoder {mode}: {frozen[mode][-1]}", file=sys.stderr)
     cached = {
         mode: {k: statistics.median(r[k] for r in runs_) for k in ("stage_s", "step_ms")}
         for mode, runs_ in frozen.items()
     }
-    result = {
+    return {
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads()},
-        "command": "python bench/train_speed.py " + " ".join(sys.argv[1:]),
-        "fine_tuning_steps_per_s": {
-            "median": fine,
-            "runs": runs,
-            "ratio_vs_fixed64": {m: fine[m] / fine["fixed64"] for m in fine},
-        },
-        "frozen_encoder": {
-            "median": cached,
-            "runs": frozen,
-            "examples": args.cache_examples,
-            "epochs": args.cache_epochs,
-            "step_speedup": cached["uncached"]["step_ms"] / cached["cached"]["step_ms"],
-            "stage_speedup": cached["uncached"]["stage_s"] / cached["cached"]["stage_s"],
-        },
+        "median": cached,
+        "runs": frozen,
+        "examples": examples,
+        "epochs": epochs,
+        "step_speedup": cached["uncached"]["step_ms"] / cached["cached"]["step_ms"],
+        "stage_speedup": cached["uncached"]["stage_s"] / cached["cached"]["stage_s"],
     }
-    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    if "processes" in previous:  # section 3 is measured by its own command; keep it
-        result["processes"] = previous["processes"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+
+
+def merge(out: Path, key: str, value: dict[str, Any]) -> None:
+    """Write ``value`` under ``key`` in the results file, keeping the other sections' results."""
+    existing = json.loads(out.read_text()) if out.is_file() else {}
+    existing[key] = {"command": "python bench/train_speed.py " + " ".join(sys.argv[1:]), **value}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(existing, indent=2) + "\n")
+    print(json.dumps(existing[key], indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--section", choices=["anchor", "frozen", "processes"], default="anchor")
+    parser.add_argument("--modes", default="hf_grouped,hf_random,polyhead,polyhead_bf16",
+                        help=f"anchor section: comma-separated, of {', '.join(MODES)}")  # fmt: skip
+    parser.add_argument("--steps", type=int, default=40, help="anchor section: steps per run (timed from step 10)")
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--base-src", type=Path, help="the src/ directory of the code polyhead_base runs")
+    parser.add_argument("--tag", default="", help="anchor section: results under anchor_TAG")
+    parser.add_argument("--cache-examples", type=int, default=2000)
+    parser.add_argument("--cache-epochs", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "train_speed.json")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.steps)
+    elif args.section == "processes":
+        merge(args.out, "processes", processes_speed(args.runs, 10, 40))
+    elif args.section == "anchor":
+        modes = args.modes.split(",")
+        unknown = [m for m in modes if m not in MODES]
+        if unknown:
+            parser.error(f"--modes: unknown {', '.join(unknown)}; valid: {', '.join(MODES)}")
+        result = anchor_speed(modes, args.runs, args.steps, args.base_src)
+        merge(args.out, "anchor" + (f"_{args.tag}" if args.tag else ""), {"machine": machine(), **result})
+    else:
+        merge(args.out, "frozen_encoder", frozen_speed(args.runs, args.cache_examples, args.cache_epochs))
 
 
 if __name__ == "__main__":

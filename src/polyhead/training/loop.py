@@ -10,7 +10,7 @@ caller's: it reacts to the events, and stops the loop by leaving it (``break``, 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from polyhead.data.collate import epoch_batches
 from polyhead.training.freezing import GradualUnfreezer
@@ -35,6 +35,8 @@ class StageRun:
         accumulation: Micro-batches per optimizer step.
         seed: Seeds each group's batch order (with the pass over the data and the group's name).
         bucket_by_length: Batch examples of similar length together.
+        orders: Group -> (pass, that pass's batches): the pass being drawn from, built once per pass (not per
+            step, which cost O(group size) a step: sorting and shuffling the whole group again).
     """
 
     stage: Stage
@@ -47,6 +49,7 @@ class StageRun:
     accumulation: int = 1
     seed: int = 0
     bucket_by_length: bool = True
+    orders: dict[str, tuple[int, list[list[int]]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -116,14 +119,23 @@ def next_batch(run: StageRun, state: TrainState) -> Batch:
     """Draw a group and take its next batch of the current pass (a new pass when that one is used up);
     this process gets its shard. The batch order is a pure function of the seed, so a resume draws the same."""
     gname = run.sampler.sample()
-    lengths = run.step.groups[gname].lengths
     epoch, pos = state.positions[gname]
-    batches = epoch_batches(lengths, run.batch_size, run.seed, epoch, gname, run.bucket_by_length)
+    batches = pass_batches(run, gname, epoch)
     if pos >= len(batches):
         epoch, pos = epoch + 1, 0
-        batches = epoch_batches(lengths, run.batch_size, run.seed, epoch, gname, run.bucket_by_length)
+        batches = pass_batches(run, gname, epoch)
     state.positions[gname] = (epoch, pos + 1)
     return Batch(gname, run.step.dist.shard(batches[pos]), epoch)
+
+
+def pass_batches(run: StageRun, gname: str, epoch: int) -> list[list[int]]:
+    """The batches of pass ``epoch`` over group ``gname`` (:func:`epoch_batches`), kept until the next pass."""
+    kept = run.orders.get(gname)
+    if kept is None or kept[0] != epoch:
+        lengths = run.step.groups[gname].lengths
+        kept = (epoch, epoch_batches(lengths, run.batch_size, run.seed, epoch, gname, run.bucket_by_length))
+        run.orders[gname] = kept
+    return kept[1]
 
 
 def unfreeze(run: StageRun, unit: str, count: int) -> list[str]:

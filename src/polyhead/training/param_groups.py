@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from rich.table import Table
 from torch import nn
 
 from polyhead.training.freezing import layer_index, num_encoder_layers
 
 NO_DECAY_MARKERS = ("bias", "LayerNorm", "layer_norm", "norm.")
+# Devices with torch's fused AdamW kernel (torch/utils/_foreach_utils.py:_get_fused_kernels_supported_devices,
+# private, so listed here: a device missing from this list only means the unfused update)
+FUSED_ADAMW_DEVICES = ("cpu", "cuda", "mps", "xpu")
 
 
 def part_of(name: str, total: int) -> tuple[int, str]:
@@ -84,6 +88,20 @@ def build_param_groups(
     names = [n for g in out for n in g["param_names"] if g["name"] not in (extra or {})]
     assert len(names) == len(set(names)), "a parameter is in two groups"
     return out
+
+
+def build_adamw(groups: list[dict[str, Any]]) -> torch.optim.AdamW:
+    """AdamW over ``groups``, with torch's fused kernel when every parameter is a float tensor on a device
+    that has one.
+
+    Left to itself torch uses the for-loop implementation on CPUs (its foreach/fused defaults are for CUDA):
+    one Python-level update per parameter tensor, ~15% of a MiniLM training step here. The fused kernel does
+    the same arithmetic in one pass over each tensor (weights equal to float rounding:
+    tests/test_training_speed.py); the HF Trainer uses it by default too (``optim="adamw_torch_fused"``).
+    """
+    params = [p for g in groups for p in g["params"]]
+    fused = bool(params) and all(p.is_floating_point() and p.device.type in FUSED_ADAMW_DEVICES for p in params)
+    return torch.optim.AdamW(groups, fused=fused or None)
 
 
 def describe_groups(model: Any, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -49,7 +49,7 @@ from polyhead.training.freezing import GradualUnfreezer, apply_freezing, check_t
 from polyhead.training.loop import EpochStart, StageRun, StepEnd, train_stage
 from polyhead.training.losses import build_weighting
 from polyhead.training.metrics_log import MetricsLog
-from polyhead.training.param_groups import describe_groups, format_group_table
+from polyhead.training.param_groups import build_adamw, describe_groups, format_group_table
 from polyhead.training.plan import Stage
 from polyhead.training.results import ShardAudit, SplitEvaluator, metrics_summary, read_sts, run_results, write_results
 from polyhead.training.rundir import check_same_config, prepare_output, refuse_non_empty
@@ -285,7 +285,7 @@ class Trainer:
             check_trainable(self.model, f"stage {stage.name!r}")
         param_groups = plan.stage_param_groups(self.model, stage, include, self.weighting)
         self.report(format_group_table(describe_groups(self.model, param_groups)))
-        optimizer = torch.optim.AdamW(param_groups)
+        optimizer = build_adamw(param_groups)
         encoder_frozen = unfreezer is None and all(
             not p.requires_grad for n, p in self.model.named_parameters() if n.startswith("encoder.")
         )
