@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from polyhead.bulk import options as bulk
 from polyhead.data.lines import gather_pairs, gather_texts, read_text_lines
 from polyhead.display import export_report_lines, metrics_table, prediction_table, short, similarity_table
 from polyhead.errors import PolyheadError
@@ -61,39 +62,38 @@ def encode(
     precision: Precision = "fp32",
     backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (model dir after polyhead export).")] = "torch",
     device: Device = "auto",
+    input_: bulk.Input = None,
+    output: bulk.Output = None,
+    text_column: bulk.TextColumn = None,
+    id_column: bulk.IdColumn = None,
+    keep_columns: bulk.KeepColumns = None,
+    chunk_size: bulk.ChunkSize = 10_000,
+    resume: bulk.Resume = False,
+    ray: bulk.Ray = None,
+    num_actors: bulk.NumActors = 1,
 ) -> None:
-    """Embed sentences: print the dimension and first values, a similarity table, or write .npy."""
+    """Embed sentences: print the dimension and first values, a similarity table, or write .npy; or stream
+    --input FILE to --output FILE (.npy, .jsonl, .parquet)."""
     import numpy as np
 
+    from polyhead.bulk import load_text_encoder
+
+    given = {"TEXT arguments / --file": texts or file, "--text-column": text_column, "--id-column": id_column,
+             "--keep-columns": keep_columns, "--resume": resume}  # fmt: skip
+    options = {"pooling": pooling, "projection_dim": projection_dim, "revision": revision}
+    normalize = False if no_normalize else None  # applied by encode(), for every kind of model
+    if bulk.check_streaming(input_, output, given):
+        return bulk.run("encode", console, input_, output, ray, num_actors, model=model, backend=backend, device=device,
+                        columns=bulk.make_columns(text_column, None, id_column, keep_columns), batch_size=batch_size,
+                        precision=precision, chunk_size=chunk_size, normalize=normalize, resume=resume,
+                        overwrite=overwrite, encoder_options=options)  # fmt: skip
     items = gather_texts(texts, file)
     check_output_file(out, "--out", overwrite, ".npy")
     if similarity and len(items) < 2:
         raise PolyheadError(f"--similarity compares texts pairwise: give at least two texts, got {len(items)}")
-    if backend == "torch":
-        from polyhead.modeling.encoder import SentenceEncoder
-
-        # --no-normalize is applied by encode() below, for every kind of model
-        encoder = SentenceEncoder.from_pretrained(
-            model, pooling=pooling, projection_dim=projection_dim, revision=revision, device=device
-        )
-    elif model == "default" and not (Path(model) / "polyhead.json").is_file():
-        raise PolyheadError(
-            f"--backend {backend} needs --model MODEL_DIR: a polyhead model directory after `polyhead export` "
-            "(for the default encoder: polyhead export default --output DIR)"
-        )
-    else:
-        from polyhead.predict import load
-
-        encoder = load(Path(model), backend, device)
-    vectors = np.asarray(
-        encoder.encode(
-            items,
-            batch_size=batch_size,
-            precision=precision,
-            show_progress=len(items) > 1000,
-            normalize=False if no_normalize else None,
-        )
-    )
+    encoder = load_text_encoder(model, backend, device, **options)
+    vectors = np.asarray(encoder.encode(items, batch_size=batch_size, precision=precision,
+                                        show_progress=len(items) > 1000, normalize=normalize))  # fmt: skip
     console.print(f"{len(items)} texts -> dimension {vectors.shape[1]}")
     if out is not None:
         save_npy_atomic(out, vectors)
@@ -123,16 +123,35 @@ def predict(
     pairs_file: Annotated[
         Path | None, typer.Option("--pairs-file", help="UTF-8 file, one pair per line: text_a<TAB>text_b.")
     ] = None,
+    input_: bulk.Input = None,
+    output: bulk.Output = None,
+    text_column: bulk.TextColumn = None,
+    pair_columns: bulk.PairColumns = None,
+    id_column: bulk.IdColumn = None,
+    keep_columns: bulk.KeepColumns = None,
+    chunk_size: bulk.ChunkSize = 10_000,
+    resume: bulk.Resume = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
+    ray: bulk.Ray = None,
+    num_actors: bulk.NumActors = 1,
 ) -> None:
-    """Run every head (or --tasks) on texts, or the pair heads on --pair / --pairs-file: a table each, or JSON."""
+    """Run every head (or --tasks) on texts, or the pair heads on --pair / --pairs-file: a table each, or JSON;
+    or stream --input FILE to --output FILE (.jsonl, .parquet)."""
     from polyhead.predict import load, nothing_to_predict
 
+    names = bulk.split_list(tasks) if tasks else None
+    given = {"TEXT arguments / --file": texts or file or pair or pairs_file, "--text-column": text_column,
+             "--pair-columns": pair_columns, "--id-column": id_column, "--keep-columns": keep_columns}  # fmt: skip
+    if bulk.check_streaming(input_, output, {**given, "--resume": resume, "--overwrite": overwrite}):
+        return bulk.run("predict", console, input_, output, ray, num_actors, model=model_dir, backend=backend,
+                        device=device, tasks=names, columns=bulk.make_columns(text_column, pair_columns, id_column,
+                        keep_columns), batch_size=batch_size, precision=precision, chunk_size=chunk_size,
+                        resume=resume, overwrite=overwrite)  # fmt: skip
     pairs = gather_pairs(pair, pairs_file)
     if pairs and (texts or file):
         raise PolyheadError("give texts (arguments / --file) or pairs (--pair / --pairs-file), not both")
     items = pairs or gather_texts(texts, file)
     model = load(model_dir, backend, device)
-    names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     reason = nothing_to_predict(model.tasks, names, "pair" if pairs else "text")
     if reason:
         raise PolyheadError(

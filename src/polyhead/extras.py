@@ -1,7 +1,8 @@
 """Optional parts of polyhead and the pip extras that install them (``pip install 'polyhead[serve]'``).
 
 The core install trains, evaluates, predicts and encodes; serving, ONNX export / the onnx backends and plots
-need their extra. A command that needs a missing one fails with one line naming the extra to install.
+need their extra, and so does Ray Data (``--ray``, polyhead.integrations.ray). A command that needs a missing one
+fails with one line naming the extra to install.
 ``make setup`` installs everything (``.[all]``).
 """
 
@@ -16,6 +17,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "serve": ("fastapi", "uvicorn", "httpx", "swagger_ui_bundle"),
     "onnx": ("onnx", "onnxruntime", "onnxscript"),
     "plots": ("matplotlib", "tensorboard"),
+    "ray": ("ray", "pyarrow", "pandas", "fsspec"),
 }
 
 
