@@ -182,8 +182,8 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(model_dir: Path, tmp_p
     assert 25 <= done < 400, done
     # what a kill in the middle of writing a chunk leaves beyond the recorded state: dropped on resume
     if suffix == ".jsonl":
-        with open(work / "data.jsonl", "ab") as f:
-            f.write(b'{"id": 99999, "topic": {"la')
+        with open(work / "data.jsonl", "ab") as f:  # longer than what is left to write: only truncation drops it
+            f.write(b'{"id": 99999, "topic": {"la' + b"x" * 2**20)
     elif suffix == ".parquet":
         (work / "parts" / f"part-{10**5 - 1:06d}.parquet").write_bytes(b"PAR1 half")
     resumed = run_polyhead(*common, "--output", str(part), "--resume")
