@@ -223,3 +223,18 @@ def test_resume_refuses_other_settings_and_a_changed_input(model_dir: Path, tmp_
         f.write(json.dumps({"text": "one more"}) + "\n")
     with pytest.raises(PolyheadError, match=r"the input .*in.jsonl changed since the unfinished run started"):
         predict_file(model_dir, source, out, chunk_size=5, resume=True, overwrite=True)
+
+
+def test_the_docs_list_the_formats_the_code_reads_and_writes() -> None:
+    import re
+
+    from polyhead.bulk.writers import OUTPUT_FORMATS
+    from polyhead.data.stream import FORMATS
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "bulk-inference.md").read_text()
+    inputs = doc.split("## Input")[1].split("## Output")[0]
+    outputs = doc.split("## Output")[1].split("## Chunks")[0]
+    assert set(re.findall(r"^\| `(\.\w+)`(?:, `(\.\w+)`)?", inputs, flags=re.M)) and {
+        s for pair in re.findall(r"^\| `(\.\w+)`(?:, `(\.\w+)`)?", inputs, flags=re.M) for s in pair if s
+    } == set(FORMATS)
+    assert set(re.findall(r"^\| `(\.\w+)` \|", outputs, flags=re.M)) == set(OUTPUT_FORMATS)

@@ -4,6 +4,7 @@ exit status 2, and nothing written; plus the CLI's own output of a streaming run
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -109,3 +110,11 @@ def test_cli_streaming_run_prints_rows_and_ids(model_dir: Path, tmp_path: Path, 
     assert "5 rows -> " in result.stdout
     got = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in got] == list(range(5)) and all(set(r) == {"id", "nli"} for r in got)
+
+
+def test_ray_without_the_ray_extra(model_dir: Path, tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what Python does for a module that can't be imported
+    source = write(tmp_path / "in.txt", "hello\n")
+    result, out = predict(capsys, monkeypatch, model_dir, source, "--ray", "local")
+    assert_user_error(result, "--ray needs ray, which is not installed: pip install 'polyhead[ray]'")
+    assert not out.exists() and not (tmp_path / "out.jsonl.polyhead-partial").exists()

@@ -43,7 +43,8 @@ def test_map_batches_predictions_equal_single_process_for_every_task_type(cluste
     data = rows(60, seed=5)
     kwargs = {"model_dir": str(model_dir), "text_column": "text", "pair_columns": ("text", "b"), "batch_size": 8}
     dataset = ray.data.from_items(data, override_num_blocks=4).map_batches(
-        PolyheadPredictor, fn_constructor_kwargs=kwargs, batch_format="pyarrow", batch_size=16, concurrency=2
+        PolyheadPredictor, fn_constructor_kwargs=kwargs, batch_format="pyarrow", batch_size=16,
+        compute=ray.data.ActorPoolStrategy(size=2)
     )
     got = sorted(dataset.take_all(), key=lambda r: r["n"])
     model = load(model_dir)
@@ -62,7 +63,8 @@ def test_map_batches_encode_keeps_chosen_columns(cluster, model_dir: Path):
     data = rows(25, seed=6)
     kwargs = {"model_dir": str(model_dir), "mode": "encode", "keep_columns": ["key"]}
     got = ray.data.from_items(data).map_batches(
-        PolyheadPredictor, fn_constructor_kwargs=kwargs, batch_format="pyarrow", batch_size=10, concurrency=1
+        PolyheadPredictor, fn_constructor_kwargs=kwargs, batch_format="pyarrow", batch_size=10,
+        compute=ray.data.ActorPoolStrategy(size=1)
     ).take_all()
     assert [r["key"] for r in got] == [r["key"] for r in data] and set(got[0]) == {"key", "embedding"}
     expected = load(model_dir).encode([r["text"] for r in data])

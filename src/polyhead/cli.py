@@ -56,7 +56,7 @@ def encode(
         bool, typer.Option("--no-normalize", help="Skip L2 normalisation (default: normalise, as the model says).")
     ] = False,
     out: Annotated[Path | None, typer.Option(help="Write the vectors to this .npy file.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out / --output file.")] = False,
     similarity: Annotated[bool, typer.Option("--similarity", help="Print pairwise cosine similarities.")] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     precision: Precision = "fp32",

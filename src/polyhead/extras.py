@@ -17,7 +17,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "serve": ("fastapi", "uvicorn", "httpx", "swagger_ui_bundle"),
     "onnx": ("onnx", "onnxruntime", "onnxscript"),
     "plots": ("matplotlib", "tensorboard"),
-    "ray": ("ray", "pyarrow", "pandas", "fsspec"),
+    "ray": ("ray",),
 }
 
 

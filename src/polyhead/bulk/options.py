@@ -3,6 +3,7 @@ one call each command makes with them: the checks between options, the progress 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,7 +65,8 @@ def check_streaming(input: Path | None, output: Path | None, given: dict[str, An
 
 @contextmanager
 def row_progress(console: Console, what: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar (rows, rows/s, elapsed, time left) fed by the run's (done, total) callback."""
+    """A rich progress bar (rows, rows/s, elapsed, time left) fed by the run's (done, total) callback; on
+    ``console`` (the CLI gives stderr, so stdout holds only the summary line)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -83,7 +85,8 @@ def row_progress(console: Console, what: str) -> Iterator[Callable[[int, int], N
         TextColumn("left"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as bar:
+    # transient: gone when the run ends (the summary line follows) or fails (the error stays one line)
+    with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task(what, total=None, rate="-", start=False)
 
         def update(done: int, total: int) -> None:
@@ -101,6 +104,7 @@ def run(command: str, console: Console, input: Path, output: Path | None, ray: s
     from polyhead import bulk
 
     assert output is not None, "check_streaming requires --output with --input"
+    start = time.monotonic()
     if ray is not None:
         from polyhead.integrations.ray import run_file
 
@@ -108,8 +112,10 @@ def run(command: str, console: Console, input: Path, output: Path | None, ray: s
             raise PolyheadError("--resume is for runs in this process; a --ray run retries failed tasks itself")
         result = run_file(command, input, output, address=ray, num_actors=num_actors, **kwargs)
     else:
-        with row_progress(console, command) as update:
+        with row_progress(Console(stderr=True), command) as update:
             function = bulk.predict_file if command == "predict" else bulk.encode_file
             result = function(kwargs.pop("model"), input, output, progress=update, **kwargs)
-    resumed = f" (resumed after row {result['resumed_from']})" if result.get("resumed_from") else ""
-    console.print(f"{result['total']} rows -> {output}{resumed}", markup=False)
+    resumed = f", resumed after row {result['resumed_from']}" if result.get("resumed_from") else ""
+    seconds = time.monotonic() - start
+    rate = (result["total"] - result.get("resumed_from", 0)) / max(seconds, 1e-9)
+    console.print(f"{result['total']} rows -> {output} ({seconds:.1f} s, {rate:,.0f} rows/s{resumed})", markup=False)

@@ -7,7 +7,8 @@
     ds = ds.map_batches(
         PolyheadPredictor,
         fn_constructor_kwargs={"model_dir": "/models/absa", "backend": "onnx"},
-        batch_format="pyarrow", batch_size=1024, concurrency=4,   # 4 actors, each loads the model once
+        batch_format="pyarrow", batch_size=1024,
+        compute=ray.data.ActorPoolStrategy(size=4), num_cpus=1,   # 4 actors, each loads the model once
     )
     ds.write_parquet("s3://bucket/predictions/")
 
@@ -141,25 +142,24 @@ def init_ray(address: str, num_actors: int) -> Any:
     return ray
 
 
-def read_dataset(ray: Any, path: Path, fmt: str, columns: Columns, blocks: int) -> Any:
+def read_dataset(ray: Any, path: Path, fmt: str, columns: Columns) -> Any:
     """The input file as a Ray Dataset, texts read as strings (CSV type inference would make "42" a number)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     wanted = columns.wanted()
     if fmt == "parquet":
-        return ray.data.read_parquet(str(path), columns=wanted, override_num_blocks=blocks)
+        return ray.data.read_parquet(str(path), columns=wanted)
     if fmt == "txt":
-        return ray.data.read_text(str(path), override_num_blocks=blocks)
+        return ray.data.read_text(str(path))
     if fmt in ("csv", "tsv"):
         texts = [c for c in (columns.text, *(columns.pair or ())) if c]
         return ray.data.read_csv(
             str(path),
             parse_options=pacsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ","),
             convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in texts}),
-            override_num_blocks=blocks,
         ).select_columns(wanted)
-    return ray.data.read_json(str(path), lines=True, override_num_blocks=blocks).select_columns(wanted)
+    return ray.data.read_json(str(path), lines=True).select_columns(wanted)
 
 
 def run_file(
@@ -205,16 +205,18 @@ def run_file(
             f"--num-actors {num_actors}: the Ray cluster has {cpus} CPU(s); each actor takes one and Ray Data's "
             f"read tasks need one more, so give at most {max(cpus - 1, 0)} (or a bigger cluster)"
         )
-    blocks = max(num_actors, min(-(-total // chunk_size), 4096))  # so every actor gets blocks of a small file
     ray.data.DataContext.get_current().execution_options.preserve_order = True  # output rows in input order
     kwargs = {"model_dir": str(Path(model).resolve()) if Path(model).exists() else str(model), "backend": backend,
               "device": device, "mode": command, "tasks": tasks, "text_column": columns.text,
               "pair_columns": columns.pair, "keep_columns": columns.wanted(), "batch_size": batch_size,
               "precision": precision, "normalize": normalize, "encoder_options": encoder_options,
               "strip": job.input.format == "txt"}  # fmt: skip
-    dataset = read_dataset(ray, job.input.path, job.input.format, columns, blocks).map_batches(
+    # blocks of at most chunk_size rows (streaming), so a file Ray reads as one block still reaches every actor
+    dataset = read_dataset(ray, job.input.path, job.input.format, columns).repartition(
+        target_num_rows_per_block=chunk_size
+    ).map_batches(
         PolyheadPredictor, fn_constructor_kwargs=kwargs, batch_format="pyarrow", batch_size=chunk_size,
-        concurrency=num_actors, num_cpus=1,
+        compute=ray.data.ActorPoolStrategy(size=num_actors), num_cpus=1,
     )  # fmt: skip
     job.work.mkdir(parents=True)
     try:
