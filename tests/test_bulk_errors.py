@@ -74,7 +74,11 @@ def test_option_errors(model_dir: Path, tmp_path: Path, capsys, monkeypatch):
     cases = [
         (["predict", str(model_dir), "--output", "x.jsonl"], "--output needs --input FILE"),
         (["predict", str(model_dir), "--input", str(source)], "needs --output FILE"),
-        (["predict", str(model_dir), "hi", "--input", str(source), "--output", "x.jsonl"], "not both"),
+        (["predict", str(model_dir), "hi", "--input", str(source), "--output", "x.jsonl"],
+         "--input streams a file to --output: TEXT is for texts given as arguments / --file"),
+        (["predict", str(model_dir), "--input", str(source), "--output", "x.jsonl", "--json"], "--json is for texts"),
+        (["encode", "--input", str(source), "--output", "x.npy", "--out", "y.npy"], "--out is for texts"),
+        (["encode", "hi", "--ray", "auto"], "--ray works with --input FILE --output FILE"),
         (["predict", str(model_dir), "hi", "--resume"], "--resume works with --input FILE --output FILE"),
         (["predict", str(model_dir), "--input", str(tmp_path / "in.xml"), "--output", "x.jsonl"],
          "unknown file type '.xml'; valid: .txt, .jsonl, .csv, .tsv, .parquet"),

@@ -78,11 +78,12 @@ def encode(
 
     from polyhead.bulk import load_text_encoder
 
-    given = {"TEXT arguments / --file": texts or file, "--text-column": text_column, "--id-column": id_column,
-             "--keep-columns": keep_columns, "--resume": resume}  # fmt: skip
+    streaming = {"--text-column": text_column, "--id-column": id_column, "--keep-columns": keep_columns,
+                 "--resume": resume, "--ray": ray}  # fmt: skip
     options = {"pooling": pooling, "projection_dim": projection_dim, "revision": revision}
     normalize = False if no_normalize else None  # applied by encode(), for every kind of model
-    if bulk.check_streaming(input_, output, given):
+    if bulk.check_streaming(input_, output, streaming, {"TEXT": texts, "--file": file, "--out": out,
+                                                        "--similarity": similarity}):  # fmt: skip
         return bulk.run("encode", console, input_, output, ray, num_actors, model=model, backend=backend, device=device,
                         columns=bulk.make_columns(text_column, None, id_column, keep_columns), batch_size=batch_size,
                         precision=precision, chunk_size=chunk_size, normalize=normalize, resume=resume,
@@ -140,9 +141,10 @@ def predict(
     from polyhead.predict import load, nothing_to_predict
 
     names = bulk.split_list(tasks) if tasks else None
-    given = {"TEXT arguments / --file": texts or file or pair or pairs_file, "--text-column": text_column,
-             "--pair-columns": pair_columns, "--id-column": id_column, "--keep-columns": keep_columns}  # fmt: skip
-    if bulk.check_streaming(input_, output, {**given, "--resume": resume, "--overwrite": overwrite}):
+    streaming = {"--text-column": text_column, "--pair-columns": pair_columns, "--id-column": id_column,
+                 "--keep-columns": keep_columns, "--resume": resume, "--overwrite": overwrite, "--ray": ray}
+    memory = {"TEXT": texts, "--file": file, "--pair": pair, "--pairs-file": pairs_file, "--json": as_json}
+    if bulk.check_streaming(input_, output, streaming, memory):
         return bulk.run("predict", console, input_, output, ray, num_actors, model=model_dir, backend=backend,
                         device=device, tasks=names, columns=bulk.make_columns(text_column, pair_columns, id_column,
                         keep_columns), batch_size=batch_size, precision=precision, chunk_size=chunk_size,

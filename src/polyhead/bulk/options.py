@@ -32,9 +32,6 @@ Ray = Annotated[
 NumActors = Annotated[int, typer.Option(min=1, help="Model replicas (Ray actors) with --ray.")]
 
 
-TEXTS = "TEXT arguments / --file"  # the key of check_streaming's ``given`` for texts given the in-memory way
-
-
 def split_list(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
@@ -47,19 +44,23 @@ def make_columns(text: str | None, pair: str | None, id_: str | None, keep: str 
     return Columns(text_column, (pairs[0], pairs[1]) if pairs else None, id_, tuple(split_list(keep)))
 
 
-def check_streaming(input: Path | None, output: Path | None, given: dict[str, Any]) -> TypeGuard[Path]:
-    """True for a streaming run; options that only mean something with --input are errors without it."""
+def check_streaming(
+    input: Path | None, output: Path | None, streaming_only: dict[str, Any], in_memory_only: dict[str, Any]
+) -> TypeGuard[Path]:
+    """True for a streaming run (--input). Options of the other kind of run are errors, never ignored:
+    ``streaming_only`` without --input, ``in_memory_only`` (texts, --out, --json, ...) with it."""
     if input is None:
         if output is not None:
             raise PolyheadError("--output needs --input FILE (the file to stream); for a .npy of a few texts: --out")
-        used = [name for name, value in given.items() if value and name != TEXTS]
+        used = [name for name, value in streaming_only.items() if value]
         if used:
             raise PolyheadError(f"{used[0]} works with --input FILE --output FILE")
         return False
     if output is None:
         raise PolyheadError(f"--input {input} needs --output FILE (.jsonl or .parquet; encode also .npy)")
-    if given.get(TEXTS):
-        raise PolyheadError("give texts as arguments / --file, or a file to stream with --input, not both")
+    used = [name for name, value in in_memory_only.items() if value]
+    if used:
+        raise PolyheadError(f"--input streams a file to --output: {used[0]} is for texts given as arguments / --file")
     return True
 
 
