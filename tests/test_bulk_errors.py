@@ -122,3 +122,11 @@ def test_ray_without_the_ray_extra(model_dir: Path, tmp_path: Path, capsys, monk
     result, out = predict(capsys, monkeypatch, model_dir, source, "--ray", "local")
     assert_user_error(result, "--ray needs ray, which is not installed: pip install 'polyhead[ray]'")
     assert not out.exists() and not (tmp_path / "out.jsonl.polyhead-partial").exists()
+
+
+def test_parquet_output_without_pyarrow(model_dir: Path, tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    source = write(tmp_path / "in.txt", "hello\n")
+    result, out = predict(capsys, monkeypatch, model_dir, source, output="out.parquet")
+    assert_user_error(result, "writing Parquet needs pyarrow, which is not installed: pip install 'polyhead[datasets]'")
+    assert not out.exists() and not (tmp_path / "out.parquet.polyhead-partial").exists()

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from polyhead.errors import PolyheadError
+from polyhead.extras import installed
 from polyhead.fileio import fsync_dir, replacing
 
 OUTPUT_FORMATS = (".jsonl", ".parquet", ".npy")
@@ -59,6 +60,8 @@ class Writer(Protocol):
 def output_format(path: Path, option: str = "--output") -> str:
     if path.suffix.lower() not in OUTPUT_FORMATS:
         raise PolyheadError(f"{option} {path}: unknown output type {path.suffix!r}; valid: {', '.join(OUTPUT_FORMATS)}")
+    if path.suffix.lower() == ".parquet" and not installed("pyarrow"):
+        raise PolyheadError("writing Parquet needs pyarrow, which is not installed: pip install 'polyhead[datasets]'")
     return path.suffix.lower()
 
 
@@ -107,9 +110,6 @@ class JsonlWriter:
 
 class ParquetWriter:
     def __init__(self, work: Path, state: dict[str, Any] | None) -> None:
-        from polyhead.data.arrow import import_pyarrow
-
-        import_pyarrow()
         self.parts = work / "parts"
         self.parts.mkdir(exist_ok=True)
         self.count = state["parts"] if state else 0
