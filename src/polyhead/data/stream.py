@@ -23,6 +23,7 @@ from polyhead.errors import DataError
 
 FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 PARQUET_BATCH_ROWS = 1024
+ASCII_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() strips
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,9 @@ class InputFile:
         """How many rows the file holds (one pass; Parquet: from its metadata)."""
         if self.format == "parquet":
             return int(self.parquet.metadata.num_rows)
+        if self.format == "jsonl":  # lines with more than ASCII whitespace (or a BOM): what they hold is read later
+            with open(self.path, "rb") as f:
+                return sum(1 for line in f if line.strip().removeprefix(b"\xef\xbb\xbf"))
         return sum(1 for _ in self.records({}))
 
     def chunks(self, size: int, start: int = 0, position: dict[str, int] | None = None) -> Iterator[Chunk]:
@@ -134,7 +138,7 @@ class InputFile:
                     yield (str(self.path), lines.line), {"text": text.strip()}, lines.position()
         elif self.format == "jsonl":
             for text in lines:
-                if text.strip():
+                if text.strip(ASCII_SPACE):  # as count_rows counts; other space is a JSON error naming the line
                     yield (str(self.path), lines.line), json_object(text, self.path, lines.line), lines.position()
         else:
             if not position:
