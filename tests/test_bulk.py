@@ -238,3 +238,28 @@ def test_the_docs_list_the_formats_the_code_reads_and_writes() -> None:
         s for pair in re.findall(r"^\| `(\.\w+)`(?:, `(\.\w+)`)?", inputs, flags=re.M) for s in pair if s
     } == set(FORMATS)
     assert set(re.findall(r"^\| `(\.\w+)` \|", outputs, flags=re.M)) == set(OUTPUT_FORMATS)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_streaming_runs_on_the_onnx_backends(model_dir: Path, tmp_path: Path, backend: str):
+    """The same chunks through polyhead.predict.load(dir, backend): predictions and vectors as that backend
+    gives them in memory."""
+    import shutil
+
+    from polyhead.export.onnx import export_onnx
+
+    exported = tmp_path / "model"
+    shutil.copytree(model_dir, exported)
+    export_onnx(exported, quantize="int8" if backend == "onnx-int8" else None)
+    data = rows(23, seed=9)
+    source = write_input(tmp_path / "in.parquet", data)
+    predict_file(exported, source, tmp_path / "out.jsonl", backend=backend, chunk_size=10,
+                 columns=Columns(pair=("text", "b")))  # fmt: skip
+    encode_file(exported, source, tmp_path / "out.npy", backend=backend, chunk_size=10)
+    model = load(exported, backend)
+    chunks = [data[i : i + 10] for i in range(0, len(data), 10)]  # int8's activation scales are per batch
+    expected = [p for c in chunks for p in model.predict_pairs([(r["text"], r["b"]) for r in c])]
+    got = read_output(tmp_path / "out.jsonl")
+    assert all(close({"nli": g["nli"], "sts": g["sts"]}, e) for g, e in zip(got, expected, strict=True))
+    vectors = np.concatenate([model.encode([r["text"] for r in c]) for c in chunks])
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), vectors, atol=1e-5)
