@@ -43,7 +43,8 @@ def test_pyproject_extras_are_the_ones_polyhead_checks() -> None:
     extras = project["optional-dependencies"]
     core = {d.split("==")[0].split(">=")[0].lower() for d in project["dependencies"]}
     for extra, modules in EXTRAS.items():
-        pinned = {d.split("==")[0].lower().replace("-", "_") for d in extras[extra]}  # package -> module name
+        # package (without its own extras, e.g. ray[data]) -> module name
+        pinned = {d.split("==")[0].split("[")[0].lower().replace("-", "_") for d in extras[extra]}
         assert pinned == set(modules) and all("==" in d for d in extras[extra]), extra
         assert not pinned & core, f"{extra} packages are in the core dependencies too: {pinned & core}"
     listed = extras["all"][0].removeprefix("polyhead[").removesuffix("]").split(",")

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from polyhead.bulk import options as bulk
 from polyhead.data.lines import gather_pairs, gather_texts, read_text_lines
 from polyhead.display import export_report_lines, prediction_table, short, similarity_table
 from polyhead.errors import PolyheadError
@@ -56,46 +57,45 @@ def encode(
         bool, typer.Option("--no-normalize", help="Skip L2 normalisation (default: normalise, as the model says).")
     ] = False,
     out: Annotated[Path | None, typer.Option(help="Write the vectors to this .npy file.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out / --output file.")] = False,
     similarity: Annotated[bool, typer.Option("--similarity", help="Print pairwise cosine similarities.")] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     precision: Precision = "fp32",
     backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
     device: Device = "auto",
+    input_: bulk.Input = None,
+    output: bulk.Output = None,
+    text_column: bulk.TextColumn = None,
+    id_column: bulk.IdColumn = None,
+    keep_columns: bulk.KeepColumns = None,
+    chunk_size: bulk.ChunkSize = 10_000,
+    resume: bulk.Resume = False,
+    ray: bulk.Ray = None,
+    num_actors: bulk.NumActors = 1,
 ) -> None:
-    """Embed sentences: print the dimension and first values, a similarity table, or write .npy."""
+    """Embed sentences: print the dimension and first values, a similarity table, or write .npy; or stream
+    --input FILE to --output FILE (.npy, .jsonl, .parquet)."""
     import numpy as np
 
+    from polyhead.bulk import load_text_encoder
+
+    streaming = {"--text-column": text_column, "--id-column": id_column, "--keep-columns": keep_columns,
+                 "--resume": resume, "--ray": ray}  # fmt: skip
+    options = {"pooling": pooling, "projection_dim": projection_dim, "revision": revision}
+    normalize = False if no_normalize else None  # applied by encode(), for every kind of model
+    if bulk.check_streaming(input_, output, streaming, {"TEXT": texts, "--file": file, "--out": out,
+                                                        "--similarity": similarity}):  # fmt: skip
+        return bulk.run("encode", console, input_, output, ray, num_actors, model=model, backend=backend, device=device,
+                        columns=bulk.make_columns(text_column, None, id_column, keep_columns), batch_size=batch_size,
+                        precision=precision, chunk_size=chunk_size, normalize=normalize, resume=resume,
+                        overwrite=overwrite, encoder_options=options)  # fmt: skip
     items = gather_texts(texts, file)
     check_output_file(out, "--out", overwrite, ".npy")
     if similarity and len(items) < 2:
         raise PolyheadError(f"--similarity compares texts pairwise: give at least two texts, got {len(items)}")
-    measurable = (Path(model) / "polyhead.json").is_file() and pooling is None and projection_dim is None
-    if backend == "torch" or (backend == "auto" and not measurable):  # auto measures polyhead model directories
-        from polyhead.modeling.encoder import SentenceEncoder
-
-        # --no-normalize is applied by encode() below, for every kind of model
-        encoder = SentenceEncoder.from_pretrained(
-            model, pooling=pooling, projection_dim=projection_dim, revision=revision, device=device
-        )
-    elif model == "default" and not (Path(model) / "polyhead.json").is_file():
-        raise PolyheadError(
-            f"--backend {backend} needs --model MODEL_DIR: a polyhead model directory after `polyhead export` "
-            "(for the default encoder: polyhead export default --output DIR)"
-        )
-    else:
-        from polyhead.predict import load
-
-        encoder = load(Path(model), backend, device)
-    vectors = np.asarray(
-        encoder.encode(
-            items,
-            batch_size=batch_size,
-            precision=precision,
-            show_progress=len(items) > 1000,
-            normalize=False if no_normalize else None,
-        )
-    )
+    encoder = load_text_encoder(model, backend, device, **options)
+    vectors = np.asarray(encoder.encode(items, batch_size=batch_size, precision=precision,
+                                        show_progress=len(items) > 1000, normalize=normalize))  # fmt: skip
     console.print(f"{len(items)} texts -> dimension {vectors.shape[1]}")
     if out is not None:
         save_npy_atomic(out, vectors)
@@ -125,16 +125,36 @@ def predict(
     pairs_file: Annotated[
         Path | None, typer.Option("--pairs-file", help="UTF-8 file, one pair per line: text_a<TAB>text_b.")
     ] = None,
+    input_: bulk.Input = None,
+    output: bulk.Output = None,
+    text_column: bulk.TextColumn = None,
+    pair_columns: bulk.PairColumns = None,
+    id_column: bulk.IdColumn = None,
+    keep_columns: bulk.KeepColumns = None,
+    chunk_size: bulk.ChunkSize = 10_000,
+    resume: bulk.Resume = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
+    ray: bulk.Ray = None,
+    num_actors: bulk.NumActors = 1,
 ) -> None:
-    """Run every head (or --tasks) on texts, or the pair heads on --pair / --pairs-file: a table each, or JSON."""
+    """Run every head (or --tasks) on texts, or the pair heads on --pair / --pairs-file: a table each, or JSON;
+    or stream --input FILE to --output FILE (.jsonl, .parquet)."""
     from polyhead.predict import load, nothing_to_predict
 
+    names = bulk.split_list(tasks) if tasks else None
+    streaming = {"--text-column": text_column, "--pair-columns": pair_columns, "--id-column": id_column,
+                 "--keep-columns": keep_columns, "--resume": resume, "--overwrite": overwrite, "--ray": ray}
+    memory = {"TEXT": texts, "--file": file, "--pair": pair, "--pairs-file": pairs_file, "--json": as_json}
+    if bulk.check_streaming(input_, output, streaming, memory):
+        return bulk.run("predict", console, input_, output, ray, num_actors, model=model_dir, backend=backend,
+                        device=device, tasks=names, columns=bulk.make_columns(text_column, pair_columns, id_column,
+                        keep_columns), batch_size=batch_size, precision=precision, chunk_size=chunk_size,
+                        resume=resume, overwrite=overwrite)  # fmt: skip
     pairs = gather_pairs(pair, pairs_file)
     if pairs and (texts or file):
         raise PolyheadError("give texts (arguments / --file) or pairs (--pair / --pairs-file), not both")
     items = pairs or gather_texts(texts, file)
     model = load(model_dir, backend, device)
-    names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     reason = nothing_to_predict(model.tasks, names, "pair" if pairs else "text")
     if reason:
         raise PolyheadError(

@@ -1,7 +1,8 @@
 """Optional parts of polyhead and the pip extras that install them (``pip install 'polyhead[serve]'``).
 
 The core install trains, evaluates, predicts and encodes; serving, ONNX / OpenVINO export and their backends,
-and plots need their extra. A command that needs a missing one fails with one line naming the extra to install.
+plots, and Ray Data (``--ray``, polyhead.integrations.ray) need their extra. A command that needs a missing one
+fails with one line naming the extra to install.
 ``make setup`` installs everything (``.[all]``).
 """
 
@@ -17,6 +18,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "onnx": ("onnx", "onnxruntime", "onnxscript"),
     "openvino": ("openvino", "nncf"),
     "plots": ("matplotlib", "tensorboard"),
+    "ray": ("ray",),
 }
 
 

@@ -1,0 +1,1 @@
+"""Batch engines that run polyhead models: Ray Data (:mod:`polyhead.integrations.ray`)."""
