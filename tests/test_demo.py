@@ -159,6 +159,22 @@ def test_demo_refuses_to_overwrite_a_previous_run(tmp_path: Path) -> None:
     assert (out / "keep.txt").read_text() == "x"
 
 
+def test_demo_refuses_a_missing_sts_file_before_running(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "polyhead", "demo", "--output", str(out), "--sts", str(tmp_path / "nope.tsv")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "--sts" in proc.stderr and "nope.tsv" in proc.stderr and "not found" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Sentence embeddings" not in proc.stdout
+    assert not out.exists() or not any(out.iterdir())
+
+
 @pytest.mark.parametrize("name", ["topic", "sentiment", "entities"])
 def test_demo_config_tasks(name: str) -> None:
     from polyhead.demo import load_demo_config

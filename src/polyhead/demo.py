@@ -114,6 +114,8 @@ def run_demo(
     from polyhead.training.trainer import Trainer
 
     started = time.time()
+    sts_path = find_sts(sts_file)  # a --sts file that can't be read fails here, before anything runs
+    pairs = read_sts_pairs(sts_path, where="--sts") if sts_path is not None else []
     console.rule("[bold]1. Sentence embeddings")
     config = load_demo_config(data_dir, quick)
     if encoder_model:
@@ -124,11 +126,8 @@ def run_demo(
         f"encoder {config.encoder.model!r}: {len(EMBED_SENTENCES)} sentences -> vectors of dimension {vectors.shape[1]}"
     )
     console.print(similarity_table(EMBED_SENTENCES, vectors))
-    sts_path = find_sts(sts_file)
     sts: dict[str, Any] = {"skipped": "no STS-B file: polyhead demo --sts stsb/test.tsv"}
-    pairs: list[tuple[str, str, float]] = []
-    if sts_path is not None:
-        pairs = read_sts_pairs(sts_path, where="--sts")
+    if pairs:
         sts = {"file": str(sts_path), "pairs": len(pairs), "before": sts_spearman_points(encoder, pairs)}
         console.print(f"STS-B test Spearman x100 of this encoder: {sts['before']:.1f} ({len(pairs)} pairs)")
     del encoder
