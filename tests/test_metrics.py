@@ -41,3 +41,17 @@ def test_constant_predictions_give_zero_correlation() -> None:
 def test_empty_input_is_data_error() -> None:
     with pytest.raises(DataError):
         compute_metrics("classification", [], [])
+
+
+def test_entity_type_metrics_by_hand() -> None:
+    from polyhead.evaluation.metrics import entity_type_metrics
+
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-PER", "O", "B-ORG"]]
+    pred = [["B-PER", "I-PER", "O", "B-PER"], ["B-PER", "O", "O"]]
+    # PER: 2 gold, 3 predicted, 2 right; LOC: 1 gold, none predicted; ORG: 1 gold, none predicted
+    m = entity_type_metrics(gold, pred)
+    assert list(m) == ["PER", "LOC", "ORG"]  # by gold count, then name
+    assert m["PER"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2})
+    assert m["LOC"] == pytest.approx({"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1})
+    with pytest.raises(DataError):
+        entity_type_metrics([], [])

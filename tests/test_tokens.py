@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+
+import numpy as np
 import pytest
 import torch
 
@@ -11,6 +14,7 @@ from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.tokens import (
     IGNORE_INDEX,
     align_labels,
+    bio_viterbi,
     decode_bio,
     first_subtoken_positions,
     split_words,
@@ -123,6 +127,69 @@ def test_decode_bio(tags: list[str], spans: list[tuple[str, int, int]]) -> None:
 def test_decode_bio_score_is_the_mean_over_words() -> None:
     ((kind, first, last, score),) = decode_bio(["O", "B-PER", "I-PER", "O"], [0.1, 0.9, 0.5, 0.2])
     assert (kind, first, last) == ("PER", 1, 2) and score == pytest.approx(0.7)
+
+
+def valid_bio(tags: list[str]) -> bool:
+    """Every I-X follows a B-X or an I-X."""
+    return all(
+        not t.startswith("I-") or (i > 0 and tags[i - 1] in ("B-" + t[2:], t)) for i, t in enumerate(tags)
+    )
+
+
+def test_bio_viterbi_never_starts_an_entity_with_i() -> None:
+    # argmax per word: I-PER, O, B-LOC, I-PER (an entity starting with I- twice, a type switch)
+    probs = np.array(
+        [
+            [0.30, 0.20, 0.45, 0.03, 0.02],
+            [0.90, 0.02, 0.04, 0.02, 0.02],
+            [0.10, 0.05, 0.05, 0.70, 0.10],
+            [0.30, 0.05, 0.40, 0.05, 0.20],
+        ]
+    )
+    argmax = [TAGS[i] for i in probs.argmax(axis=1)]
+    assert argmax == ["I-PER", "O", "B-LOC", "I-PER"] and not valid_bio(argmax)
+    tags = [TAGS[i] for i in bio_viterbi(TAGS, np.log(probs))]
+    # word 0: B-PER (0.20) loses to O (0.30), I-PER is not allowed; word 3: O (0.30) beats I-LOC (0.20)
+    assert tags == ["O", "O", "B-LOC", "O"]
+
+
+def test_bio_viterbi_keeps_an_entity_whose_i_tag_is_strong() -> None:
+    probs = np.array([[0.40, 0.35, 0.05, 0.10, 0.10], [0.05, 0.05, 0.80, 0.05, 0.05]])
+    # O then I-PER by argmax; B-PER I-PER (0.35 * 0.80) beats every valid alternative (O O: 0.40 * 0.05)
+    assert [TAGS[i] for i in bio_viterbi(TAGS, np.log(probs))] == ["B-PER", "I-PER"]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_bio_viterbi_is_the_best_valid_sequence(seed: int) -> None:
+    """Against brute force over every tag sequence of three words."""
+    rng = np.random.default_rng(seed)
+    log_probs = np.log(rng.dirichlet(np.ones(len(TAGS)), size=3))
+    best = [TAGS[i] for i in bio_viterbi(TAGS, log_probs)]
+    candidates = [list(c) for c in itertools.product(range(len(TAGS)), repeat=3)]
+    valid = [c for c in candidates if valid_bio([TAGS[i] for i in c])]
+    top = max(valid, key=lambda c: sum(log_probs[w, t] for w, t in enumerate(c)))
+    assert valid_bio(best)
+    assert best == [TAGS[i] for i in top]
+
+
+def test_decoded_tags_and_entities_never_start_with_i() -> None:
+    """A token head's decode (both backends) tags words with the constrained path, not per-word argmax."""
+    from polyhead.tasks.token_classification import decode_tokens
+
+    words = split_words("Paris Hilton went home")
+    word_ids = [None, 0, 1, 2, 3, None]  # [CLS] paris hilton went home [SEP]
+    probs = np.full((6, len(TAGS)), 0.01)
+    probs[1] = [0.30, 0.25, 0.05, 0.05, 0.35]  # argmax I-LOC (an entity starting with I-)
+    probs[2] = [0.05, 0.05, 0.80, 0.05, 0.05]  # I-PER: after I-LOC a type switch by argmax
+    probs[3] = probs[4] = [0.96, 0.01, 0.01, 0.01, 0.01]
+    out = decode_tokens(TAGS, np.log(probs), word_ids, words, max_length=64, text="Paris Hilton went home")
+    assert out["tags"] == ["B-PER", "I-PER", "O", "O"]
+    assert [(e["text"], e["type"]) for e in out["entities"]] == [("Paris Hilton", "PER")]
+    assert out["entities"][0]["score"] == pytest.approx((0.25 / sum(probs[1]) + 0.80 / sum(probs[2])) / 2)
+
+
+def test_bio_viterbi_empty() -> None:
+    assert bio_viterbi(TAGS, np.zeros((0, len(TAGS)))) == []
 
 
 # ----------------------------------------------------------------------- prediction: offsets and truncation

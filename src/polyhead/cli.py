@@ -284,6 +284,7 @@ def demo(
     data_dir: Annotated[Path, typer.Option(help="Where the demo data splits are written.")] = Path("runs/demo-data"),
     quick: Annotated[bool, typer.Option("--quick", help="A few steps only: checks the whole path in seconds.")] = False,
     data_only: Annotated[bool, typer.Option("--data-only", help="Only write the data splits.")] = False,
+    sts: Annotated[Path | None, typer.Option(help="STS-B test TSV: the embedding before/after training.")] = None,
 ) -> None:
     """Train and show a three-task model (topic, sentiment, entities) on real data from pip packages."""
     from polyhead.demo import run_demo
@@ -298,7 +299,7 @@ def demo(
     out = output or default_run_dir("demo")
     check_new_directory(out, "--output", "choose another --output")
     console.print(f"[bold]polyhead demo[/]: run directory {out} (each run gets its own; nothing is overwritten)")
-    run_demo(out, data_dir, quick, console)
+    run_demo(out, data_dir, quick, console, sts_file=sts)
 
 
 @app.command()

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import regex
 
 logger = logging.getLogger(__name__)
@@ -148,6 +149,38 @@ def first_subtoken_positions(word_ids: Sequence[int | None]) -> dict[int, int]:
         if word_id is not None and word_id not in positions:
             positions[word_id] = pos
     return positions
+
+
+def bio_viterbi(labels: Sequence[str], log_probs: np.ndarray) -> list[int]:
+    """The most probable tag sequence in which every ``I-X`` follows a ``B-X`` or an ``I-X``.
+
+    log_probs: (words, tags) per-word log-probabilities over ``labels``. Argmax per word can start an
+    entity with ``I-X`` or switch type mid-entity; both read as spurious entities. This is the constrained
+    Viterbi decoding of BIO taggers (e.g. AllenNLP's ``allowed_transitions`` + ``viterbi_decode``), in numpy
+    so every backend decodes alike; transitions carry no weight, only the constraint. Returns tag ids.
+    """
+    scores = np.asarray(log_probs, dtype=np.float64)
+    n, k = scores.shape
+    if n == 0:
+        return []
+    inside = [lab[2:] if lab.startswith("I-") else None for lab in labels]
+    # allowed[prev, cur]: I-X only after B-X or I-X; anything else anywhere
+    allowed = np.ones((k, k), dtype=bool)
+    for cur, kind in enumerate(inside):
+        if kind is not None:
+            allowed[:, cur] = [lab in (f"B-{kind}", f"I-{kind}") for lab in labels]
+    transition = np.where(allowed, 0.0, -np.inf)
+    start = np.array([0.0 if kind is None else -np.inf for kind in inside])
+    best = start + scores[0]  # (tags,)
+    back = np.zeros((n, k), dtype=np.int64)
+    for i in range(1, n):
+        total = best[:, None] + transition  # (prev, cur)
+        back[i] = total.argmax(axis=0)
+        best = total.max(axis=0) + scores[i]
+    path = [int(best.argmax())]
+    for i in range(n - 1, 0, -1):
+        path.append(int(back[i, path[-1]]))
+    return path[::-1]
 
 
 def decode_bio(tags: Sequence[str], scores: Sequence[float]) -> list[tuple[str, int, int, float]]:

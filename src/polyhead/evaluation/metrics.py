@@ -79,3 +79,22 @@ def entity_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict[str, fl
         "recall": float(recall_score(gold, pred, zero_division=0)),
         "accuracy": correct / words if words else 0.0,
     }
+
+
+def entity_type_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict[str, dict[str, float]]:
+    """Word-level BIO tag lists -> {entity type: precision, recall, f1, support} (seqeval), types by support."""
+    from seqeval.metrics import classification_report
+
+    check_lengths(gold, pred)
+    report = classification_report(gold, pred, output_dict=True, zero_division=0)
+    types = {
+        kind: {
+            "precision": float(v["precision"]),
+            "recall": float(v["recall"]),
+            "f1": float(v["f1-score"]),
+            "support": int(v["support"]),
+        }
+        for kind, v in report.items()
+        if not kind.endswith(" avg")
+    }
+    return dict(sorted(types.items(), key=lambda item: (-item[1]["support"], item[0])))

@@ -11,9 +11,9 @@ import numpy as np
 
 from polyhead.errors import DataError, PolyheadError
 from polyhead.tasks import register
-from polyhead.tasks.base import DecodeInput, TaskType, softmax
+from polyhead.tasks.base import DecodeInput, TaskType
 from polyhead.tasks.classification import weighted_cross_entropy
-from polyhead.tokens import IGNORE_INDEX, Word, align_labels, decode_bio, first_subtoken_positions
+from polyhead.tokens import IGNORE_INDEX, Word, align_labels, bio_viterbi, decode_bio, first_subtoken_positions
 
 logger = logging.getLogger(__name__)
 
@@ -156,21 +156,22 @@ def decode_tokens(
 ) -> dict[str, Any]:
     """logits: (seq_len, tags) -> word tags from first sub-tokens -> entity spans with offsets.
 
-    ``text`` is the raw input (or the words joined by single spaces); an entity's ``text`` is
-    ``text[start:end]``, so spacing inside an entity is kept as the user wrote it.
+    Word tags are the most probable BIO-valid sequence (:func:`polyhead.tokens.bio_viterbi`: no entity starts
+    with ``I-``); a word's score is its tag's probability. ``text`` is the raw input (or the words joined by
+    single spaces); an entity's ``text`` is ``text[start:end]``, so spacing inside an entity is kept as the
+    user wrote it.
     """
     positions = first_subtoken_positions(word_ids)
-    probs = softmax(np.asarray(logits, dtype=np.float64)[: len(word_ids)])
-    tags, scores = [], []
-    for w in range(len(words)):
-        if w in positions:
-            p = probs[positions[w]]
-            best = int(p.argmax())
-            tags.append(labels[best])
-            scores.append(float(p[best]))
-        else:  # cut by max_length, or a word the tokenizer maps to nothing
-            tags.append("O")
-            scores.append(0.0)
+    logits = np.asarray(logits, dtype=np.float64)[: len(word_ids)]
+    log_probs = logits - logits.max(axis=-1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(axis=-1, keepdims=True))  # (seq_len, tags) log-softmax
+    # (words, tags); a word without a sub-token (cut by max_length, or mapped to nothing) is "O"
+    outside = np.zeros(len(labels)) if "O" not in labels else np.where(np.asarray(labels) == "O", 0.0, -np.inf)
+    rows = [log_probs[positions[w]] if w in positions else outside for w in range(len(words))]
+    words_lp = np.array(rows, dtype=np.float64).reshape(len(words), len(labels))
+    best = bio_viterbi(labels, words_lp)
+    tags = [labels[b] for b in best]
+    scores = [float(np.exp(words_lp[w, b])) if w in positions else 0.0 for w, b in enumerate(best)]
     entities = [
         {
             "type": kind,
