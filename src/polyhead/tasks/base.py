@@ -66,6 +66,9 @@ class TaskType:
     min_labels: ClassVar[int] = 0
     #: the Hugging Face Hub task this type does (a model card's ``pipeline_tag`` and ``model-index`` task)
     hub_task: ClassVar[str] = "text-classification"
+    #: ``few_shot: true`` is allowed: contrastive pairs are drawn from the label sets ``label_counts`` gives
+    #: each example (training/fewshot.py); sentence-level types with a label vocabulary only
+    few_shot: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ labels
     def parse_label(self, raw: Any, source: str, column: str, separator: str | None) -> Any:

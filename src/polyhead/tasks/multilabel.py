@@ -24,6 +24,7 @@ class MultiLabel(TaskType):
     """(batch, dim) -> logits (batch, labels); labels whose probability reaches ``spec.threshold`` are predicted."""
 
     name = "multilabel"
+    few_shot = True
     metric_names: ClassVar[tuple[str, ...]] = ("micro_f1", "macro_f1", "subset_accuracy")
     primary_metric = "micro_f1"
     min_labels = 1
