@@ -224,3 +224,15 @@ def test_resume_inside_the_contrastive_stage_is_exact(tmp_path: Path, tiny_model
     resumed.run()
     for (name, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_the_training_guide_example_is_a_valid_config() -> None:
+    import yaml
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "training-guide.md").read_text()
+    section = guide.split("## Few-shot", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = Config.model_validate(yaml.safe_load(block))
+    assert [name for name, task in config.tasks.items() if task.few_shot] == ["intent", "topics"]
+    stages = fewshot.add_stages(config, plan.resolve_stages(config))
+    assert [s.name for s in stages] == ["few_shot", "few_shot_heads"]
