@@ -110,6 +110,7 @@ class TaskConfig(Strict):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     tune_thresholds: bool = False
     calibrate: bool = False
+    few_shot: bool = Field(False, description="contrastive few-shot training (training.few_shot), then the head")
 
     @field_validator("type")
     @classmethod
@@ -226,6 +227,17 @@ class PreserveEmbeddingConfig(Strict):
     limit: int | None = Field(None, gt=0, description="read at most this many sentences of the file")
 
 
+class FewShotConfig(Strict):
+    """Contrastive few-shot training (tasks with ``few_shot: true``): docs/training-guide.md#few-shot."""
+
+    pairs_per_example: int = Field(20, gt=0, description="positive pairs drawn per training example (as many negative)")
+    epochs: int = Field(1, gt=0)
+    batch_size: int = Field(16, gt=0, description="pairs per optimizer step of the contrastive stage")
+    lr: float = Field(2e-5, gt=0, description="the encoder's learning rate in the contrastive stage")
+    head_lr: float = Field(1e-2, gt=0, description="the heads' learning rate on the frozen, fine-tuned encoder")
+    head_steps: int = Field(200, gt=0, description="optimizer steps of the heads stage (cached embeddings)")
+
+
 def default_trackers() -> list[Tracker]:
     return ["tensorboard"] if installed("tensorboard") else []
 
@@ -258,6 +270,7 @@ class TrainingConfig(Strict):
     bucket_by_length: bool = True
     num_threads: int | None = Field(None, gt=0)
     preserve_embedding: PreserveEmbeddingConfig | None = None
+    few_shot: FewShotConfig = Field(default_factory=FewShotConfig)
 
 
 class Config(Strict):
@@ -287,7 +300,7 @@ class Config(Strict):
                 raise ValueError(
                     f"training.freeze.heads names unknown task {name!r}; tasks: {', '.join(known)}"
                 )
-        from polyhead.tasks import get_task_type
+        from polyhead.tasks import get_task_type, task_type_names
 
         metric = self.training.early_stopping.metric
         if metric != "mean":
@@ -303,7 +316,13 @@ class Config(Strict):
                     f"training.early_stopping.metric {metric!r}: valid metrics for {task_name}: "
                     + ", ".join(f"{task_name}/{m}" for m in valid)
                 )
+        few_shot_types = [n for n in task_type_names() if get_task_type(n).few_shot]
         for name, task in self.tasks.items():
+            if task.few_shot and not get_task_type(task.type).few_shot:
+                raise ValueError(
+                    f"tasks.{name}.few_shot: a {task.type} task can't train few-shot; "
+                    f"task types that can: {', '.join(few_shot_types)}"
+                )
             if get_task_type(task.type).needs_pair_column and not task.data.pair_column:
                 raise ValueError(f"tasks.{name}.data.pair_column is required for a {task.type} task")
         return self

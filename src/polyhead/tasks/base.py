@@ -90,6 +90,9 @@ class TaskType:
     hub_task: ClassVar[str] = "text-classification"
     #: the config's skewed-data and calibration keys this type takes (a subset of SKEW_OPTIONS)
     options: ClassVar[frozenset[str]] = frozenset()
+    #: ``few_shot: true`` is allowed: contrastive pairs are drawn from the label sets ``label_counts`` gives
+    #: each example (training/fewshot.py); sentence-level types with a label vocabulary only
+    few_shot: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ labels
     def parse_label(self, raw: Any, source: str, column: str, separator: str | None) -> Any:

@@ -60,6 +60,7 @@ class Classification(TaskType):
     """(batch, dim) -> logits (batch, labels); predictions carry the label, its score and every probability."""
 
     name = "classification"
+    few_shot = True
     metric_names: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1")
     primary_metric = "accuracy"
     min_labels = 2

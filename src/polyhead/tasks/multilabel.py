@@ -26,6 +26,7 @@ class MultiLabel(TaskType):
     (``spec.thresholds[label]``, tuned on dev, else ``spec.threshold``)."""
 
     name = "multilabel"
+    few_shot = True
     metric_names: ClassVar[tuple[str, ...]] = ("micro_f1", "macro_f1", "subset_accuracy")
     primary_metric = "micro_f1"
     min_labels = 1

@@ -24,6 +24,7 @@ class PairClassification(Classification):
 
     name = "pair_classification"
     input = "pair"
+    few_shot = False  # cross-encoded pairs have no sentence embedding to pull together
     needs_pair_column = True
     metric_names: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1", "f1")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -27,6 +27,10 @@ class Stage:
     freeze: FreezeConfig
     gradual: GradualUnfreezingConfig | None
     optimizer: OptimizerConfig
+    # a contrastive stage (training/fewshot.py): trains the encoder on pairs drawn from these tasks' labels
+    pair_tasks: list[str] = field(default_factory=list)
+    steps: int | None = None  # optimizer steps per epoch (None: training.steps_per_epoch, else one pass)
+    batch_size: int | None = None  # None: training.batch_size
 
 
 def resolve_stages(config: Config) -> list[Stage]:

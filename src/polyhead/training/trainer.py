@@ -33,7 +33,7 @@ from polyhead.modeldir import save_training_card
 from polyhead.modeling.device import resolve_device
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.runtime import check_precision
-from polyhead.training import calibrate, plan, preserve
+from polyhead.training import calibrate, fewshot, plan, preserve
 from polyhead.training.cache import EmbeddingCache
 from polyhead.training.callbacks import (
     DevEvaluation,
@@ -127,7 +127,7 @@ class Trainer:
         if self.dist.rank:
             torch.manual_seed(cfg.training.seed + self.dist.rank)  # own dropout masks per process
         self.specs = specs
-        self.stages = plan.resolve_stages(cfg)
+        self.stages = fewshot.add_stages(cfg, plan.resolve_stages(cfg))  # few-shot tasks add their stages
         plan.check_stages(self.model, self.stages)  # every stage has something to train, before anything runs
         self.weighting = build_weighting(cfg.training.loss_weighting, {t: c.loss_weight for t, c in cfg.tasks.items()})
         self.score_scale = {t: s.task.loss_scale([ex.label for ex in self.data[t].train]) for t, s in specs.items()}
@@ -296,6 +296,8 @@ class Trainer:
         stage, cfg = self.stages[index], self.config.training
         optimizer, unfreezer, encoder_frozen = self.stage_optimizer(stage)
         groups = {g: grp for g, grp in self.groups.items() if any(t in stage.tasks for t in grp.tasks)}
+        if stage.pair_tasks:  # a contrastive stage: pairs drawn from the tasks' labels
+            groups.update(fewshot.pair_groups(self.config, stage.pair_tasks, self.data, self.groups))
         if self.preserve is not None and self.preserve.extra is not None and not encoder_frozen:
             groups[preserve.PRESERVE] = self.preserve.extra  # general sentences: drawn like a task's data
         cache = None
@@ -303,14 +305,15 @@ class Trainer:
             cache = EmbeddingCache.build(self.model, groups, cfg.eval_batch_size, cfg.precision)
         sizes = {g: len(grp) for g, grp in groups.items()}
         sampler = TaskSampler(sizes, cfg.sampling.strategy, cfg.sampling.temperature, seed=cfg.seed + index)
-        steps_per_epoch = cfg.steps_per_epoch or plan.epoch_steps(
-            sizes, sampler.probabilities, cfg.batch_size, cfg.gradient_accumulation
+        batch_size = stage.batch_size or cfg.batch_size
+        steps_per_epoch = stage.steps or cfg.steps_per_epoch or plan.epoch_steps(
+            sizes, sampler.probabilities, batch_size, cfg.gradient_accumulation
         )
         total = steps_per_epoch * stage.epochs
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, plan.lr_lambda(cfg.scheduler.type, int(cfg.scheduler.warmup_ratio * total), total)
         )
-        step = TrainStep(
+        step = (fewshot.ContrastiveStep if stage.pair_tasks else TrainStep)(
             model=self.model,
             specs=self.specs,
             weighting=self.weighting,
@@ -334,7 +337,7 @@ class Trainer:
             steps_per_epoch=steps_per_epoch,
             unfreezer=unfreezer,
             encoder_frozen=encoder_frozen,
-            batch_size=cfg.batch_size,
+            batch_size=batch_size,
             accumulation=cfg.gradient_accumulation,
             seed=cfg.seed,
             bucket_by_length=cfg.bucket_by_length,
@@ -346,8 +349,9 @@ class Trainer:
             if unfreezer is not None:
                 unfreezer.step(0)
         self.report(
-            f"stage {stage.name}: tasks {', '.join(stage.tasks)}; {stage.epochs} epoch(s) x {steps_per_epoch} steps"
-            f" (batch {cfg.batch_size} x accumulation {cfg.gradient_accumulation})"
+            f"stage {stage.name}: tasks {', '.join(stage.tasks or stage.pair_tasks)}; {stage.epochs} epoch(s) x "
+            f"{steps_per_epoch} steps (batch {batch_size} x accumulation {cfg.gradient_accumulation})"
+            + ("; contrastive pairs from the labels" if stage.pair_tasks else "")
             + ("; encoder frozen: training heads on cached embeddings" if cache is not None else "")
         )
         return run, state

@@ -1,0 +1,223 @@
+"""Contrastive few-shot training (``few_shot: true`` on classification / multilabel tasks), after SetFit.
+
+SetFit (Tunstall et al. 2022) fine-tunes a sentence transformer on pairs drawn from the labels, then fits
+a classifier on the embeddings. Here the same two phases are stages of the plan, so checkpoints, exact
+resume, Ctrl-C, logging, several processes and embedding preservation work as for any stage:
+
+1. ``few_shot`` (contrastive): the encoder only. For every training example of every few-shot task,
+   ``training.few_shot.pairs_per_example`` partners that share a label and as many that share none are
+   drawn (seeded); the loss is the mean squared error between the pair's cosine similarity and the
+   Jaccard overlap of their label sets (1 or 0 for single-label tasks: SetFit's ``CosineSimilarityLoss``).
+   The tasks of one config draw pairs of their own, so several few-shot heads shape one encoder.
+2. ``few_shot_heads``: the few-shot tasks' heads on the frozen, fine-tuned encoder (cached embeddings:
+   no encoder pass per step) with a head learning rate, for ``head_steps`` steps.
+
+Tasks without ``few_shot`` train in a normal stage before these (``training.stages``, when given, runs after
+the contrastive stage instead, and trains what it says).
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from polyhead.config import Config, FreezeConfig, OptimizerConfig
+from polyhead.data.collate import EncodedGroup
+from polyhead.data.readers import Example
+from polyhead.errors import DataError
+from polyhead.modeling.batching import pad_batch
+from polyhead.modeling.encoder import autocast
+from polyhead.tasks import get_task_type
+from polyhead.training.plan import Stage
+from polyhead.training.preserve import PRESERVE
+from polyhead.training.step import TrainStep
+
+logger = logging.getLogger(__name__)
+
+CONTRASTIVE, HEADS = "few_shot", "few_shot_heads"  # the stages' names in logs and metrics.jsonl
+
+
+def few_shot_tasks(config: Config) -> list[str]:
+    return [name for name, task in config.tasks.items() if task.few_shot]
+
+
+def add_stages(config: Config, stages: list[Stage]) -> list[Stage]:
+    """The plan with the few-shot stages added (``stages`` unchanged when no task is few-shot).
+
+    Without ``training.stages``: the other tasks' stage (if any), the contrastive stage, the heads stage.
+    With ``training.stages``: the contrastive stage, then the user's stages as written.
+    """
+    tasks = few_shot_tasks(config)
+    if not tasks:
+        return stages
+    fs, t = config.training.few_shot, config.training
+    contrastive = Stage(
+        CONTRASTIVE, [], fs.epochs, t.freeze, None, OptimizerConfig(lr=fs.lr, weight_decay=t.optimizer.weight_decay),
+        pair_tasks=tasks, batch_size=fs.batch_size,
+    )  # fmt: skip
+    if t.stages:
+        return [contrastive, *stages]
+    heads = Stage(
+        HEADS, tasks, 1, FreezeConfig(mode="encoder"), None,
+        OptimizerConfig(lr=fs.head_lr, head_lr=fs.head_lr, weight_decay=t.optimizer.weight_decay), steps=fs.head_steps,
+    )  # fmt: skip
+    others = [name for name in config.tasks if name not in tasks]
+    before = [Stage(s.name, others, s.epochs, s.freeze, s.gradual, s.optimizer) for s in stages] if others else []
+    return [*before, contrastive, heads]
+
+
+def label_sets(task_type: str, examples: Sequence[Example]) -> list[frozenset[str]]:
+    """Each example's labels as a set (the type's ``label_counts``); no label at all is a class of its own."""
+    tt = get_task_type(task_type)
+    return [frozenset(tt.label_counts([ex.label])) or frozenset({""}) for ex in examples]
+
+
+def check_classes(task: str, sets: list[frozenset[str]], examples: Sequence[Example]) -> None:
+    """A positive pair needs two examples of a class: one line naming the first class that has one."""
+    counts: dict[str, list[int]] = defaultdict(list)
+    for i, labels in enumerate(sets):
+        for label in labels:
+            counts[label].append(i)
+    single = sorted(label for label, rows in counts.items() if len(rows) == 1)
+    if single:
+        where = examples[counts[single[0]][0]].source or f"tasks.{task}.data.train"
+        more = f" (and {len(single) - 1} more: {', '.join(map(repr, single[1:4]))})" if len(single) > 1 else ""
+        raise DataError(
+            f"{where}: tasks.{task}.few_shot needs at least 2 training examples of every class to pair; "
+            f"class {single[0]!r} has 1{more}. Add an example of it, or drop few_shot for this task"
+        )
+
+
+def sample_pairs(
+    sets: list[frozenset[str]], per_example: int, seed: int | Sequence[int]
+) -> tuple[list[int], list[int], list[float]]:
+    """Seeded contrastive pairs: for each example ``per_example`` partners sharing a label (positives) and
+    ``per_example`` sharing none (negatives), when such partners exist. ``sets``: each example's non-empty
+    label set (``label_sets``).
+
+    Returns:
+        first, second: Example indices of each pair; target: the Jaccard overlap of their label sets.
+    """
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, labels in enumerate(sets):
+        for label in labels:
+            by_label[label].append(i)
+    first: list[int] = []
+    second: list[int] = []
+    for i, labels in enumerate(sets):
+        positives = sorted({j for label in labels for j in by_label[label] if j != i})
+        others = len(sets) - 1 - len(positives)  # examples sharing no label with this one
+        negatives = [j for j in range(len(sets)) if j != i and not labels & sets[j]] if others * 4 < len(sets) else None
+        for _ in range(per_example):
+            if positives:
+                first.append(i)
+                second.append(positives[int(rng.integers(len(positives)))])
+            partner = draw_negative(rng, sets, i, negatives)
+            if partner is not None:
+                first.append(i)
+                second.append(partner)
+    target = [len(sets[a] & sets[b]) / len(sets[a] | sets[b]) for a, b in zip(first, second, strict=True)]
+    return first, second, target
+
+
+def draw_negative(
+    rng: np.random.Generator, sets: list[frozenset[str]], i: int, negatives: list[int] | None
+) -> int | None:
+    """A partner sharing no label: rejection sampling (few tries when the example's classes are a small
+    part of the data: at least a quarter are partners), else the explicit list; None when there is none."""
+    if negatives is not None:
+        return negatives[int(rng.integers(len(negatives)))] if negatives else None
+    while True:
+        j = int(rng.integers(len(sets)))
+        if j != i and not sets[i] & sets[j]:
+            return j
+
+
+@dataclass
+class PairGroup(EncodedGroup):
+    """Contrastive pairs of one task, as a batch group: row ``k`` pairs ``source.items[first[k]]`` with
+    ``source.items[second[k]]``; ``target[k]`` is their label overlap."""
+
+    source: EncodedGroup = field(default_factory=lambda: EncodedGroup("", []))
+    first: list[int] = field(default_factory=list)
+    second: list[int] = field(default_factory=list)
+    target: list[float] = field(default_factory=list)
+
+    @property
+    def lengths(self) -> list[int]:
+        n = [len(it["enc"]["input_ids"]) for it in self.source.items]
+        return [n[a] + n[b] for a, b in zip(self.first, self.second, strict=True)]
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+
+def pair_groups(
+    config: Config, tasks: list[str], data: dict[str, Any], groups: dict[str, EncodedGroup]
+) -> dict[str, PairGroup]:
+    """One pair group per few-shot task, named ``few_shot:<task>``, its pairs a function of the seed."""
+    out = {}
+    per_example = config.training.few_shot.pairs_per_example
+    for task in tasks:
+        source = next(g for g in groups.values() if task in g.tasks)
+        examples = data[task].train
+        sets = label_sets(config.tasks[task].type, examples)
+        check_classes(task, sets, examples)
+        seed = [config.training.seed, zlib.crc32(task.encode())]
+        first, second, target = sample_pairs(sets, per_example, seed)
+        out[f"{CONTRASTIVE}:{task}"] = PairGroup(f"{CONTRASTIVE}:{task}", [], [], source, first, second, target)
+        logger.info("few-shot %s: %d pairs from %d examples", task, len(first), len(examples))
+    return out
+
+
+@dataclass
+class ContrastiveStep(TrainStep):
+    """The contrastive stage's step: pair groups give ``(cos(a, b) - overlap)^2`` averaged over the batch,
+    logged under the task's name; the preservation group (a file of sentences), when there is one, is the
+    parent's. Embedding preservation on the training sentences compares the pair's sentences."""
+
+    def forward_batch(self, gname: str, local: list[int]) -> dict[str, torch.Tensor]:
+        group = self.groups[gname]
+        if not isinstance(group, PairGroup):
+            return super().forward_batch(gname, local)
+        task = gname.split(":", 1)[1]
+        losses = {task: torch.zeros((), device=self.device)}
+        preserving = self.preserve is not None and group.source.name in self.preserve.reference
+        if preserving:  # the same keys in every process, with or without rows
+            losses[PRESERVE] = torch.zeros((), device=self.device)
+        if local:
+            rows = [group.first[k] for k in local] + [group.second[k] for k in local]
+            features = pad_batch([group.source.items[i]["enc"] for i in rows], self.model.encoder.pad_token_id)
+            features = {k: v.to(self.device) for k, v in features.items()}
+            target = torch.tensor([group.target[k] for k in local], device=self.device)
+            with autocast(self.precision, self.device):
+                feats = self.model.encoder(features)
+                emb = feats["sentence_embedding"].float()  # (2 * batch, dim): first sentences, then partners
+                cos = F.cosine_similarity(emb[: len(local)], emb[len(local) :], dim=-1)  # (batch,)
+                losses[task] = F.mse_loss(cos, target)
+                if preserving and self.preserve is not None:
+                    losses[PRESERVE] = self.preserve.term(group.source.name, rows, feats)  # type: ignore[assignment]
+        if self.dist.distributed:  # each shard's mean, weighted by its share of the global batch
+            count = torch.tensor([float(len(local))])
+            total = float(self.dist.all_sum(count.clone())[0])
+            share = self.dist.world * len(local) / max(total, 1.0)
+            losses = {t: v * share for t, v in losses.items()}
+        return losses
+
+    def total_loss(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Pair losses summed as they come (one task per batch), plus the weighted preservation loss; the
+        task weighting (static or learned) is for the heads' losses and stays out of it."""
+        total = torch.zeros((), device=self.device)
+        for name, loss in losses.items():
+            weight = self.preserve.weight if name == PRESERVE and self.preserve is not None else 1.0
+            total = total + weight * loss
+        return total
