@@ -127,8 +127,11 @@ def test_missing_parent_directories_are_created(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "2_Dense" / "config.json").read_text()) == {"in_features": 4}
 
 
-# Lines that may still write a file directly: a write-permission probe and a console to /dev/null.
-ALLOWED_DIRECT_WRITES = ('probe.write_text("ok")', "open(os.devnull", 'with replacing(path) as tmp, open(tmp, "xb")')
+# Lines that may still write a file directly: a write-permission probe, a console to /dev/null, and the bulk
+# writer's chunk stream (a work file inside OUTPUT.polyhead-partial/, fsynced per chunk, recorded by an atomic
+# progress.json and renamed into place only when complete: bulk/run.py).
+ALLOWED_DIRECT_WRITES = ('probe.write_text("ok")', "open(os.devnull", 'with replacing(path) as tmp, open(tmp, "xb")',
+                         'self.file = open(self.path, "r+b" if state else "wb")')
 
 
 def test_no_module_writes_json_or_text_files_directly() -> None:

@@ -184,6 +184,8 @@ def choose_backend(model_dir: str | Path, device: Any = None) -> tuple[str, Pred
         try:
             loaded[name] = load(path, name, device)
         except PolyheadError as exc:
+            if name == "torch":  # the model itself is broken: that is the user's error, not a path to skip
+                raise
             logging.getLogger(__name__).warning("backend auto: leaving out %s (%s)", name, exc)
     keys = ("hidden_size", "num_layers", "projection_dim", "max_length", "pooling")
     subject = "encode " + ", ".join(f"{k}={settings.get(k)}" for k in keys) + f", device {device or 'auto'}"

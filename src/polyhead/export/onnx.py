@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -378,24 +379,34 @@ def parity_gate(
     texts: list[str],
     variants: list[str],
     sts_file: Path | None = None,
+    open_variant: Callable[[Path, str], Any] | None = None,
+    remove: Callable[[Path, str], None] | None = None,
+    files: dict[str, str] | None = None,
+    kind: str = "",
 ) -> dict[str, Any]:
-    """ONNX vs PyTorch on ``texts``: fp32 cosine >= 0.9999 and identical labels; int8 mean cosine >= 0.99,
+    """An export vs PyTorch on ``texts``: fp32 cosine >= 0.9999 and identical labels; int8 mean cosine >= 0.99,
     label agreement >= 99% and (with an STS file) STS Spearman within 0.5 points. Fails the export
-    (removing the failing file) with a one-line error when a bound doesn't hold."""
+    (removing the failing variant's files) with a one-line error when a bound doesn't hold. ``open_variant``
+    ``remove`` and ``files`` (variant -> file name) default to the ONNX ones; the OpenVINO export passes its own
+    (``kind``: "OpenVINO ")."""
+    open_variant, files = open_variant or OnnxModel, files or VARIANTS
     ref_emb = np.asarray(model.encode(texts))
     ref_labels = decisions_of(model, texts)
     results: dict[str, Any] = {}
     for variant in variants:
-        onnx_model = OnnxModel(model_dir, variant)
-        res = compare(onnx_model, texts, ref_emb, ref_labels)
+        exported = open_variant(model_dir, variant)
+        res = compare(exported, texts, ref_emb, ref_labels)
         if variant == "int8" and sts_file is not None:
-            res["sts_spearman_torch"], res["sts_spearman_onnx"] = sts_points(model, onnx_model, sts_file)
+            res["sts_spearman_torch"], res["sts_spearman_onnx"] = sts_points(model, exported, sts_file)
         results[variant] = res
         failure = gate_failure(variant, res)
         if failure:
-            (model_dir / VARIANTS[variant]).unlink(missing_ok=True)
+            if remove is None:
+                (model_dir / files[variant]).unlink(missing_ok=True)
+            else:
+                remove(model_dir, variant)
             raise PolyheadError(
-                f"parity gate failed for the {variant} export ({failure}); {VARIANTS[variant]} was removed"
+                f"parity gate failed for the {kind}{variant} export ({failure}); {files[variant]} was removed"
             )
     return results
 

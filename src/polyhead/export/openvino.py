@@ -29,8 +29,8 @@ from polyhead.export.onnx import (
     graph_signature,
     load_for_export,
     sample_inputs,
-    sts_points,
 )
+from polyhead.export.onnx import parity_gate as onnx_parity_gate
 from polyhead.fileio import write_json_atomic
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.numpy_backend import source_hashes
@@ -235,22 +235,10 @@ def parity_gate(
     0.9999 and identical decisions; int8 mean cosine >= 0.99, agreement >= 99%, STS within 0.5 points (with an
     STS file). A failing variant's files are removed and the export fails with one line. On a CPU with bf16,
     the fp32 IR under the bf16 hint is measured too (``bf16``: reported, not gated; it is a run-time choice)."""
-    ref_emb, ref_labels = np.asarray(model.encode(texts)), decisions_of(model, texts)
-    results: dict[str, Any] = {}
-    for variant in variants:
-        ov_model = OpenVinoModel(model_dir, variant)
-        res = compare(ov_model, texts, ref_emb, ref_labels)
-        if variant == "int8" and sts_file is not None:
-            res["sts_spearman_torch"], res["sts_spearman_onnx"] = sts_points(model, ov_model, sts_file)
-        results[variant] = res
-        failure = gate_failure(variant, res)
-        if failure:
-            remove_variant(model_dir, variant)
-            raise PolyheadError(
-                f"parity gate failed for the OpenVINO {variant} export ({failure}); {VARIANTS[variant]} was removed"
-            )
+    results = onnx_parity_gate(model, model_dir, texts, variants, sts_file, open_variant=OpenVinoModel,
+                               remove=remove_variant, files=VARIANTS, kind="OpenVINO ")
     if "fp32" in variants and cpu_has_bf16():
-        emb = OpenVinoModel(model_dir, "fp32").encode(texts, precision="bf16")
+        emb, ref_emb = OpenVinoModel(model_dir, "fp32").encode(texts, precision="bf16"), np.asarray(model.encode(texts))
         cos = (emb * ref_emb).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(ref_emb, axis=1))
         results["bf16 hint"] = {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "decisions": 0,
                                 "measured": True}
