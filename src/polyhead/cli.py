@@ -23,7 +23,7 @@ from polyhead.data.lines import gather_pairs, gather_texts, read_text_lines
 from polyhead.display import export_report_lines, prediction_table, short, similarity_table
 from polyhead.errors import PolyheadError
 from polyhead.extras import require
-from polyhead.interrupt import reliable_ctrl_c
+from polyhead.interrupt import quiet_exit, reliable_ctrl_c
 from polyhead.outputs import check_output_dir, check_output_file, check_output_files, save_npy_atomic
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="polyhead: one encoder, many task heads.")
@@ -469,5 +469,6 @@ def main() -> None:
         err_console.print(f"error: {exc.format_message()}", markup=False, highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
     except (typer.Abort, KeyboardInterrupt):
+        quiet_exit()  # from here on no second interrupt may turn exit status 130 into a death by SIGINT (-2)
         err_console.print("aborted", markup=False)
         raise SystemExit(130) from None

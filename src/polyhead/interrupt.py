@@ -49,9 +49,11 @@ def reliable_ctrl_c(repeat: float = 1.0) -> Iterator[None]:
         if not isinstance(unraisable.exc_value, KeyboardInterrupt):
             hook(unraisable)
 
-    previous = signal.signal(signal.SIGINT, on_sigint), signal.signal(signal.SIGALRM, on_alarm)
-    hook, sys.unraisablehook = sys.unraisablehook, quiet
-    try:
+    previous, hook = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGALRM)), sys.unraisablehook
+    try:  # installed inside the try: an interrupt that lands between the two still restores both
+        signal.signal(signal.SIGINT, on_sigint)
+        signal.signal(signal.SIGALRM, on_alarm)
+        sys.unraisablehook = quiet
         yield
     finally:
         pending = False  # first: an alarm from here on (unwinding, "aborted", shutdown) must not raise again
@@ -59,3 +61,11 @@ def reliable_ctrl_c(repeat: float = 1.0) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGALRM, previous[1])
         sys.unraisablehook = hook
+
+
+def quiet_exit() -> None:
+    """The CLI is exiting after an interrupt: ignore further Ctrl-C and stop any repeat timer (a KeyboardInterrupt
+    escaping the entry point makes Python end by SIGINT, status -2, instead of the 130 it was about to return)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "setitimer"):
+        signal.setitimer(signal.ITIMER_REAL, 0)
