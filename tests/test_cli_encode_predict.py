@@ -50,7 +50,7 @@ def run_main(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
     """``polyhead.cli.main`` in this process (same error handling as the console script)."""
     import polyhead.cli
 
-    monkeypatch.setattr(polyhead.cli, "setup_logging", lambda: None)  # keep global logging untouched
+    monkeypatch.setattr(polyhead.cli, "setup_logging", lambda *_: None)  # keep global logging untouched
     monkeypatch.setattr(sys, "argv", ["polyhead", *args])
     capsys.readouterr()
     try:

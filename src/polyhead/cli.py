@@ -25,6 +25,7 @@ from polyhead.errors import PolyheadError
 from polyhead.extras import require
 from polyhead.interrupt import quiet_exit, reliable_ctrl_c
 from polyhead.outputs import check_output_dir, check_output_file, check_output_files, save_npy_atomic
+from polyhead.runtime import configure_process, setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="polyhead: one encoder, many task heads.")
 console = Console()
@@ -421,42 +422,10 @@ def export_model(
         console.print(line, markup=False, soft_wrap=True)
 
 
-def setup_logging(verbose: bool = False) -> None:
-    from rich.logging import RichHandler
-
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False)],
-    )
-    logging.getLogger("polyhead").setLevel(logging.INFO)
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover
-        pass
-
-
-def configure_process() -> None:
-    """Process-wide settings every command runs with; a variable the user set wins.
-
-    oneDNN's kernel caches capped (:func:`polyhead.runtime.configure_cpu_runtime`: a micro-batching
-    server grew by gigabytes without), set before any model runs; tokenizers' own thread pool off, as
-    polyhead's commands have always run (and no warning from it when a process forks after tokenising).
-    Hub access is left to the user's ``HF_HUB_OFFLINE``.
-    """
-    from polyhead.runtime import configure_cpu_runtime
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    configure_cpu_runtime()
-
-
 def main() -> None:
     """Console-script entry point: user errors -> one line on stderr, exit status 2; no arguments -> help."""
     configure_process()
-    setup_logging()
+    setup_logging(err_console)
     try:
         with reliable_ctrl_c():
             code = app(args=sys.argv[1:] or ["--help"], standalone_mode=False)

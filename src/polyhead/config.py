@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from polyhead.errors import ConfigError
 from polyhead.extras import installed
-from polyhead.yamlcheck import check_yaml
+from polyhead.yamlcheck import apply_override, check_yaml, key_lines, parse_override
 
 TASK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 MAX_WIDTH = 65536  # largest head layer / projection: bounds what a typo can make polyhead allocate
@@ -329,53 +329,6 @@ class Config(Strict):
 
 
 # ------------------------------------------------------------------------------------------ loading
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """'training.optimizer.lr=3e-5' -> (['training', 'optimizer', 'lr'], 3e-05); values parsed as YAML."""
-    if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.epochs=1")
-    key, raw = item.split("=", 1)
-    if not key.strip():
-        raise ConfigError(f"--set {item!r}: empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc.problem})") from exc
-    return key.strip().split("."), value
-
-
-def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
-    node = data
-    for i, part in enumerate(path[:-1]):
-        if not isinstance(node.get(part, {}), dict):
-            raise ConfigError(f"--set {'.'.join(path)}: {'.'.join(path[: i + 1])} is not a section")
-        node = node.setdefault(part, {})
-    node[path[-1]] = value
-
-
-def key_lines(text: str) -> dict[tuple[str, ...], int]:
-    """Line number (1-based) of every mapping key in a YAML document, by key path."""
-    lines: dict[tuple[str, ...], int] = {}
-
-    def walk(node: yaml.Node, prefix: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                path = (*prefix, str(key.value))
-                lines[path] = key.start_mark.line + 1
-                walk(value, path)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                lines[(*prefix, str(i))] = item.start_mark.line + 1
-                walk(item, (*prefix, str(i)))
-
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return lines
-    if root is not None:
-        walk(root, ())
-    return lines
-
-
 def format_validation_error(
     exc: ValidationError,
     source: str,

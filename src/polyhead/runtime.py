@@ -11,7 +11,7 @@ import functools
 import logging
 import os
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 from polyhead.config import Precision
 
@@ -75,3 +75,35 @@ def check_precision(precision: str, device: str = "cpu") -> str:
             "precision 'bf16' needs a CPU with AVX512-BF16 or AMX (not found in /proc/cpuinfo); use 'fp32'"
         )
     return precision
+
+
+# ------------------------------------------------------------ the CLI entry point's process settings
+def setup_logging(console: Any, verbose: bool = False) -> None:
+    """The CLI's logging: warnings (INFO with ``verbose``) through rich on ``console``; transformers quiet."""
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+    logging.getLogger("polyhead").setLevel(logging.INFO)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def configure_process() -> None:
+    """Process-wide settings every command runs with; a variable the user set wins.
+
+    oneDNN's kernel caches capped (:func:`polyhead.runtime.configure_cpu_runtime`: a micro-batching
+    server grew by gigabytes without), set before any model runs; tokenizers' own thread pool off, as
+    polyhead's commands have always run (and no warning from it when a process forks after tokenising).
+    Hub access is left to the user's ``HF_HUB_OFFLINE``.
+    """
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    configure_cpu_runtime()

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from polyhead.errors import PolyheadError
+from polyhead.export.gate import parity_gate as onnx_parity_gate
 from polyhead.export.onnx import (
     SAMPLE,
     ExportWrapper,
@@ -30,7 +31,6 @@ from polyhead.export.onnx import (
     load_for_export,
     sample_inputs,
 )
-from polyhead.export.onnx import parity_gate as onnx_parity_gate
 from polyhead.fileio import write_json_atomic
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.numpy_backend import source_hashes
