@@ -43,6 +43,19 @@ def test_tsv_text_with_a_line_separator_and_old_line_endings(tmp_path: Path) -> 
     ]
 
 
+def test_cli_text_files_split_at_line_ends_only(tmp_path: Path) -> None:
+    """`--file` / `--pairs-file` / preservation sentence files: U+2028, U+2029, U+0085, form feed stay inside a
+    text (str.splitlines split there, so one line became several predictions)."""
+    from polyhead.data.lines import gather_pairs, read_text_lines
+
+    file = tmp_path / "texts.txt"
+    file.write_bytes("\ufeffone\u2028two\r\nx\u2029y\x85z\x0cw\rlast\n\n".encode())
+    assert read_text_lines(file) == ["one\u2028two", "x\u2029y\x85z\x0cw", "last"]
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("a\u2028b\tc\nd\te\u2029f\n", encoding="utf-8")
+    assert gather_pairs(None, pairs) == [("a\u2028b", "c"), ("d", "e\u2029f")]
+
+
 def test_not_utf8_names_the_line_and_the_byte_of_the_file(tmp_path: Path) -> None:
     data = tmp_path / "d.tsv"
     raw = "\ufefftext\tlabel\nok\ta\n".encode() + b"caf\xe9\tb\n"

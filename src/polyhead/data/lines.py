@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from polyhead.errors import PolyheadError
 
+LINE_END = re.compile(r"\r\n|\r|\n")
+
 
 def read_text_lines(file: Path, option: str = "--file") -> list[str]:
-    """Non-empty lines of a UTF-8 text file, or a one-line error."""
+    """Non-empty lines of a UTF-8 text file, or a one-line error. Lines end at ``\\n``, ``\\r\\n`` or ``\\r`` only:
+    U+2028/U+2029, U+0085 and the other characters ``str.splitlines`` breaks at stay inside the text."""
     if not file.is_file():
         raise PolyheadError(f"{option} {file}: no such file")
     try:
-        lines = [line.strip() for line in file.read_text(encoding="utf-8-sig").splitlines()]
+        lines = [line.strip() for line in LINE_END.split(file.read_text(encoding="utf-8-sig"))]
     except UnicodeDecodeError as exc:
         line_no = exc.object[: exc.start].count(b"\n") + 1
         raise PolyheadError(
