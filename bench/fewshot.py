@@ -129,7 +129,9 @@ def run_setfit(python: Path, train: Path, test: Path, model: Path, pairs: int, s
     return json.loads(line[len("RESULT ") :])
 
 
-def run_polyhead(train: Path, test: Path, pairs: int, seed: int, out: Path, few_shot: dict[str, Any]) -> dict[str, Any]:
+def run_polyhead(
+    train: Path, test: Path, pairs: int, seed: int, out: Path, few_shot: dict[str, Any], training: dict[str, Any]
+) -> dict[str, Any]:
     from polyhead.config import Config
     from polyhead.training.trainer import Trainer, TrainerCallback
 
@@ -148,7 +150,7 @@ def run_polyhead(train: Path, test: Path, pairs: int, seed: int, out: Path, few_
     config = Config.model_validate({
         "encoder": {"model": "default"},
         "tasks": {"task": {"type": "classification", "few_shot": True, "data": data}},
-        "training": {"seed": seed, "log_with": [], "few_shot": {"pairs_per_example": pairs, **few_shot}},
+        "training": {"seed": seed, "log_with": [], **training, "few_shot": {"pairs_per_example": pairs, **few_shot}},
     })  # fmt: skip
     clock = StageClock()
     results = Trainer(config, out, callbacks=[clock]).run()
@@ -175,6 +177,7 @@ def main() -> None:
     )
     parser.add_argument("--systems", nargs="+", default=["polyhead", "setfit"], choices=["polyhead", "setfit"])
     parser.add_argument("--few-shot", default="{}", help="JSON: other training.few_shot options for polyhead")
+    parser.add_argument("--training", default="{}", help="JSON: other training options for polyhead")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     # `timeout` sends SIGTERM: leave through an exception, so subprocess.run kills a running SetFit child too
@@ -197,7 +200,9 @@ def main() -> None:
                 for system in order:
                     run_dir = tmp / f"{name}_{sample}_{system}"
                     if system == "polyhead":
-                        result = run_polyhead(train, test, pairs, sample, run_dir, json.loads(args.few_shot))
+                        result = run_polyhead(
+                            train, test, pairs, sample, run_dir, json.loads(args.few_shot), json.loads(args.training)
+                        )
                     else:
                         assert python is not None
                         result = run_setfit(python, train, test, model, pairs, sample, run_dir)
