@@ -3,6 +3,7 @@
     flock /tmp/polyhead-cpu.lock .venv/bin/python bench/stream_speed.py memory --rows 1000000 --batch-size 1024
     flock /tmp/polyhead-cpu.lock .venv/bin/python bench/stream_speed.py speed --rows 4000 --repeats 3
     flock /tmp/polyhead-cpu.lock .venv/bin/python bench/stream_speed.py ray --rows 2000
+    flock /tmp/polyhead-cpu.lock .venv/bin/python bench/stream_speed.py resume --rows 4000 --repeats 3
 
 memory: a random tiny BERT (hidden 32, 2 layers, MiniLM's tokenizer) with three heads (classification,
   regression, multilabel); `polyhead predict --input F.jsonl --output O.jsonl` on a generated file, its RSS
@@ -14,15 +15,21 @@ speed: the real all-MiniLM-L6-v2 with three random heads (classification, regres
 ray: the same model on a Parquet file: one process (torch 1 and 2 threads, model loaded, batches of 250) against
   `map_batches` with 1 and 2 actors (one CPU, so one torch thread, each): the whole run's wall time, the wall
   time of the same pipeline on a one-row file (actor start and model load), and rows / (whole - start-up).
-Writes bench/results/stream_<part>.json with the machine's figures (CPU model, GEMM GFLOP/s).
+resume: the same model and sentences, streaming in chunks of 500: an uninterrupted run against a run killed
+  (SIGKILL) at a random moment after half the rows were recorded plus `--resume` to the end, alternating; the
+  wall times, the rows recorded at the kill, the outputs compared byte for byte, and the overhead
+  (killed + resumed) / uninterrupted - 1 (a second model load plus the unrecorded part of the killed chunk).
+Writes bench/results/stream_<part>.json (or --out) with the machine's figures (CPU model, GEMM GFLOP/s).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -159,6 +166,55 @@ def speed(rows: int, repeats: int) -> dict[str, Any]:
             "rows_per_s_median": {n: round(rows / statistics.median(t)) for n, t in times.items()}}  # fmt: skip
 
 
+def run_killed(args: list[str], progress: Path, at_rows: int, delay: float) -> dict[str, Any]:
+    """Run polyhead and SIGKILL it ``delay`` seconds after its progress file records ``at_rows`` rows."""
+    import signal
+
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "polyhead", *args], env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    kill_at = None
+    while proc.poll() is None:
+        now = time.perf_counter()
+        if kill_at is None:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                if json.loads(progress.read_text())["rows_done"] >= at_rows:
+                    kill_at = now + delay
+        elif now >= kill_at:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            break
+        time.sleep(0.01)
+    assert proc.returncode == -9, f"the run ended by itself (status {proc.returncode}) before it was killed"
+    return {"seconds": time.perf_counter() - start, "rows_recorded": json.loads(progress.read_text())["rows_done"]}
+
+
+def resume(rows: int, repeats: int) -> dict[str, Any]:
+    model = minilm_model(WORK / "minilm3")
+    source = WORK / "resume.jsonl"
+    source.write_text("".join(json.dumps({"text": t.replace("\n", " ").strip()}) + "\n" for t in real_sentences(rows)))
+    full, cut = WORK / "resume-full.jsonl", WORK / "resume-cut.jsonl"
+    partial = cut.with_name(cut.name + ".polyhead-partial")
+    base = ["predict", str(model), "--input", str(source), "--chunk-size", "500", "--backend", "torch"]
+    rng = random.Random(0)
+    runs: list[dict[str, Any]] = []
+    for _ in range(repeats):  # alternating
+        full.unlink(missing_ok=True)
+        uninterrupted = run_sampled([*base, "--output", str(full)], None)["seconds"]
+        cut.unlink(missing_ok=True)
+        shutil.rmtree(partial, ignore_errors=True)
+        killed = run_killed([*base, "--output", str(cut)], partial / "progress.json", rows // 2, rng.uniform(0, 1))
+        resumed = run_sampled([*base, "--output", str(cut), "--resume"], None)["seconds"]
+        runs.append({"uninterrupted_s": round(uninterrupted, 2), "killed_s": round(killed["seconds"], 2),
+                     "rows_recorded_at_kill": killed["rows_recorded"], "resumed_s": round(resumed, 2),
+                     "identical_output": full.read_bytes() == cut.read_bytes(),
+                     "overhead": round((killed["seconds"] + resumed) / uninterrupted - 1, 3)})  # fmt: skip
+        print(runs[-1], file=sys.stderr)
+    return {"model": "all-MiniLM-L6-v2 + 3 random heads", "rows": rows, "chunk_size": 500, "runs": runs,
+            "overhead_median": statistics.median(r["overhead"] for r in runs),
+            "all_identical": all(r["identical_output"] for r in runs)}  # fmt: skip
+
+
 def ray_part(rows: int) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -239,21 +295,24 @@ def callable_overhead(model_dir: Path, texts: list[str], batch: int) -> dict[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["memory", "speed", "ray"])
+    parser.add_argument("part", choices=["memory", "speed", "ray", "resume"])
     parser.add_argument("--rows", type=int, default=None)
     parser.add_argument("--in-memory-rows", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32, help="memory: texts per batch (the tiny model's speed)")
+    parser.add_argument("--out", type=Path, help="result file (default: bench/results/stream_<part>.json)")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     if args.part == "memory":
         result = memory(args.rows or 1_000_000, args.in_memory_rows, args.batch_size)
     elif args.part == "speed":
         result = speed(args.rows or 4000, args.repeats)
+    elif args.part == "resume":
+        result = resume(args.rows or 4000, args.repeats)
     else:
         result = ray_part(args.rows or 2000)
-    result = {"machine": machine(), **result}
-    out = ROOT / "bench" / "results" / f"stream_{args.part}.json"
+    result = {"machine": machine(), "command": "python bench/stream_speed.py " + " ".join(sys.argv[1:]), **result}
+    out = args.out or ROOT / "bench" / "results" / f"stream_{args.part}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

@@ -74,12 +74,17 @@ MODES = {
     "polyhead_multi": "polyhead, two classification heads on the same sentences",
     "polyhead_lower3": "polyhead, training.freeze.layers_below: 3 (embeddings + 3 of 6 layers frozen)",
     "polyhead_cached": "polyhead, encoder frozen, cache_embeddings (heads only)",
+    "hf_grouped_bf16": "the anchor with TrainingArguments(bf16=True) (CPU autocast)",
+    "polyhead_multi_bf16": "polyhead_multi with training.precision: bf16",
+    "polyhead_lower3_bf16": "polyhead_lower3 with training.precision: bf16",
+    "polyhead_cached_bf16": "polyhead_cached with training.precision: bf16",
 }
 
 
-def hf_steps(strategy: str, steps: int, texts: list[str], labels: list[str]) -> list[float]:
+def hf_steps(strategy: str, steps: int, texts: list[str], labels: list[str], bf16: bool = False) -> list[float]:
     """Step end times of the HF Trainer: AutoModelForSequenceClassification on the default encoder, batch 32,
-    max length 64, lr 1e-4, fused AdamW (its default), dynamic padding; ``strategy`` random | group_by_length."""
+    max length 64, lr 1e-4, fused AdamW (its default), dynamic padding; ``strategy`` random | group_by_length;
+    ``bf16``: its CPU autocast."""
     from datasets import Dataset
     from transformers import (
         AutoModelForSequenceClassification,
@@ -108,7 +113,7 @@ def hf_steps(strategy: str, steps: int, texts: list[str], labels: list[str]) -> 
         args = TrainingArguments(
             output_dir=tmp, per_device_train_batch_size=32, learning_rate=1e-4, max_steps=steps, seed=42,
             train_sampling_strategy=strategy, use_cpu=True, report_to="none", save_strategy="no",
-            eval_strategy="no", disable_tqdm=True, logging_steps=10_000,
+            eval_strategy="no", disable_tqdm=True, logging_steps=10_000, bf16=bf16,
         )  # fmt: skip
         Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tokenizer),
                 callbacks=[Clock()]).train()  # fmt: skip
@@ -117,16 +122,18 @@ def hf_steps(strategy: str, steps: int, texts: list[str], labels: list[str]) -> 
 
 def polyhead_config(mode: str) -> dict[str, Any]:
     """configs/single/sst2.yaml's settings (lr 1e-4, head_lr 2e-3, layer_decay 0.9, batch 32, max length 64) for
-    ``mode``; no dev set (the timed steps are within the first epoch)."""
+    ``mode`` (a ``_bf16`` suffix adds ``precision: bf16``); no dev set (the timed steps are within the first
+    epoch)."""
     task = {"type": "classification", "data": {"train": str(DATA / "sst2" / "train.tsv")}}
     training: dict[str, Any] = {
         "seed": 42, "epochs": 1, "batch_size": 32, "log_with": [],
         "optimizer": {"lr": 1e-4, "head_lr": 2e-3, "layer_decay": 0.9},
     }  # fmt: skip
     tasks = {"sentiment": task}
-    if mode == "polyhead_bf16":
+    if mode.endswith("_bf16"):
         training["precision"] = "bf16"
-    elif mode == "polyhead_multi":  # a second head on the same sentences (one group: one encoder pass)
+        mode = mode.removesuffix("_bf16")
+    if mode == "polyhead_multi":  # a second head on the same sentences (one group: one encoder pass)
         tasks["sentiment_b"] = {**task, "data": {**task["data"]}}
     elif mode == "polyhead_lower3":
         training["freeze"] = {"layers_below": 3}
@@ -161,7 +168,8 @@ def child(mode: str, steps: int) -> None:
     torch.manual_seed(0)
     if mode.startswith("hf_"):
         texts, labels = load_sentences(10**9)
-        times = hf_steps(mode.removeprefix("hf_").replace("grouped", "group_by_length"), steps, texts, labels)
+        strategy = mode.removeprefix("hf_").removesuffix("_bf16").replace("grouped", "group_by_length")
+        times = hf_steps(strategy, steps, texts, labels, bf16=mode.endswith("_bf16"))
     else:
         times = polyhead_steps(mode, steps)
     rate = (len(times) - 10) / (times[-1] - times[9])
@@ -203,10 +211,15 @@ def anchor_speed(modes: list[str], runs: int, steps: int, base_src: Path | None)
             print(f"round {r} {mode}: {rates[mode][-1]:.3f} steps/s", file=sys.stderr)
     anchor = rates.get(ANCHOR)
     ratios = {m: [a / b for a, b in zip(v, anchor, strict=True)] for m, v in rates.items()} if anchor else {}
+    # multi-task target (issue 24): two heads on the same batches of 32 sentences vs one head, so the cost per
+    # example is 1 / steps/s; per round, against the single-head run of the same round and precision
+    cost = {m: [s / v for s, v in zip(rates[m.replace("_multi", "")], rates[m], strict=True)]
+            for m in rates if "_multi" in m and m.replace("_multi", "") in rates}  # fmt: skip
     return {
         "modes": {m: MODES[m] for m in modes},
         "steps_per_s": {"runs": rates, "median": {m: statistics.median(v) for m, v in rates.items()}},
         "ratio_vs_hf_grouped_per_round": ratios,
+        "multi_task_cost_per_example_vs_single_per_round": cost,
         "to_first_step_s": first,
         "window": f"steps 10 to {steps}",
     }
