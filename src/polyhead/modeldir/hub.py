@@ -8,6 +8,10 @@ the local cache first (``HF_HOME`` / ``HF_HUB_CACHE``), a download when the user
 Only the files polyhead reads are fetched (:data:`ALLOW_PATTERNS`: config, safetensors weights, tokenizer files,
 the sentence-transformers Pooling / Normalize description), never pickle weights or code; a repository that has
 no safetensors weights is refused with the names of the files it has instead.
+
+A trained polyhead model directory pushed to the Hub resolves the same way by :func:`resolve_model_dir`, with
+:data:`MODEL_DIR_PATTERNS` (plus the export files of the backend asked for, :data:`BACKEND_PATTERNS`). A snapshot
+belongs to huggingface_hub's cache: polyhead never writes into it (:func:`is_in_hub_cache`).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ def model_files(model_dir: Path) -> list[str]:
     for file in sorted(p for p in model_dir.rglob("*") if p.is_file()):
         name = file.relative_to(model_dir).as_posix()
         is_model = name in TOP_FILES or name in EXPORT_FILES or MODULE_FILE.match(name) is not None
-        (kept if is_model and not file.is_symlink() else left).append(name)
+        (kept if is_model else left).append(name)
     if left:
         more = " ..." if len(left) > 20 else ""
         logger.info("not uploaded (not part of the model): %s%s", ", ".join(left[:20]), more)
