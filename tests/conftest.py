@@ -16,7 +16,8 @@ from polyhead.runtime import configure_cpu_runtime
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")  # even with HF_HUB_OFFLINE unset: a closed local port
+CLOSED_ENDPOINT = "http://127.0.0.1:9"  # discard port: nothing listens, a connection is refused at once
+os.environ.setdefault("HF_ENDPOINT", CLOSED_ENDPOINT)  # even with HF_HUB_OFFLINE unset: a closed local port
 # polyhead.cpupath's measured choices: cached in a directory of this run, not the user's ~/.cache; the linear
 # kernel fixed to oneDNN so every run tests the same path (tests/test_cpupath.py tests the probe itself).
 os.environ.setdefault("POLYHEAD_CACHE_DIR", tempfile.mkdtemp(prefix="polyhead-test-cache-"))
@@ -87,3 +88,20 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary HF_HOME, offline, for this process (huggingface_hub reads its constants at import, so they
+    are patched too) and for subprocesses (the environment)."""
+    from huggingface_hub import constants
+
+    home = tmp_path / "hf_home"
+    (home / "hub").mkdir(parents=True)
+    for name, value in (("HF_HOME", str(home)), ("HF_HUB_OFFLINE", "1"), ("HF_ENDPOINT", CLOSED_ENDPOINT)):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "ENDPOINT", CLOSED_ENDPOINT)
+    return home

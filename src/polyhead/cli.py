@@ -19,8 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 from polyhead.bulk import options as bulk
-from polyhead.data.lines import gather_pairs, gather_texts, read_text_lines
-from polyhead.display import export_report_lines, prediction_table, short, similarity_table
+from polyhead.cli_publish import Revision, export_model, push
+from polyhead.data.lines import gather_pairs, gather_texts
+from polyhead.display import prediction_table, short, similarity_table
 from polyhead.errors import PolyheadError
 from polyhead.extras import require
 from polyhead.interrupt import quiet_exit, reliable_ctrl_c
@@ -33,8 +34,8 @@ err_console = Console(stderr=True)
 logger = logging.getLogger("polyhead.cli")
 Device = Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
 Precision = Annotated[str, typer.Option(help="fp32, bf16 or fp16 (fp16: CUDA only).")]
+MODEL_DIR_HELP = "A polyhead model directory, or the Hugging Face Hub name (org/name) of one."
 BACKEND_HELP = "auto (the fastest measured), torch, onnx, onnx-int8, openvino, openvino-int8 (after polyhead export)."
-Revision = Annotated[str | None, typer.Option(help="Branch, tag or commit of a Hugging Face Hub model name.")]
 
 
 @app.command()
@@ -110,7 +111,7 @@ def encode(
 
 @app.command()
 def predict(
-    model_dir: Annotated[Path, typer.Argument(help="A polyhead model directory.")],
+    model_dir: Annotated[Path, typer.Argument(help=MODEL_DIR_HELP)],
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to predict.")] = None,
     file: Annotated[Path | None, typer.Option("--file", "-f", help="UTF-8 file, one text per line.")] = None,
     tasks: Annotated[str | None, typer.Option(help="Comma-separated task names (default: all).")] = None,
@@ -119,6 +120,7 @@ def predict(
     precision: Precision = "fp32",
     backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
     device: Device = "auto",
+    revision: Revision = None,
     pair: Annotated[
         list[str] | None,
         typer.Option("--pair", help="A text pair for the pair heads: --pair 'TEXT_A ||| TEXT_B' (repeatable)."),
@@ -140,6 +142,7 @@ def predict(
 ) -> None:
     """Run every head (or --tasks) on texts, or the pair heads on --pair / --pairs-file: a table each, or JSON;
     or stream --input FILE to --output FILE (.jsonl, .parquet)."""
+    from polyhead.modeldir.hub import resolve_model_dir
     from polyhead.predict import load, nothing_to_predict
 
     names = bulk.split_list(tasks) if tasks else None
@@ -147,7 +150,8 @@ def predict(
                  "--keep-columns": keep_columns, "--resume": resume, "--overwrite": overwrite, "--ray": ray}
     memory = {"TEXT": texts, "--file": file, "--pair": pair, "--pairs-file": pairs_file, "--json": as_json}
     if bulk.check_streaming(input_, output, streaming, memory):
-        return bulk.run("predict", console, input_, output, ray, num_actors, model=model_dir, backend=backend,
+        model_path = resolve_model_dir(model_dir, revision, backend)  # a Hub name: its snapshot in the cache
+        return bulk.run("predict", console, input_, output, ray, num_actors, model=model_path, backend=backend,
                         device=device, tasks=names, columns=bulk.make_columns(text_column, pair_columns, id_column,
                         keep_columns), batch_size=batch_size, precision=precision, chunk_size=chunk_size,
                         resume=resume, overwrite=overwrite)  # fmt: skip
@@ -155,7 +159,7 @@ def predict(
     if pairs and (texts or file):
         raise PolyheadError("give texts (arguments / --file) or pairs (--pair / --pairs-file), not both")
     items = pairs or gather_texts(texts, file)
-    model = load(model_dir, backend, device)
+    model = load(model_dir, backend, device, revision)
     reason = nothing_to_predict(model.tasks, names, "pair" if pairs else "text")
     if reason:
         raise PolyheadError(
@@ -250,12 +254,13 @@ def default_run_dir(name: str) -> Path:
 
 @app.command()
 def evaluate(
-    model_dir: Annotated[Path, typer.Argument(help="A polyhead model directory.")],
+    model_dir: Annotated[Path, typer.Argument(help=MODEL_DIR_HELP)],
     config: Annotated[Path, typer.Option("--config", "-c", help="The config whose data to evaluate on.")],
     split: Annotated[str, typer.Option(help="dev, test or train.")] = "test",
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     device: Device = "auto",
+    revision: Revision = None,
     plot_dir: Annotated[Path | None, typer.Option(help="Write <task>_confusion.png files into this directory.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing confusion PNGs.")] = False,
 ) -> None:
@@ -263,12 +268,14 @@ def evaluate(
     from polyhead.config import load_config
     from polyhead.display import evaluation_tables
     from polyhead.modeldir import read_config
+    from polyhead.modeldir.hub import resolve_model_dir
     from polyhead.training import api
 
     if split not in ("dev", "test", "train"):
         raise PolyheadError(f"--split {split!r}: valid: dev, test, train")
-    check_output_dir(plot_dir, "--plot-dir", overwrite, [f"{t}_confusion.png" for t in read_config(model_dir).tasks])
-    metrics = api.evaluate_model(model_dir, load_config(config, set_ or []), split, device, reports=True)
+    path = resolve_model_dir(model_dir, revision)
+    check_output_dir(plot_dir, "--plot-dir", overwrite, [f"{t}_confusion.png" for t in read_config(path).tasks])
+    metrics = api.evaluate_model(path, load_config(config, set_ or []), split, device, reports=True)
     written = api.write_confusion_plots(metrics, plot_dir, split) if plot_dir is not None else []
     if as_json:
         sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
@@ -335,7 +342,7 @@ def compare(
 
 @app.command()
 def serve(
-    model_dir: Annotated[Path, typer.Argument(help="A polyhead model directory.")],
+    model_dir: Annotated[Path, typer.Argument(help=MODEL_DIR_HELP)],
     host: Annotated[str, typer.Option(help="Interface to bind; loopback unless told otherwise.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
@@ -349,6 +356,7 @@ def serve(
     no_batching: Annotated[bool, typer.Option("--no-batching", help="Run every request alone.")] = False,
     max_wait_ms: Annotated[float, typer.Option(min=0, help="How long a micro-batch waits for more requests.")] = 5.0,
     device: Device = "auto",
+    revision: Revision = None,
 ) -> None:
     """Serve a model over HTTP: /embed, /predict, /similarity, /health, a page at /, docs at /docs."""
     require("serve", "polyhead serve")
@@ -359,7 +367,7 @@ def serve(
     from polyhead.serving.listen import check_listen
 
     check_listen(host, port, api_key)
-    backend, model = load_named(model_dir, backend, device)
+    backend, model = load_named(model_dir, backend, device, revision)
     settings = ServeSettings(
         max_texts=max_texts,
         max_chars=max_chars,
@@ -375,51 +383,8 @@ def serve(
     uvicorn.run(create_app(model, settings), host=host, port=port, log_level="warning")
 
 
-@app.command(name="export")
-def export_model(
-    model_dir: Annotated[
-        Path,
-        typer.Argument(
-            help="A polyhead model directory (exported in place), or with --output: 'default' or an HF / "
-            "sentence-transformers encoder directory."
-        ),
-    ],
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="New directory: save the encoder MODEL_DIR there as a polyhead model without heads, then export "
-            "it (an embedding-only ONNX model).",
-        ),
-    ] = None,
-    format: Annotated[str, typer.Option("--format", help="onnx or openvino.")] = "onnx",
-    revision: Revision = None,
-    quantize: Annotated[
-        str | None,
-        typer.Option(help="int8: the fastest int8 recipe that holds the parity gate (docs/export.md), heads fp32."),
-    ] = None,
-    check: Annotated[bool, typer.Option("--check", help="Run the parity gate against PyTorch.")] = False,
-    sts: Annotated[Path | None, typer.Option(help="STS TSV for the int8 gate (e.g. stsb/test.tsv).")] = None,
-    check_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--check-file",
-            help="UTF-8 file, one text per line: in-domain texts for choosing the int8 recipe and for the gate "
-            "(default: 16 built-in sample sentences).",
-        ),
-    ] = None,
-) -> None:
-    """Export the whole model (encoder, pooling, heads) as one ONNX or OpenVINO graph into MODEL_DIR (or --output)."""
-    from polyhead.export.onnx import check_format, export_encoder
-
-    texts = read_text_lines(check_file, "--check-file") if check_file is not None else None
-    if output is not None:
-        report = export_encoder(str(model_dir), output, quantize, check, texts, sts, revision, format)
-    else:
-        report = check_format(format, quantize, sts)(model_dir, quantize, check, texts, sts)
-    for line in export_report_lines(report):
-        console.print(line, markup=False, soft_wrap=True)
+app.command(name="export")(export_model)
+app.command()(push)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from typing import Any, Protocol, cast, runtime_checkable
 import numpy as np
 
 from polyhead.errors import PolyheadError
+from polyhead.modeldir.hub import resolve_model_dir
 from polyhead.modeldir.spec import TaskSpec
 from polyhead.modeling.batching import length_sorted_batches
 from polyhead.tasks.base import DecodeInput
@@ -112,18 +113,23 @@ class PipelineMethods:
         return predict_pairs(cast(Backend, self), pairs, tasks, batch_size, precision)
 
 
-def load(model_dir: str | Path, backend: str = "torch", device: Any = None) -> Predictor:
-    """A model directory on a backend: ``torch`` (MultiTaskModel), ``onnx`` or ``onnx-int8`` (OnnxModel),
+def load(model_dir: str | Path, backend: str = "torch", device: Any = None, revision: str | None = None) -> Predictor:
+    """A model directory (or the Hub name ``org/name`` of one, at ``revision``) on a backend: ``torch``
+    (MultiTaskModel), ``onnx`` or ``onnx-int8`` (OnnxModel),
     ``openvino`` or ``openvino-int8`` (OpenVinoModel), the last four after ``polyhead export`` and without torch;
     ``auto``: the fastest full-fidelity one on this machine (:func:`choose_backend`).
 
     ``device`` (torch backend): ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N``, ``mps``;
     default ``auto``. The onnx and openvino backends run on the CPU (``cpu`` / ``auto`` / None).
+
+    A Hub name resolves through ``huggingface_hub`` (:func:`polyhead.modeldir.hub.resolve_model_dir`: the cache
+    first, the user's own ``HF_HUB_OFFLINE`` / ``HF_HOME``), fetching the files that backend reads.
     """
     if backend == "auto":
-        return choose_backend(model_dir, device)[1]
+        return choose_backend(model_dir, device, revision)[1]
     if backend not in BACKENDS:
         raise PolyheadError(f"unknown backend {backend!r}; valid: auto, {', '.join(BACKENDS)}")
+    model_dir = resolve_model_dir(model_dir, revision, backend)
     if backend == "torch":
         from polyhead.modeling.multitask import MultiTaskModel
 
@@ -139,9 +145,13 @@ def load(model_dir: str | Path, backend: str = "torch", device: Any = None) -> P
     return OnnxModel(Path(model_dir), variant)
 
 
-def load_named(model_dir: str | Path, backend: str = "torch", device: Any = None) -> tuple[str, Predictor]:
+def load_named(
+    model_dir: str | Path, backend: str = "torch", device: Any = None, revision: str | None = None
+) -> tuple[str, Predictor]:
     """:func:`load`, and the name of the backend it loaded (what ``auto`` chose)."""
-    return choose_backend(model_dir, device) if backend == "auto" else (backend, load(model_dir, backend, device))
+    if backend == "auto":
+        return choose_backend(model_dir, device, revision)
+    return backend, load(model_dir, backend, device, revision)
 
 
 def full_fidelity_backends(model_dir: Path) -> list[str]:
@@ -162,7 +172,7 @@ def full_fidelity_backends(model_dir: Path) -> list[str]:
     return found
 
 
-def choose_backend(model_dir: str | Path, device: Any = None) -> tuple[str, Predictor]:
+def choose_backend(model_dir: str | Path, device: Any = None, revision: str | None = None) -> tuple[str, Predictor]:
     """The backend ``load(dir, "auto")`` runs ``model_dir`` on, and the model loaded on it: torch on a device
     other than the CPU; else the fastest of torch and the directory's fp32 exports (onnx, openvino), timed on a
     short probe the first time this machine sees this architecture and these library versions, then cached
@@ -174,10 +184,10 @@ def choose_backend(model_dir: str | Path, device: Any = None) -> tuple[str, Pred
 
     fixed = cpupath.override("backend", BACKENDS)
     if fixed is not None:
-        return fixed, load(model_dir, fixed, device)
+        return fixed, load(model_dir, fixed, device, revision)
     if device is not None and str(device).strip().lower() not in ("cpu", "auto"):
-        return "torch", load(model_dir, "torch", device)
-    path = Path(model_dir)
+        return "torch", load(model_dir, "torch", device, revision)
+    path = resolve_model_dir(model_dir, revision)  # a Hub model: its torch files (exports only when asked for)
     settings = read_config(path).encoder
     loaded: dict[str, Predictor] = {}
     for name in full_fidelity_backends(path):

@@ -166,9 +166,10 @@ def split_tasks(
 
 def load_text_encoder(model: str, backend: str, device: Any = None, **options: Any) -> Any:
     """What ``polyhead encode`` embeds with: on torch any encoder (``default``, a Hub name, an HF or polyhead
-    directory; ``options``: pooling, projection_dim, revision), else a polyhead model directory on that
-    backend through :func:`polyhead.predict.load`. ``auto`` measures only polyhead model directories with the
-    encoder as saved (other encoders, or a changed pooling / projection, run on torch)."""
+    directory; ``options``: pooling, projection_dim, revision), else a polyhead model directory (or its Hub
+    name) on that backend through :func:`polyhead.predict.load`. ``auto`` measures only local polyhead model
+    directories with the encoder as saved (other encoders, Hub names, or a changed pooling / projection, run on
+    torch)."""
     measurable = (Path(model) / "polyhead.json").is_file() and not any(
         options.get(k) is not None for k in ("pooling", "projection_dim")
     )
@@ -183,5 +184,5 @@ def load_text_encoder(model: str, backend: str, device: Any = None, **options: A
         )
     from polyhead.predict import load
 
-    return load(Path(model), backend, device)
+    return load(model, backend, device, options.get("revision"))  # a Hub name: the export files of that backend
 

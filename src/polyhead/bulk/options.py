@@ -17,7 +17,12 @@ from polyhead.errors import PolyheadError
 
 Input = Annotated[
     Path | None,
-    typer.Option("--input", "-i", help="Stream this .txt/.jsonl/.csv/.tsv/.parquet file to --output, in chunks."),
+    typer.Option(
+        "--input",
+        "-i",
+        help="Stream this .txt/.jsonl/.csv/.tsv/.parquet file (or Parquet shards: a directory or a quoted glob such "
+        "as 'data/train-*.parquet') to --output, in chunks.",
+    ),
 ]
 Output = Annotated[Path | None, typer.Option("--output", "-o", help=".jsonl or .parquet (encode also .npy).")]
 TextColumn = Annotated[str | None, typer.Option(help="--input column with the text (default: text).")]

@@ -65,14 +65,17 @@ def check_output(job: Job) -> str:
     return fmt
 
 
-def input_fingerprint(path: Path) -> dict[str, Any]:
+def input_fingerprint(path: Path, files: list[Path] | None = None) -> dict[str, Any]:
+    """Size and modification time of the input (of each of its shards, for a directory or glob of shards)."""
+    if files is not None and files != [path]:
+        return {"path": str(path), "files": [input_fingerprint(f) for f in files]}
     stat = path.stat()
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 def start_or_resume(job: Job, fmt: str) -> dict[str, Any]:
     """The progress record to go on from: a new one, or the unfinished run's after checking it matches."""
-    fingerprint = input_fingerprint(job.input.path)
+    fingerprint = input_fingerprint(job.input.path, job.input.files())
     progress_file = job.work / "progress.json"
     if job.resume and progress_file.is_file():
         try:

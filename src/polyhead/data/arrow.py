@@ -1,9 +1,10 @@
 """Readers for Parquet files and Hugging Face ``datasets`` directories -> Example lists.
 
 Both are Arrow underneath, so both go through one row reader: record batches of the wanted columns only,
-read lazily (pyarrow ``ParquetFile.iter_batches``; ``datasets.load_from_disk`` memory-maps its Arrow
-files), so ``data.limit`` stops reading after that many examples however big the file is. ``ClassLabel``
-columns (and sequences of them, e.g. conll2003's ``ner_tags``) are mapped to their names, from the
+read lazily (pyarrow ``ParquetFile.iter_batches``; the shards of one table, a directory or a glob, one file after
+the other in sorted order through ``pyarrow.dataset``, :mod:`polyhead.data.shards`; ``datasets.load_from_disk``
+memory-maps its Arrow files), so ``data.limit`` stops reading after that many examples however big the file is.
+``ClassLabel`` columns (and sequences of them, e.g. conll2003's ``ner_tags``) are mapped to their names, from the
 ``datasets`` features stored in the schema's ``huggingface`` metadata (``Dataset.to_parquet`` writes it
 too). Errors name the file (and split), the column and the row (counted from 0, as ``dataset[i]``).
 
@@ -32,27 +33,37 @@ def is_datasets_dir(path: Path) -> bool:
 
 
 def read_arrow_examples(path: Path, fmt: str, task: TaskType, options: ReaderOptions) -> list[Example]:
-    """Read one split from a Parquet file (``fmt`` "parquet") or a ``datasets`` directory ("hf")."""
+    """Read one split from a Parquet file or a set of Parquet shards (``fmt`` "parquet": a file, a directory of
+    ``*.parquet`` files or a glob; :mod:`polyhead.data.shards`) or a ``datasets`` directory ("hf")."""
     columns = wanted_columns(task, options)
-    if fmt == "parquet":
-        where, names, features, batches = parquet_batches(path, columns)
-    else:
-        where, names, features, batches = datasets_batches(path, columns, options)
-    missing = [c for c in columns if c not in names]
-    if missing:
-        raise DataError(
-            f"{where}: column(s) {', '.join(map(repr, missing))} not found; columns: {', '.join(names)}"
-        )
-    decoders = {c: class_names(features.get(c)) for c in columns}
-    examples = []
-    for row, record in enumerate(records(where, batches)):
-        values = {c: decode(where, row, c, record[c], decoders[c]) for c in columns}
-        examples.append(make_example(where, row, values, task, options))
-        if options.limit and len(examples) >= options.limit:
-            break
+    parts = parquet_parts(path, columns) if fmt == "parquet" else [datasets_batches(path, columns, options)]
+    for where, names, _, _ in parts:
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise DataError(
+                f"{where}: column(s) {', '.join(map(repr, missing))} not found; columns: {', '.join(names)}"
+            )
+    examples: list[Example] = []
+    for where, _, features, batches in parts:
+        decoders = {c: class_names(features.get(c)) for c in columns}
+        for row, record in enumerate(records(where, batches)):
+            values = {c: decode(where, row, c, record[c], decoders[c]) for c in columns}
+            examples.append(make_example(where, row, values, task, options))
+            if options.limit and len(examples) >= options.limit:
+                return examples
     if not examples:
-        raise DataError(f"{where}: no examples found")
+        raise DataError(f"{path}: no examples found")
     return examples
+
+
+def parquet_parts(path: Path, columns: list[str]) -> list[tuple[str, list[str], dict[str, Any], Iterator[Any]]]:
+    """(where, column names, features, record batches) per file: one Parquet file, or each shard in order."""
+    from polyhead.data.shards import is_sharded, open_shards, shard_files
+
+    if not is_sharded(path):
+        return [parquet_batches(path, columns)]
+    shards = open_shards(shard_files(path, "data"))
+    return [(str(s.path), s.names, hf_features(s.metadata), s.batches(columns, BATCH_ROWS)) for s in shards]
 
 
 def wanted_columns(task: TaskType, options: ReaderOptions) -> list[str]:

@@ -69,12 +69,19 @@ def detect_format(path: Path, options: ReaderOptions) -> str:
         if options.format not in FORMATS:
             raise DataError(f"{path}: unknown format {options.format!r}; valid: {', '.join(FORMATS)}")
         return options.format
+    from polyhead.data.shards import is_sharded
+
+    if is_sharded(path):  # a directory of .parquet files or a glob: Parquet shards
+        return "parquet"
     if path.is_dir():
         from polyhead.data.arrow import is_datasets_dir
 
         if is_datasets_dir(path):
             return "hf"
-        raise DataError(f"{path}: a directory, but not a Hugging Face datasets directory (save_to_disk output)")
+        raise DataError(
+            f"{path}: a directory, but not a Hugging Face datasets directory (save_to_disk output) and without "
+            ".parquet files"
+        )
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise DataError(

@@ -54,6 +54,10 @@ class Chunk:
 
 
 def input_format(path: Path, option: str = "--input") -> str:
+    from polyhead.data.shards import is_sharded
+
+    if is_sharded(path):  # a directory of .parquet files or a glob: Parquet shards read as one table
+        return "parquet"
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise DataError(f"{option} {path}: unknown file type {path.suffix!r}; valid: {', '.join(FORMATS)}")
@@ -79,21 +83,26 @@ class InputFile:
             self.header, self.data_start = self.read_header()
             self.check_columns(self.header)
         elif self.format == "parquet":
-            self.parquet = open_parquet(path)
-            self.check_columns(list(self.parquet.schema_arrow.names))
+            self.shards = parquet_shards(path, option)
+            for file, parquet in self.shards:
+                self.check_columns(list(parquet.schema_arrow.names), file)
 
-    def check_columns(self, names: list[str]) -> None:
+    def check_columns(self, names: list[str], file: Path | None = None) -> None:
         missing = [c for c in self.columns.wanted() if c not in names]
         if missing:
             raise DataError(
-                f"{self.path}: column(s) {', '.join(map(repr, missing))} not found; columns: {', '.join(names)}"
+                f"{file or self.path}: column(s) {', '.join(map(repr, missing))} not found; columns: {', '.join(names)}"
             )
+
+    def files(self) -> list[Path]:
+        """The files read: the input, or its Parquet shards in order."""
+        return [file for file, _ in self.shards] if self.format == "parquet" else [self.path]
 
     # ------------------------------------------------------------------ rows
     def count_rows(self) -> int:
         """How many rows the file holds (one pass; Parquet: from its metadata)."""
         if self.format == "parquet":
-            return int(self.parquet.metadata.num_rows)
+            return sum(int(parquet.metadata.num_rows) for _, parquet in self.shards)
         if self.format == "jsonl":  # lines with more than ASCII whitespace (or a BOM): what they hold is read later
             with open(self.path, "rb") as f:
                 return sum(1 for line in f if line.strip().removeprefix(b"\xef\xbb\xbf"))
@@ -129,7 +138,7 @@ class InputFile:
     def records(self, position: dict[str, int]) -> Iterator[tuple[tuple[str, int], dict[str, Any], dict[str, int]]]:
         """(where, values, position after the row) per row: where is (file, line) or (file, row), -row-1."""
         if self.format == "parquet":
-            yield from parquet_records(self.parquet, str(self.path), self.columns.wanted(), position.get("row", 0))
+            yield from shard_records(self.shards, self.columns.wanted(), position.get("row", 0))
             return
         lines = LineReader(self.path, position)
         if self.format == "txt":
@@ -250,6 +259,28 @@ def open_parquet(path: Path) -> Any:
         return pq.ParquetFile(path)
     except Exception as exc:  # ArrowInvalid / OSError for a file that isn't Parquet
         raise DataError(f"{path}: not a readable Parquet file ({one_line(exc)})") from None
+
+
+def parquet_shards(path: Path, option: str) -> list[tuple[Path, Any]]:
+    """(file, ParquetFile) for a Parquet file, or for each shard of a directory / glob in sorted order."""
+    from polyhead.data.shards import is_sharded, shard_files
+
+    files = shard_files(path, option) if is_sharded(path) else [path]
+    return [(file, open_parquet(file)) for file in files]
+
+
+def shard_records(
+    shards: list[tuple[Path, Any]], columns: list[str], start: int
+) -> Iterator[tuple[tuple[str, int], dict[str, Any], dict[str, int]]]:
+    """Rows from row ``start`` of the shards read as one table: errors name the shard and its own row, the
+    position counts rows across all shards; shards before ``start`` are skipped unread (from the metadata)."""
+    offset = 0
+    for file, parquet in shards:
+        rows = int(parquet.metadata.num_rows)
+        if offset + rows > start:
+            for where, values, position in parquet_records(parquet, str(file), columns, max(0, start - offset)):
+                yield where, values, {"row": offset + position["row"]}
+        offset += rows
 
 
 def parquet_records(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from polyhead.export.gate import (  # noqa: F401 - the gate's names stay importa
 )
 from polyhead.fileio import write_json_atomic
 from polyhead.modeldir import CONFIG_NAME, check_new_directory, write_card
+from polyhead.modeldir.hub import is_hub_name, is_in_hub_cache, resolve_model_dir
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.onnx_backend import ONNX_META, VARIANTS, OnnxModel, source_hashes
 from polyhead.predict import predicting_tasks
@@ -156,6 +158,12 @@ def export_onnx(
 def load_for_export(model_dir: Path) -> MultiTaskModel:
     """The polyhead model in ``model_dir`` on the CPU in eval mode (an encoder directory is an error saying how
     to export one)."""
+    if is_in_hub_cache(model_dir) or (not model_dir.exists() and is_hub_name(model_dir)):
+        raise PolyheadError(
+            f"{model_dir} is not a local directory of yours but a model in the Hugging Face cache (or a Hub name): "
+            f"export never writes into the cache; add --output DIR (a new directory: the model is copied there and "
+            f"exported), or download it first (hf download {model_dir} --local-dir DIR) and export DIR"
+        )
     encoder_only = str(model_dir) == "default" or (model_dir / "config.json").is_file()
     if encoder_only and not (model_dir / CONFIG_NAME).is_file():
         raise PolyheadError(
@@ -233,10 +241,16 @@ def export_encoder(
     export = check_format(format, quantize, sts_file)
     path = resolve_model_path(source, revision)
     if (path / CONFIG_NAME).is_file():
-        raise PolyheadError(
-            f"{source} is a polyhead model directory: it is exported in place (drop --output); "
-            "--output is for an encoder ('default' or an HF model directory)"
-        )
+        if not is_in_hub_cache(path):
+            raise PolyheadError(
+                f"{source} is a polyhead model directory: it is exported in place (drop --output); "
+                "--output is for an encoder ('default' or an HF model directory) or a model from the Hugging Face Hub"
+            )
+        # A polyhead model from the Hub: its files are copied into the new directory and exported there; the
+        # cache (huggingface_hub's, content-addressed) is never written to.
+        path = resolve_model_dir(source, revision) if is_hub_name(source) else path
+        check_new_directory(output, "--output")
+        return export_into(output, lambda: copy_model(path, output), export, quantize, check, texts, sts_file)
     check_new_directory(output, "--output")
     _, ignored = sentence_transformers_settings(path)
     if ignored:
@@ -244,7 +258,26 @@ def export_encoder(
             f"{source}: sentence-transformers module(s) {', '.join(ignored)} can't be exported (polyhead reads "
             "Transformer, Pooling and Normalize); the export would not compute that model's embeddings"
         )
-    MultiTaskModel(SentenceEncoder.from_pretrained(source, revision=revision, device="cpu"), {}).save_pretrained(output)
+
+    def save() -> None:
+        encoder = SentenceEncoder.from_pretrained(source, revision=revision, device="cpu")
+        MultiTaskModel(encoder, {}).save_pretrained(output)
+
+    return export_into(output, save, export, quantize, check, texts, sts_file)
+
+
+def export_into(
+    output: Path,
+    write: Callable[[], None],
+    export: Any,
+    quantize: str | None,
+    check: bool,
+    texts: list[str] | None,
+    sts_file: Path | None,
+) -> dict[str, Any]:
+    """``write()`` the model into the new directory ``output``, then export it there; on failure ``output`` is
+    removed again."""
+    write()
     try:
         report = export(output, quantize=quantize, check=check, texts=texts, sts_file=sts_file)
     except PolyheadError as exc:
@@ -255,6 +288,16 @@ def export_encoder(
         raise
     report["files"].insert(0, str(output))
     return report
+
+
+def copy_model(source: Path, output: Path) -> None:
+    """The model's files (:func:`polyhead.modeldir.push.model_files`) from ``source`` into ``output``, links
+    followed (a cache snapshot's files are links into its blobs)."""
+    from polyhead.modeldir.push import model_files
+
+    for name in model_files(source):
+        (output / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / name, output / name)
 
 
 # int8 recipes, fastest first; export keeps the first whose outputs hold the int8 gate on the check texts.

@@ -149,7 +149,11 @@ def read_dataset(ray: Any, path: Path, fmt: str, columns: Columns) -> Any:
 
     wanted = columns.wanted()
     if fmt == "parquet":
-        return ray.data.read_parquet(str(path), columns=wanted)
+        from polyhead.data.shards import is_sharded, shard_files
+
+        # shards (a directory or a glob) as a list in sorted order: with preserve_order, rows stay in that order
+        paths = [str(f) for f in shard_files(path, "--input")] if is_sharded(path) else str(path)
+        return ray.data.read_parquet(paths, columns=wanted)
     if fmt == "txt":
         return ray.data.read_text(str(path))
     if fmt in ("csv", "tsv"):

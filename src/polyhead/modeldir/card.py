@@ -51,11 +51,12 @@ def is_polyhead_card(path: Path) -> bool:
         return False
 
 
-def write_card(model_dir: Path, previous: Path | None = None) -> bool:
+def write_card(model_dir: Path, previous: Path | None = None, repo_id: str | None = None) -> bool:
     """Render and write ``model_dir/README.md``; returns False when a card of the user's own is kept.
 
     ``previous``: the directory this one replaces (``save_pretrained`` writes into a temporary sibling):
-    a card of the user's own found there is carried over instead of rendering one.
+    a card of the user's own found there is carried over instead of rendering one. ``repo_id``: the Hub
+    repository the directory is pushed to (the card's examples load it by that name).
     """
     target = model_dir / CARD_NAME
     old = previous / CARD_NAME if previous is not None else target
@@ -67,7 +68,7 @@ def write_card(model_dir: Path, previous: Path | None = None) -> bool:
         if old != target:
             shutil.copy2(old, target)
         return False
-    write_text_atomic(target, render_card(model_dir))
+    write_text_atomic(target, render_card(model_dir, repo_id))
     return True
 
 
@@ -170,8 +171,9 @@ def model_index_results(tasks: dict[str, Any], record: dict[str, Any]) -> list[d
 
 
 # ---------------------------------------------------------------------- the card
-def render_card(model_dir: Path) -> str:
-    """The card for the model in ``model_dir``: front matter, then the body (markdown)."""
+def render_card(model_dir: Path, repo_id: str | None = None) -> str:
+    """The card for the model in ``model_dir``: front matter, then the body (markdown); the examples load it by
+    ``repo_id`` when it is pushed to the Hub, else by a placeholder path."""
     config = read_config(model_dir)
     encoder, tasks = config.encoder, config.tasks
     record = read_json(model_dir / RECORD_NAME)
@@ -190,7 +192,7 @@ def render_card(model_dir: Path) -> str:
         tasks_section(tasks, record),
         results_section(record),
         training_section(record),
-        usage_section(tasks),
+        usage_section(tasks, repo_id),
         export_section(model_dir),
     ]
     return "\n".join(p for p in parts if p)
@@ -234,25 +236,26 @@ def training_section(record: dict[str, Any]) -> str:
     return f"## Training\n\n{summary}\n```yaml\n{yaml.safe_dump(config, sort_keys=False)}```\n"
 
 
-def usage_section(tasks: dict[str, Any]) -> str:
+def usage_section(tasks: dict[str, Any], repo_id: str | None = None) -> str:
     predict = 'model.predict(["The fish was superb."])   # every head: labels, scores, spans' if tasks else ""
+    name, cli = repo_id or "path/to/this/directory", repo_id or "DIR"
     return f"""## Use it
 
 ```python
 from polyhead import MultiTaskModel
-model = MultiTaskModel.from_pretrained("path/to/this/directory")
+model = MultiTaskModel.from_pretrained("{name}")
 {predict}
 model.encode(["The fish was superb."])                 # the shared sentence embedding
 
 from sentence_transformers import SentenceTransformer   # the embedding alone, no heads
-SentenceTransformer("path/to/this/directory").encode(["The fish was superb."])
+SentenceTransformer("{name}").encode(["The fish was superb."])
 ```
 
 ```
-polyhead predict DIR "The fish was superb."
+polyhead predict {cli} "The fish was superb."
 polyhead export DIR --format onnx --quantize int8 --check    # ONNX files, then --backend onnx / onnx-int8
-polyhead serve DIR --port 8000                              # HTTP API and a page
-huggingface-cli upload USER/REPO DIR                         # this card becomes the Hub page
+polyhead serve {cli} --port 8000                              # HTTP API and a page
+polyhead push DIR USER/REPO     # this card becomes the Hub page (or: huggingface-cli upload USER/REPO DIR)
 ```
 """
 

@@ -8,6 +8,10 @@ the local cache first (``HF_HOME`` / ``HF_HUB_CACHE``), a download when the user
 Only the files polyhead reads are fetched (:data:`ALLOW_PATTERNS`: config, safetensors weights, tokenizer files,
 the sentence-transformers Pooling / Normalize description), never pickle weights or code; a repository that has
 no safetensors weights is refused with the names of the files it has instead.
+
+A trained polyhead model directory pushed to the Hub resolves the same way by :func:`resolve_model_dir`, with
+:data:`MODEL_DIR_PATTERNS` (plus the export files of the backend asked for, :data:`BACKEND_PATTERNS`). A snapshot
+belongs to huggingface_hub's cache: polyhead never writes into it (:func:`is_in_hub_cache`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import logging
 from pathlib import Path
 
 from polyhead.errors import ModelDirError
-from polyhead.modeldir.format import UNSAFE_SUFFIXES
+from polyhead.modeldir.format import CONFIG_NAME, UNSAFE_SUFFIXES
 from polyhead.modeldir.tokenizer import TOKENIZER_FILES
 
 logger = logging.getLogger(__name__)
@@ -37,7 +41,31 @@ ALLOW_PATTERNS = [
     "1_Pooling/*",
     "2_Normalize/*",
     "README.md",
+    "polyhead.json",  # a polyhead model directory used as an encoder: its settings and projection
+    "*_Dense/config.json",
 ]
+# What polyhead reads from a polyhead model directory on the Hub (modeldir/format.py, layout.py, card.py): the
+# torch files, which every backend's checks read too (polyhead.json, the tokenizer, the weights an export's
+# hashes name); the ONNX / OpenVINO files only when that backend is asked for. Never pickle, never code.
+MODEL_DIR_PATTERNS = [
+    CONFIG_NAME,
+    "config.json",
+    "*.safetensors",
+    *TOKENIZER_FILES,
+    "modules.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+    "*_Pooling/config.json",
+    "*_Dense/config.json",
+    "README.md",
+    "results.json",
+]
+BACKEND_PATTERNS = {
+    "onnx": ["onnx.json", "model.onnx"],
+    "onnx-int8": ["onnx.json", "model.int8.onnx"],
+    "openvino": ["openvino.json", "openvino_model.xml", "openvino_model.weights"],
+    "openvino-int8": ["openvino.json", "openvino_model.int8.xml", "openvino_model.int8.weights"],
+}
 
 
 def default_model_path() -> Path:
@@ -79,6 +107,72 @@ def is_hub_snapshot(path: Path) -> bool:
 
 def resolve_hub_model(name: str, revision: str | None = None) -> Path:
     """The cached (or freshly downloaded) snapshot of Hub repository ``name``, with safetensors weights."""
+    at = f" (revision {revision})" if revision else ""
+    path = download(name, revision, ALLOW_PATTERNS)
+    if not any(path.glob("*.safetensors")):
+        raise ModelDirError(no_safetensors_message(name, at, repo_files(name, path)))
+    if not (path / "config.json").is_file():
+        raise ModelDirError(f"model {name!r}{at}: the repository has no config.json; it is not a transformers model")
+    return path
+
+
+def is_hub_name(name: str | Path) -> bool:
+    """Whether a model directory argument that is not an existing path names a Hub repository: ``org/name``
+    (one slash, valid Hub characters), not an absolute or ``./`` / ``~`` path. Anything else stays a local
+    path, so a mistyped directory is reported as a missing directory, not looked up on the Hub."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    text = str(name)
+    if Path(text).exists() or text.startswith((".", "~", "/")) or text.count("/") != 1 or "\\" in text:
+        return False
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
+
+
+def resolve_model_dir(name_or_path: str | Path, revision: str | None = None, backend: str = "torch") -> Path:
+    """A polyhead model directory: a local path as it is (checked when read), or the snapshot of Hub repository
+    ``org/name`` at ``revision`` (the cache first, a download when online) holding the files polyhead reads for
+    ``backend`` (:data:`MODEL_DIR_PATTERNS`, plus :data:`BACKEND_PATTERNS` for an ONNX / OpenVINO backend).
+
+    Raises:
+        ModelDirError: one line: not cached while offline, no such repository, not a polyhead model, no export
+            for the backend asked for.
+    """
+    if not is_hub_name(name_or_path):
+        if revision:
+            logger.warning("%s is a local directory: revision %r is ignored", name_or_path, revision)
+        return Path(name_or_path)
+    name = str(name_or_path)
+    at = f" (revision {revision})" if revision else ""
+    extra = [p for key, patterns in BACKEND_PATTERNS.items() if backend == key for p in patterns]
+    path = download(name, revision, [*MODEL_DIR_PATTERNS, *extra])
+    if not (path / CONFIG_NAME).is_file():
+        raise ModelDirError(
+            f"model {name!r}{at} on the Hugging Face Hub is not a polyhead model directory (no {CONFIG_NAME}): "
+            f"to use its embeddings, give it as an encoder (polyhead encode --model {name}, encoder.model)"
+        )
+    missing = [p for p in extra if "*" not in p and not (path / p).is_file()]
+    if missing:
+        raise ModelDirError(
+            f"model {name!r}{at} has no {', '.join(missing)} for --backend {backend}: its author did not push that "
+            f"export; use --backend torch, or download it (hf download {name} --local-dir DIR) and run "
+            "polyhead export DIR"
+        )
+    return path
+
+
+def is_in_hub_cache(path: Path) -> bool:
+    """True for a path inside a Hugging Face cache snapshot (written by huggingface_hub, never by polyhead)."""
+    resolved = Path(path).absolute()
+    return any(is_hub_snapshot(p) for p in (resolved, *resolved.parents))
+
+
+def download(name: str, revision: str | None, patterns: list[str]) -> Path:
+    """``snapshot_download(name, revision, allow_patterns=patterns)``, each failure a one-line ModelDirError."""
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -95,7 +189,7 @@ def resolve_hub_model(name: str, revision: str | None = None) -> Path:
     at = f" (revision {revision})" if revision else ""
     try:
         folder = snapshot_download(
-            name, revision=revision, allow_patterns=ALLOW_PATTERNS, library_name="polyhead", library_version=__version__
+            name, revision=revision, allow_patterns=patterns, library_name="polyhead", library_version=__version__
         )
     except HFValidationError as exc:
         raise ModelDirError(
@@ -128,12 +222,7 @@ def resolve_hub_model(name: str, revision: str | None = None) -> Path:
     except HfHubHTTPError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelDirError(f"model {name!r}{at}: the Hub answered with an error: {first}") from exc
-    path = Path(folder)
-    if not any(path.glob("*.safetensors")):
-        raise ModelDirError(no_safetensors_message(name, at, repo_files(name, path)))
-    if not (path / "config.json").is_file():
-        raise ModelDirError(f"model {name!r}{at}: the repository has no config.json; it is not a transformers model")
-    return path
+    return Path(folder)
 
 
 def repo_files(name: str, snapshot: Path) -> list[str]:

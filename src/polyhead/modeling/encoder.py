@@ -16,7 +16,7 @@ from polyhead import predict as pipeline
 from polyhead.errors import ModelDirError, PolyheadError
 from polyhead.modeldir import TaskSpec, check_safe_directory, read_config
 from polyhead.modeldir.bounds import check_encoder_config
-from polyhead.modeldir.hub import DEFAULT_MODEL, is_hub_snapshot, resolve_model_path
+from polyhead.modeldir.hub import DEFAULT_MODEL, is_hub_snapshot, resolve_model_dir, resolve_model_path
 from polyhead.modeldir.layout import DENSE_DIR, encoder_settings, write_sentence_transformers_files
 from polyhead.modeldir.tokenizer import check_tokenizer_files, check_vocab_size
 from polyhead.modeling.batching import length_sorted_batches, pad_batch
@@ -67,7 +67,11 @@ def load_encoder(path: Path, attn_implementation: str = "eager") -> SentenceEnco
 
     model_config = read_config(path)
     settings = model_config.encoder
-    check_safe_directory(path)
+    if is_hub_snapshot(path):  # a full `hf download` may hold other libraries' files: only safetensors are read
+        if not (path / "model.safetensors").is_file():
+            raise ModelDirError(f"{path} has no model.safetensors; polyhead only loads safetensors weights")
+    else:
+        check_safe_directory(path)
     check_tokenizer_files(path, model_config.raw)
     check_encoder_config(path)  # sizes bounded before transformers allocates them
     try:
@@ -162,7 +166,8 @@ class SentenceEncoder(nn.Module):
             from polyhead.onnx_backend import OnnxModel
 
             pipeline.check_onnx_device(device)
-            return OnnxModel(Path(name_or_path), variant)
+            backend_name = "onnx" if variant == "fp32" else "onnx-int8"
+            return OnnxModel(resolve_model_dir(str(name_or_path), revision, backend_name), variant)
         if backend != "torch":
             raise PolyheadError(f"unknown backend {backend!r}; valid: torch, onnx")
         target = resolve_device(device or "auto")

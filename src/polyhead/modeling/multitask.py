@@ -14,6 +14,7 @@ from torch import nn
 from polyhead import predict as pipeline
 from polyhead.errors import PolyheadError
 from polyhead.modeldir import HEADS_NAME, TaskSpec, read_config, write_card, write_config, write_directory_atomic
+from polyhead.modeldir.hub import resolve_model_dir
 from polyhead.modeling.device import resolve_device
 from polyhead.modeling.encoder import SentenceEncoder, load_encoder, run_padded
 from polyhead.modeling.weights import load_strict, load_weights, save_module
@@ -40,9 +41,17 @@ class MultiTaskModel(pipeline.PipelineMethods, nn.Module):
     # ----------------------------------------------------------------- saving and loading
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, backend: str = "torch", variant: str = "fp32", device: Any = None, **kwargs: Any
+        cls,
+        path: str | Path,
+        backend: str = "torch",
+        variant: str = "fp32",
+        device: Any = None,
+        revision: str | None = None,
+        **kwargs: Any,
     ) -> Any:
-        """Load a model directory written by :meth:`save_pretrained` (see docs/model-directory.md).
+        """Load a model directory written by :meth:`save_pretrained` (see docs/model-directory.md), or one pushed
+        to the Hugging Face Hub by its name ``org/name`` (at ``revision``: a branch, tag or commit), resolved
+        through ``huggingface_hub`` like every Hugging Face library: the cache first, a download when online.
 
         ``backend="onnx"`` returns a :class:`polyhead.onnx_backend.OnnxModel` with the same
         encode/similarity/predict API on onnxruntime (``variant``: ``fp32`` or ``int8``), after
@@ -53,11 +62,35 @@ class MultiTaskModel(pipeline.PipelineMethods, nn.Module):
             from polyhead.onnx_backend import OnnxModel
 
             pipeline.check_onnx_device(device)
-            return OnnxModel(Path(path), variant)
+            return OnnxModel(resolve_model_dir(path, revision, "onnx" if variant == "fp32" else "onnx-int8"), variant)
         if backend != "torch":
             raise PolyheadError(f"unknown backend {backend!r}; valid: torch, onnx")
         target = resolve_device(device or "auto")
-        return load_pretrained(Path(path), **kwargs).to(target)
+        return load_pretrained(resolve_model_dir(path, revision), **kwargs).to(target)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        revision: str | None = None,
+        commit_message: str | None = None,
+        token: str | None = None,
+        create_pr: bool = False,
+    ) -> str:
+        """Save the model into a temporary directory and upload it to the Hugging Face Hub repository ``repo_id``
+        (created if missing), as sentence-transformers' and SetFit's ``push_to_hub`` do; see
+        :func:`polyhead.modeldir.push.push_to_hub` for the arguments. To upload a trained model with its training
+        results in the card, push its directory instead (``polyhead push runs/x/model org/name``).
+        Returns the URL of the commit."""
+        import tempfile
+
+        from polyhead.modeldir.push import push_to_hub
+
+        with tempfile.TemporaryDirectory(prefix="polyhead-push-") as tmp:
+            folder = self.save_pretrained(Path(tmp) / "model")
+            return push_to_hub(folder, repo_id, private=private, revision=revision, commit_message=commit_message,
+                               token=token, create_pr=create_pr)  # fmt: skip
 
     def save_pretrained(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the model directory atomically (a temporary sibling renamed into place); an existing directory

@@ -10,6 +10,7 @@ import torch
 
 from polyhead.config import Config, DataConfig, TaskConfig, resolve_path
 from polyhead.data.readers import Example, ReaderOptions, read_examples, split_examples
+from polyhead.data.shards import is_sharded, shard_files
 from polyhead.data.vocab import build_labels, unseen_labels
 from polyhead.errors import ConfigError, DataError
 from polyhead.modeldir import TaskSpec
@@ -51,7 +52,9 @@ def read_split(task: str, data: DataConfig, split: str, task_type: str) -> list[
     if value is None:
         return []
     path = resolve_path(value)
-    if not path.exists():  # a file, or a datasets directory
+    if is_sharded(path):  # Parquet shards: a directory or a glob, checked (with the files named) as they are read
+        shard_files(path, f"tasks.{task}.data.{split}:")
+    elif not path.exists():  # a file, or a datasets directory
         raise DataError(
             f"tasks.{task}.data.{split}: file {value!r} not found (relative paths are read from the current directory)"
         )
