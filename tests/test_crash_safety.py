@@ -85,6 +85,22 @@ def test_sigkill_anywhere_then_resume_equals_uninterrupted(tmp_path: Path, confi
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
 
 
+def test_sigkill_while_deleting_an_old_checkpoint_leaves_every_checkpoint_whole(tmp_path: Path, config: Path) -> None:
+    """A checkpoint is renamed to a hidden .trash name before it is deleted, so a kill half-way through the
+    delete leaves no step-* directory without its files (a resume found step-00000008 without its weights)."""
+    run = tmp_path / "run"
+    env = {**os.environ, "POLYHEAD_FAULT": "checkpoint-discard:1"}  # step 1 is pruned once step 3 is saved
+    proc = subprocess.run(train_cmd(config, run), env=env, capture_output=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL
+    checkpoints = run / "checkpoints"
+    assert (checkpoints / ".step-00000001.trash").is_dir() and not (checkpoints / "step-00000001").exists()
+    assert_checkpoints_complete(run)
+    done = subprocess.run(train_cmd(config, run, "--resume"), capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert not list(checkpoints.glob(".*.trash"))
+    assert_checkpoints_complete(run)
+
+
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path: Path, tiny_model_dir: Path) -> None:
     cfg = tiny_config(tmp_path, tiny_model_dir, epochs=1, steps_per_epoch=400)
     config = write_config(tmp_path, cfg)

@@ -36,7 +36,8 @@ LATEST = "latest.json"
 
 def inject_fault(point: str, step: int) -> None:
     """Fault injection for the crash-safety tests: POLYHEAD_FAULT=checkpoint-write:STEP kills the
-    process with SIGKILL in the middle of writing that step's checkpoint. Unset in normal use."""
+    process with SIGKILL in the middle of writing that step's checkpoint (checkpoint-discard:STEP: of deleting
+    it). Unset in normal use."""
     if os.environ.get("POLYHEAD_FAULT") == f"{point}:{step}":
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -84,6 +85,8 @@ def save_checkpoint(
     name = f"step-{step:08d}"
     tmp = root / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
+    for trash in root.glob(".*.trash"):  # what an earlier run was killed while deleting
+        shutil.rmtree(trash, ignore_errors=True)
     tmp.mkdir()
     try:
         tensors = dict(model.state_dict())
@@ -98,7 +101,7 @@ def save_checkpoint(
         fsync_dir(tmp)
         final = root / name
         if final.exists():
-            shutil.rmtree(final)
+            discard(final)
         os.replace(tmp, final)
         fsync_dir(root)
         write_json_atomic(root / LATEST, {"checkpoint": name, "step": step})
@@ -108,8 +111,19 @@ def save_checkpoint(
         kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint was written"
         raise write_failed(exc, f"checkpoint {name} in {root}", f"{kept}; {RECOVER}") from exc
     for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        discard(old)
     return final
+
+
+def discard(checkpoint: Path) -> None:
+    """Delete a checkpoint directory so that a kill at any moment leaves it whole or gone: renamed first (one
+    atomic step) to a hidden ``.NAME.trash`` that no reader looks at, then deleted file by file."""
+    trash = checkpoint.with_name(f".{checkpoint.name}.trash")
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(checkpoint, trash)
+    (trash / "model.safetensors").unlink(missing_ok=True)
+    inject_fault("checkpoint-discard", int(checkpoint.name.rpartition("-")[2]))  # half deleted
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 # What failing to write a file looks like: safetensors reports a full disk as SafetensorError ("I/O error: No
