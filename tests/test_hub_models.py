@@ -17,7 +17,8 @@ import polyhead
 from helpers import tiny_config, write_config
 from polyhead.config import load_config
 from polyhead.errors import ModelDirError
-from polyhead.modeldir.hub import BACKEND_PATTERNS, MODEL_DIR_PATTERNS, resolve_model_dir
+from polyhead.modeldir.format import export_files
+from polyhead.modeldir.hub import MODEL_DIR_PATTERNS, resolve_model_dir
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.predict import load
 from polyhead.training.trainer import Trainer
@@ -81,10 +82,13 @@ def test_only_the_files_polyhead_reads_are_fetched() -> None:
             "pytorch_model.bin", "2_Dense/pytorch_model.bin", "custom_head.py", "optimizer.pt", "training_args.bin"]
     torch_files = set(filter_repo_objects(repo, allow_patterns=MODEL_DIR_PATTERNS))
     assert torch_files == set(repo[:14])
-    with_onnx = set(filter_repo_objects(repo, allow_patterns=MODEL_DIR_PATTERNS + BACKEND_PATTERNS["onnx"]))
+    with_onnx = set(filter_repo_objects(repo, allow_patterns=MODEL_DIR_PATTERNS + export_files("onnx")))
     assert with_onnx - torch_files == {"onnx.json", "model.onnx"}
-    with_ov = set(filter_repo_objects(repo, allow_patterns=MODEL_DIR_PATTERNS + BACKEND_PATTERNS["openvino"]))
+    with_ov = set(filter_repo_objects(repo, allow_patterns=MODEL_DIR_PATTERNS + export_files("openvino")))
     assert with_ov - torch_files == {"openvino.json", "openvino_model.xml", "openvino_model.weights"}
+    assert export_files("onnx-int8") == ["onnx.json", "model.int8.onnx"]
+    assert export_files("openvino-int8") == ["openvino.json", "openvino_model.int8.xml", "openvino_model.int8.weights"]
+    assert export_files("torch") == export_files("onnx-fp16") == []
 
 
 def test_a_snapshot_with_pickles_and_code_loads_only_safetensors(

@@ -62,6 +62,10 @@ def test_export_writes_both_irs_and_the_gate_passes(exported) -> None:
     assert gate["fp32"]["cosine_min"] >= GATE["fp32_cosine_min"] and gate["fp32"]["label_agreement"] == 1.0
     assert gate["int8"]["cosine_mean"] >= GATE["int8_cosine_mean"] and gate["int8"]["decisions"] > 0
     assert meta["gate"] == gate and report["int8_recipe"] == meta["int8_recipe"]
+    card = (path / "README.md").read_text()  # the model card lists the IRs and the gate's numbers
+    assert "## OpenVINO" in card and "| int8 | `openvino_model.int8.xml` |" in card
+    assert f"| fp32 | {gate['fp32']['cosine_mean']:.4f} | {gate['fp32']['cosine_min']:.4f} |" in card
+    assert f"int8 recipe: `{meta['int8_recipe']}`" in card
 
 
 def test_openvino_predictions_match_torch(exported) -> None:

@@ -14,7 +14,7 @@ from helpers import tiny_config
 from polyhead.config import Config
 from polyhead.data.collate import epoch_batches
 from polyhead.training import loop
-from polyhead.training import trainer as trainer_module
+from polyhead.training import plan as plan_module
 from polyhead.training.loop import next_batch, train_stage
 from polyhead.training.param_groups import build_adamw
 from polyhead.training.step import clip_gradients
@@ -42,7 +42,7 @@ def test_fused_adamw_trains_to_the_same_weights(tmp_path: Path, tiny_model_dir: 
     (tmp_path / "loop").mkdir()
     fused, initial, weights = train_steps(tmp_path / "fused", tiny_model_dir)
     assert fused.defaults["fused"] is True and len(fused.param_groups) > 4  # the CPU gets the fused kernel
-    monkeypatch.setattr(trainer_module, "build_adamw", lambda groups: torch.optim.AdamW(groups))  # torch's default
+    monkeypatch.setattr(plan_module, "build_adamw", lambda groups: torch.optim.AdamW(groups))  # torch's default
     plain, _, reference = train_steps(tmp_path / "loop", tiny_model_dir)
     assert not plain.defaults["fused"]
     moved = [k for k in weights if not torch.equal(weights[k], initial[k])]

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 
 from polyhead.errors import ModelDirError, PolyheadError
+from polyhead.modeldir.format import ONNX_META
+from polyhead.modeldir.format import ONNX_VARIANTS as VARIANTS
 from polyhead.numpy_backend import SOURCE_FILES, TokenizersBackend, physical_cores, sha256, source_hashes
 
 logger = logging.getLogger(__name__)
 
-ONNX_META = "onnx.json"
-VARIANTS = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 __all__ = ["ONNX_META", "SOURCE_FILES", "VARIANTS", "OnnxModel", "create_session", "sha256", "source_hashes"]
 
 

@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 
 from polyhead.errors import ModelDirError, PolyheadError
+from polyhead.modeldir.format import OPENVINO_META, OPENVINO_WEIGHTS_SUFFIX
+from polyhead.modeldir.format import OPENVINO_VARIANTS as VARIANTS
 from polyhead.numpy_backend import TokenizersBackend, physical_cores, source_hashes
 
 logger = logging.getLogger(__name__)
 
-OPENVINO_META = "openvino.json"
-VARIANTS = {"fp32": "openvino_model.xml", "int8": "openvino_model.int8.xml"}
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
 # Compiled kernels OpenVINO keeps per input shape (its default is 5,000). Every token-sorted batch is a new
 # (batch x length) shape; oneDNN's caches with their default of 1,024 grew a server by gigabytes
@@ -41,7 +41,7 @@ RUNTIME_CACHE_CAPACITY = 256
 def bin_file(xml: Path) -> Path:
     """The IR's weights: raw tensor data, named ``.weights`` rather than OpenVINO's usual ``.bin`` because a model
     directory refuses ``.bin`` files (``pytorch_model.bin`` is a pickle; polyhead.modeldir.check_safe_directory)."""
-    return xml.with_suffix(".weights")
+    return xml.with_suffix(OPENVINO_WEIGHTS_SUFFIX)
 
 
 @cache

@@ -20,6 +20,7 @@ from typing import Any, Protocol, cast, runtime_checkable
 import numpy as np
 
 from polyhead.errors import PolyheadError
+from polyhead.modeldir.format import EXPORTS
 from polyhead.modeldir.hub import resolve_model_dir
 from polyhead.modeldir.spec import TaskSpec
 from polyhead.modeling.batching import length_sorted_batches
@@ -162,9 +163,9 @@ def full_fidelity_backends(model_dir: Path) -> list[str]:
     from polyhead.extras import installed
 
     found = ["torch"]
-    for backend, meta, module in (("onnx", "onnx.json", "onnxruntime"), ("openvino", "openvino.json", "openvino")):
+    for backend, module in (("onnx", "onnxruntime"), ("openvino", "openvino")):
         try:
-            listed = "fp32" in json.loads((model_dir / meta).read_text()).get("files", {})
+            listed = "fp32" in json.loads((model_dir / EXPORTS[backend][0]).read_text()).get("files", {})
         except (OSError, ValueError, AttributeError):
             listed = False
         if listed and installed(module):

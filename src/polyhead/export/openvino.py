@@ -32,6 +32,7 @@ from polyhead.export.onnx import (
     sample_inputs,
 )
 from polyhead.fileio import write_json_atomic
+from polyhead.modeldir import write_card
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.numpy_backend import source_hashes
 from polyhead.openvino_backend import OPENVINO_META, VARIANTS, OpenVinoModel, bin_file, cpu_has_bf16
@@ -96,6 +97,7 @@ def export_openvino(
             raise
         meta["gate"] = report["gate"]
         write_json_atomic(model_dir / OPENVINO_META, meta)
+    write_card(model_dir)  # the card's OpenVINO section: the files written and the gate's numbers
     return report
 
 

@@ -1,5 +1,5 @@
 """README.md, the model card: Hub front matter and a body saying what the model does, rendered from the
-directory alone (polyhead.json, the training record results.json, onnx.json), so every writer (
+directory alone (polyhead.json, the training record results.json, onnx.json, openvino.json), so every writer (
 ``save_pretrained``, the trainer's final save, ``polyhead export``) re-renders the same card with what
 it now knows. Importable without torch.
 
@@ -20,13 +20,12 @@ from typing import Any
 import yaml
 
 from polyhead.fileio import write_json_atomic, write_text_atomic
-from polyhead.modeldir.format import read_config
+from polyhead.modeldir.format import EXPORTS, read_config
 
 logger = logging.getLogger(__name__)
 
 CARD_NAME = "README.md"
 RECORD_NAME = "results.json"  # the run's results.json plus its config, written into the model directory
-ONNX_META = "onnx.json"
 MARKER = "<!-- polyhead:model-card (written by polyhead; delete this line to keep your own edits) -->"
 DEFAULT_BASE = "sentence-transformers/all-MiniLM-L6-v2"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -261,22 +260,34 @@ polyhead push DIR USER/REPO     # this card becomes the Hub page (or: huggingfac
 
 
 def export_section(model_dir: Path) -> str:
-    meta = read_json(model_dir / ONNX_META)
+    """The ONNX section (saying how to export when nothing is), and an OpenVINO one when it was exported."""
+    sections = [format_section(model_dir, "onnx", "ONNX"), format_section(model_dir, "openvino", "OpenVINO")]
+    if not sections[0]:
+        sections[0] = "## ONNX\n\nNot exported yet (`polyhead export DIR --format onnx`).\n"
+    return "\n".join(s for s in sections if s)
+
+
+def format_section(model_dir: Path, kind: str, title: str) -> str:
+    """The files of export ``kind`` (onnx, openvino) that are there, its int8 recipe and its parity gate; ''
+    when it was not exported."""
+    meta = read_json(model_dir / EXPORTS[kind][0])
     files = {k: v for k, v in (meta.get("files") or {}).items() if (model_dir / str(v)).is_file()}
     if not files:
-        return "## ONNX\n\nNot exported yet (`polyhead export DIR --format onnx`).\n"
-    lines = ["## ONNX\n", "| variant | file |", "| --- | --- |"]
+        return ""
+    lines = [f"## {title}\n", "| variant | file |", "| --- | --- |"]
     lines += [f"| {k} | `{v}` |" for k, v in files.items()]
     if meta.get("int8_recipe"):
         lines.append(f"\nint8 recipe: `{meta['int8_recipe']}`.")
     gate = meta.get("gate") or {}
     if gate:
-        lines += ["\nParity gate against PyTorch (`polyhead export --check`, docs/export.md):\n"]
+        lines += [f"\nParity gate against PyTorch (`polyhead export --format {kind} --check`, docs/export.md):\n"]
         lines += ["| variant | " + " | ".join(GATE_COLUMNS) + " |", "| --- |" + " --- |" * len(GATE_COLUMNS)]
         for variant, numbers in gate.items():
             cells = [number(numbers.get(c)) if isinstance(numbers, dict) else "" for c in GATE_COLUMNS]
             lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     else:
-        lines.append("\nNo parity gate run yet (`polyhead export DIR --check`).")
-    lines.append("\nRun it: `polyhead predict DIR --backend onnx` (or onnx-int8), `polyhead serve DIR --backend onnx`")
+        lines.append(f"\nNo parity gate run yet (`polyhead export DIR --format {kind} --check`).")
+    lines.append(
+        f"\nRun it: `polyhead predict DIR --backend {kind}` (or {kind}-int8), `polyhead serve DIR --backend {kind}`"
+    )
     return "\n".join(lines) + "\n"

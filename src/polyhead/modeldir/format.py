@@ -36,6 +36,27 @@ HEADS_NAME = "heads.safetensors"
 WEIGHTS_NAME = "model.safetensors"
 # Files whose presence means a directory ships code or pickled state; never loaded.
 UNSAFE_SUFFIXES = (".py", ".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
+# Exported graphs beside the weights: each format's record (files, recipe, gate) and its variants' files. The
+# backends, the exports, the model card and the Hub allow-list all take the names from here.
+ONNX_META = "onnx.json"
+ONNX_VARIANTS = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+OPENVINO_META = "openvino.json"
+OPENVINO_VARIANTS = {"fp32": "openvino_model.xml", "int8": "openvino_model.int8.xml"}
+# OpenVINO's weights file: ``.weights`` rather than its usual ``.bin``, a suffix a model directory refuses
+OPENVINO_WEIGHTS_SUFFIX = ".weights"
+EXPORTS = {"onnx": (ONNX_META, ONNX_VARIANTS), "openvino": (OPENVINO_META, OPENVINO_VARIANTS)}
+
+
+def export_files(backend: str) -> list[str]:
+    """The files backend ``onnx``, ``onnx-int8``, ``openvino`` or ``openvino-int8`` reads beside the model
+    directory's own ([] for torch or a name that is no export backend)."""
+    kind, _, variant = backend.partition("-")
+    if kind not in EXPORTS or variant not in ("", "int8"):
+        return []
+    meta, variants = EXPORTS[kind]
+    graph = variants[variant or "fp32"]
+    weights = [str(Path(graph).with_suffix(OPENVINO_WEIGHTS_SUFFIX))] if kind == "openvino" else []
+    return [meta, graph, *weights]
 
 
 @dataclass

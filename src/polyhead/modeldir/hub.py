@@ -10,7 +10,7 @@ the sentence-transformers Pooling / Normalize description), never pickle weights
 no safetensors weights is refused with the names of the files it has instead.
 
 A trained polyhead model directory pushed to the Hub resolves the same way by :func:`resolve_model_dir`, with
-:data:`MODEL_DIR_PATTERNS` (plus the export files of the backend asked for, :data:`BACKEND_PATTERNS`). A snapshot
+:data:`MODEL_DIR_PATTERNS` (plus the export files of the backend asked for, ``format.export_files``). A snapshot
 belongs to huggingface_hub's cache: polyhead never writes into it (:func:`is_in_hub_cache`).
 """
 
@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 
 from polyhead.errors import ModelDirError
-from polyhead.modeldir.format import CONFIG_NAME, UNSAFE_SUFFIXES
+from polyhead.modeldir.format import CONFIG_NAME, UNSAFE_SUFFIXES, export_files
 from polyhead.modeldir.tokenizer import TOKENIZER_FILES
 
 logger = logging.getLogger(__name__)
@@ -60,12 +60,6 @@ MODEL_DIR_PATTERNS = [
     "README.md",
     "results.json",
 ]
-BACKEND_PATTERNS = {
-    "onnx": ["onnx.json", "model.onnx"],
-    "onnx-int8": ["onnx.json", "model.int8.onnx"],
-    "openvino": ["openvino.json", "openvino_model.xml", "openvino_model.weights"],
-    "openvino-int8": ["openvino.json", "openvino_model.int8.xml", "openvino_model.int8.weights"],
-}
 
 
 def default_model_path() -> Path:
@@ -136,7 +130,7 @@ def is_hub_name(name: str | Path) -> bool:
 def resolve_model_dir(name_or_path: str | Path, revision: str | None = None, backend: str = "torch") -> Path:
     """A polyhead model directory: a local path as it is (checked when read), or the snapshot of Hub repository
     ``org/name`` at ``revision`` (the cache first, a download when online) holding the files polyhead reads for
-    ``backend`` (:data:`MODEL_DIR_PATTERNS`, plus :data:`BACKEND_PATTERNS` for an ONNX / OpenVINO backend).
+    ``backend`` (:data:`MODEL_DIR_PATTERNS`, plus ``format.export_files(backend)`` for an ONNX / OpenVINO backend).
 
     Raises:
         ModelDirError: one line: not cached while offline, no such repository, not a polyhead model, no export
@@ -148,14 +142,14 @@ def resolve_model_dir(name_or_path: str | Path, revision: str | None = None, bac
         return Path(name_or_path)
     name = str(name_or_path)
     at = f" (revision {revision})" if revision else ""
-    extra = [p for key, patterns in BACKEND_PATTERNS.items() if backend == key for p in patterns]
+    extra = export_files(backend)
     path = download(name, revision, [*MODEL_DIR_PATTERNS, *extra])
     if not (path / CONFIG_NAME).is_file():
         raise ModelDirError(
             f"model {name!r}{at} on the Hugging Face Hub is not a polyhead model directory (no {CONFIG_NAME}): "
             f"to use its embeddings, give it as an encoder (polyhead encode --model {name}, encoder.model)"
         )
-    missing = [p for p in extra if "*" not in p and not (path / p).is_file()]
+    missing = [p for p in extra if not (path / p).is_file()]
     if missing:
         raise ModelDirError(
             f"model {name!r}{at} has no {', '.join(missing)} for --backend {backend}: its author did not push that "

@@ -21,14 +21,14 @@ from pathlib import Path
 
 from polyhead.errors import PolyheadError
 from polyhead.modeldir.card import write_card
-from polyhead.modeldir.format import CONFIG_NAME, WEIGHTS_NAME, read_config
-from polyhead.modeldir.hub import BACKEND_PATTERNS, MODEL_DIR_PATTERNS, is_in_hub_cache
+from polyhead.modeldir.format import CONFIG_NAME, EXPORTS, WEIGHTS_NAME, export_files, read_config
+from polyhead.modeldir.hub import MODEL_DIR_PATTERNS, is_in_hub_cache
 
 logger = logging.getLogger(__name__)
 
 # The export files (ONNX, OpenVINO and their JSON records): uploaded when present, deleted from the repository
 # when the directory no longer has them.
-EXPORT_FILES = sorted({name for names in BACKEND_PATTERNS.values() for name in names})
+EXPORT_FILES = sorted({name for kind in EXPORTS for variant in ("", "-int8") for name in export_files(kind + variant)})
 # Top-level files of a model directory (no wildcards: a stray *.safetensors is not the model's).
 TOP_FILES = {p for p in MODEL_DIR_PATTERNS if "*" not in p and "/" not in p} | {"heads.safetensors", WEIGHTS_NAME}
 # sentence-transformers module folders: N_Pooling/config.json, N_Dense/config.json and model.safetensors.

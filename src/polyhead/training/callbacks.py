@@ -20,7 +20,7 @@ from polyhead.evaluation.metrics import LOWER_IS_BETTER
 from polyhead.fileio import save_tensors_atomic
 from polyhead.modeldir import TaskSpec
 from polyhead.modeling.multitask import MultiTaskModel
-from polyhead.training.checkpoint import save_checkpoint
+from polyhead.training.checkpoint import load_checkpoint, save_checkpoint
 from polyhead.training.distributed import DistContext
 from polyhead.training.loop import EpochEnd, StageRun, StepEnd
 from polyhead.training.losses import StaticWeighting, UncertaintyWeighting
@@ -134,6 +134,24 @@ def save_training_checkpoint(
         out, state.global_step, run.step.model, run.step.optimizer, {"weighting": weighting}, state.state_dict(), keep
     )
     dist.wait()
+
+
+def restore_training_checkpoint(
+    checkpoint: Path, run: StageRun, weighting: nn.Module, dist: DistContext, seed: int
+) -> TrainState:
+    """Model, loss weights, optimizer, RNG, sampler, unfreezing and schedule as ``checkpoint`` saved them."""
+    state = TrainState.from_state_dict(
+        load_checkpoint(checkpoint, run.step.model, run.step.optimizer, {"weighting": weighting})
+    )
+    assert state.sampler is not None, f"{checkpoint}/state.json has no sampler state"
+    run.sampler.load_state_dict(state.sampler)
+    if run.unfreezer is not None:
+        assert state.unfreezer is not None, f"{checkpoint}/state.json has no unfreezer state"
+        run.unfreezer.load_state_dict(state.unfreezer)
+    run.step.scheduler.last_epoch = state.stage_step
+    if dist.rank:  # the checkpoint holds the main process's RNG state
+        torch.manual_seed(seed + dist.rank + state.global_step)
+    return state
 
 
 class DevEvaluation:

@@ -1,6 +1,7 @@
 """The stage plan: which tasks each stage trains, for how long, with which parameters and learning rates.
 
-Pure functions of the config and the model's parameter names; nothing here trains or writes.
+Functions of the config and the model's parameter names; nothing here trains or writes. The one that acts on the
+model, :func:`stage_optimizer`, applies a stage's freezing and builds its optimizer when the stage starts.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from polyhead.config import Config, FreezeConfig, GradualUnfreezingConfig, OptimizerConfig, StageConfig
 from polyhead.errors import PolyheadError
 from polyhead.modeling.multitask import MultiTaskModel
-from polyhead.training.freezing import frozen_parameter_names
-from polyhead.training.param_groups import build_param_groups
+from polyhead.training.freezing import GradualUnfreezer, apply_freezing, check_trainable, frozen_parameter_names
+from polyhead.training.param_groups import build_adamw, build_param_groups, describe_groups, format_group_table
 
 
 @dataclass
@@ -137,3 +139,21 @@ def stage_param_groups(
         extra=extra,
     )
 
+
+def stage_optimizer(
+    model: MultiTaskModel, stage: Stage, weighting: nn.Module, report: Callable[[Any], None]
+) -> tuple[torch.optim.Optimizer, GradualUnfreezer | None, bool]:
+    """Freeze what ``stage`` freezes (its parameter table goes to ``report``); its optimizer, gradual unfreezer,
+    and whether the encoder stays frozen."""
+    frozen = frozen_names(model, stage)
+    apply_freezing(model, frozen)
+    unfreezer = GradualUnfreezer(model, stage.gradual.every, always_frozen=frozen) if stage.gradual else None
+    include = {n for n, _ in trainable_in(model, stage, frozen)}
+    if unfreezer is None:
+        check_trainable(model, f"stage {stage.name!r}")
+    param_groups = stage_param_groups(model, stage, include, weighting)
+    report(format_group_table(describe_groups(model, param_groups)))
+    encoder_frozen = unfreezer is None and all(
+        not p.requires_grad for n, p in model.named_parameters() if n.startswith("encoder.")
+    )
+    return build_adamw(param_groups), unfreezer, encoder_frozen

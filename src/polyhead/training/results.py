@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from polyhead.config import Config
+from polyhead.errors import PolyheadError
 from polyhead.evaluation.evaluator import predict_task, read_sts_pairs, sts_spearman, task_metrics
 from polyhead.fileio import write_json_atomic
 from polyhead.modeldir import library_versions
@@ -141,3 +142,13 @@ def read_sts(config: Config) -> list[tuple[str, str, float]]:
     return read_sts_pairs(
         sts.file, sts.sentence1_column, sts.sentence2_column, sts.score_column, where="training.sts_eval.file"
     )
+
+
+def check_finite(model: MultiTaskModel) -> None:
+    """Raise when training diverged: a weight holds NaN or infinity."""
+    non_finite = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if non_finite:
+        raise PolyheadError(
+            f"training diverged: {len(non_finite)} weight tensors hold NaN or infinite values (first: "
+            f"{non_finite[0]}); the final model was not saved. Lower the learning rate or check the labels"
+        )

@@ -27,7 +27,6 @@ import yaml
 
 from polyhead.config import Config
 from polyhead.data.collate import EncodedGroup, encode_group
-from polyhead.errors import PolyheadError
 from polyhead.fileio import write_text_atomic
 from polyhead.modeldir import save_training_card
 from polyhead.modeling.device import resolve_device
@@ -41,17 +40,23 @@ from polyhead.training.callbacks import (
     ProgressBar,
     TrainerCallback,
     log_renderable,
+    restore_training_checkpoint,
     save_training_checkpoint,
 )
-from polyhead.training.checkpoint import RECOVER, WRITE_ERRORS, latest_checkpoint, load_checkpoint, write_failed
+from polyhead.training.checkpoint import RECOVER, WRITE_ERRORS, latest_checkpoint, write_failed
 from polyhead.training.distributed import DistContext, create_accelerator
-from polyhead.training.freezing import GradualUnfreezer, apply_freezing, check_trainable
 from polyhead.training.loop import EpochStart, StageRun, StepEnd, train_stage
 from polyhead.training.losses import build_weighting
 from polyhead.training.metrics_log import MetricsLog
-from polyhead.training.param_groups import build_adamw, describe_groups, format_group_table
-from polyhead.training.plan import Stage
-from polyhead.training.results import ShardAudit, SplitEvaluator, metrics_summary, read_sts, run_results, write_results
+from polyhead.training.results import (
+    ShardAudit,
+    SplitEvaluator,
+    check_finite,
+    metrics_summary,
+    read_sts,
+    run_results,
+    write_results,
+)
 from polyhead.training.rundir import check_same_config, prepare_output, refuse_non_empty
 from polyhead.training.sampling import TaskSampler
 from polyhead.training.setup import TaskData, build_model, build_specs, load_all_data, task_groups
@@ -141,7 +146,7 @@ class Trainer:
                 cfg.training.preserve_embedding, self.model, self.groups, cfg.training.eval_batch_size,
                 cfg.training.precision, self.out if self.accelerator is not None else None,  # setup() alone: no files
                 self.resume, save=self.dist.is_main,
-            )
+            )  # fmt: skip
         self.sts_pairs = read_sts(cfg)
         self.audit, t = ShardAudit(self.dist), cfg.training
         self.evaluate = SplitEvaluator(self.model, self.data, self.dist, self.audit, t.eval_batch_size, t.precision)
@@ -275,26 +280,10 @@ class Trainer:
             self.report(f"gradual unfreezing: now training {', '.join(names)}")
 
     # ------------------------------------------------------------------ stages
-    def stage_optimizer(self, stage: Stage) -> tuple[torch.optim.Optimizer, GradualUnfreezer | None, bool]:
-        """Freeze what the stage freezes; its optimizer, gradual unfreezer, and whether the encoder stays frozen."""
-        frozen = plan.frozen_names(self.model, stage)
-        apply_freezing(self.model, frozen)
-        unfreezer = GradualUnfreezer(self.model, stage.gradual.every, always_frozen=frozen) if stage.gradual else None
-        include = {n for n, _ in plan.trainable_in(self.model, stage, frozen)}
-        if unfreezer is None:
-            check_trainable(self.model, f"stage {stage.name!r}")
-        param_groups = plan.stage_param_groups(self.model, stage, include, self.weighting)
-        self.report(format_group_table(describe_groups(self.model, param_groups)))
-        optimizer = build_adamw(param_groups)
-        encoder_frozen = unfreezer is None and all(
-            not p.requires_grad for n, p in self.model.named_parameters() if n.startswith("encoder.")
-        )
-        return optimizer, unfreezer, encoder_frozen
-
     def start_stage(self, index: int, checkpoint: Path | None = None) -> tuple[StageRun, TrainState]:
         """Optimizer, cache, sampler and schedule of stage ``index``; its state, fresh or restored."""
         stage, cfg = self.stages[index], self.config.training
-        optimizer, unfreezer, encoder_frozen = self.stage_optimizer(stage)
+        optimizer, unfreezer, encoder_frozen = plan.stage_optimizer(self.model, stage, self.weighting, self.report)
         groups = {g: grp for g, grp in self.groups.items() if any(t in stage.tasks for t in grp.tasks)}
         if stage.pair_tasks:  # a contrastive stage: pairs drawn from the tasks' labels
             groups.update(fewshot.pair_groups(self.config, stage.pair_tasks, self.data, self.groups))
@@ -306,8 +295,10 @@ class Trainer:
         sizes = {g: len(grp) for g, grp in groups.items()}
         sampler = TaskSampler(sizes, cfg.sampling.strategy, cfg.sampling.temperature, seed=cfg.seed + index)
         batch_size = stage.batch_size or cfg.batch_size
-        steps_per_epoch = stage.steps or cfg.steps_per_epoch or plan.epoch_steps(
-            sizes, sampler.probabilities, batch_size, cfg.gradient_accumulation
+        steps_per_epoch = (
+            stage.steps
+            or cfg.steps_per_epoch
+            or plan.epoch_steps(sizes, sampler.probabilities, batch_size, cfg.gradient_accumulation)
         )
         total = steps_per_epoch * stage.epochs
         scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -343,7 +334,7 @@ class Trainer:
             bucket_by_length=cfg.bucket_by_length,
         )
         if checkpoint is not None:
-            state = self.restore(run, checkpoint)
+            state = restore_training_checkpoint(checkpoint, run, self.weighting, self.dist, self.config.training.seed)
         else:
             state = TrainState.start(index, self.global_step, list(groups))
             if unfreezer is not None:
@@ -356,21 +347,6 @@ class Trainer:
         )
         return run, state
 
-    def restore(self, run: StageRun, checkpoint: Path) -> TrainState:
-        """Model, loss weights, optimizer, RNG, sampler, unfreezing and schedule as the checkpoint saved them."""
-        state = TrainState.from_state_dict(
-            load_checkpoint(checkpoint, self.model, run.step.optimizer, {"weighting": self.weighting})
-        )
-        assert state.sampler is not None, f"{checkpoint}/state.json has no sampler state"
-        run.sampler.load_state_dict(state.sampler)
-        if run.unfreezer is not None:
-            assert state.unfreezer is not None, f"{checkpoint}/state.json has no unfreezer state"
-            run.unfreezer.load_state_dict(state.unfreezer)
-        run.step.scheduler.last_epoch = state.stage_step
-        if self.dist.rank:  # the checkpoint holds the main process's RNG state
-            torch.manual_seed(self.config.training.seed + self.dist.rank + state.global_step)
-        return state
-
     def checkpoint(self, run: StageRun, state: TrainState) -> None:
         keep = self.config.training.keep_checkpoints
         save_training_checkpoint(self.out, run, state, self.weighting, self.log, keep, self.dist)
@@ -379,12 +355,7 @@ class Trainer:
     def finish(self, wall_time: float) -> dict[str, Any]:
         """Save the final model, evaluate every task on dev and test, write results.json and the curves."""
         model_dir = self.out / "model"
-        non_finite = [name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()]
-        if non_finite:  # never saved as the final model
-            raise PolyheadError(
-                f"training diverged: {len(non_finite)} weight tensors hold NaN or infinite values (first: "
-                f"{non_finite[0]}); the final model was not saved. Lower the learning rate or check the labels"
-            )
+        check_finite(self.model)  # a diverged model is never saved as the final model
         t = self.config.training  # temperatures and thresholds fitted on dev before the save (every process)
         calibration = calibrate.calibrate_heads(self.config, self.model, self.data, t.eval_batch_size, t.precision)
         if self.dist.is_main:
@@ -412,4 +383,3 @@ class Trainer:
                 self.report(metrics_summary(f"final {split}", results[split]))
         self.dist.wait()
         return results
-
