@@ -64,6 +64,7 @@ def load_sentences(n: int) -> tuple[list[str], list[str]]:
 
 # --------------------------------------------------------------------------- 1. against the HF Trainer
 ANCHOR = "hf_grouped"
+ATTENTION: list[str] = []  # the attention implementation the child's model ran with (recorded at its first step)
 MODES = {
     "hf_random": "HF Trainer, DataCollatorWithPadding, random batches",
     "hf_grouped": 'HF Trainer, DataCollatorWithPadding, train_sampling_strategy="group_by_length"',
@@ -78,13 +79,18 @@ MODES = {
     "polyhead_multi_bf16": "polyhead_multi with training.precision: bf16",
     "polyhead_lower3_bf16": "polyhead_lower3 with training.precision: bf16",
     "polyhead_cached_bf16": "polyhead_cached with training.precision: bf16",
+    "polyhead_eager": "polyhead with eager attention (the encoder's default before SDPA, issue 24)",
+    "polyhead_eager_bf16": "polyhead_eager with training.precision: bf16",
+    "hf_grouped_eager": 'the anchor with attn_implementation="eager"',
 }
 
 
-def hf_steps(strategy: str, steps: int, texts: list[str], labels: list[str], bf16: bool = False) -> list[float]:
+def hf_steps(
+    strategy: str, steps: int, texts: list[str], labels: list[str], bf16: bool = False, attention: str | None = None
+) -> list[float]:
     """Step end times of the HF Trainer: AutoModelForSequenceClassification on the default encoder, batch 32,
     max length 64, lr 1e-4, fused AdamW (its default), dynamic padding; ``strategy`` random | group_by_length;
-    ``bf16``: its CPU autocast."""
+    ``bf16``: its CPU autocast; ``attention``: its attn_implementation (None: its default, SDPA)."""
     from datasets import Dataset
     from transformers import (
         AutoModelForSequenceClassification,
@@ -102,12 +108,15 @@ def hf_steps(strategy: str, steps: int, texts: list[str], labels: list[str], bf1
     names = sorted(set(labels))
     enc = tokenizer(texts, truncation=True, max_length=64)
     data = Dataset.from_dict({**enc, "labels": [names.index(lab) for lab in labels]})
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(names))
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=len(names), attn_implementation=attention
+    )
     times: list[float] = []
 
     class Clock(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             times.append(time.perf_counter())
+            ATTENTION[:] = [kwargs["model"].config._attn_implementation]
 
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(
@@ -144,15 +153,25 @@ def polyhead_config(mode: str) -> dict[str, Any]:
 
 
 def polyhead_steps(mode: str, steps: int) -> list[float]:
-    """Step end times of ``polyhead train`` (the Trainer, as the CLI runs it) for ``steps`` steps."""
+    """Step end times of ``polyhead train`` (the Trainer, as the CLI runs it) for ``steps`` steps; an ``_eager``
+    mode loads the encoder with eager attention (the library's default before issue 24)."""
     from polyhead.config import Config
+    from polyhead.modeling.encoder import SentenceEncoder
     from polyhead.training.trainer import Trainer, TrainerCallback, TrainingInterrupted
+
+    if "_eager" in mode:  # this child process only: the Trainer's encoder load asks for eager attention
+        load = SentenceEncoder.from_pretrained.__func__  # type: ignore[attr-defined]
+        SentenceEncoder.from_pretrained = classmethod(  # type: ignore[method-assign, assignment]
+            lambda cls, *a, **k: load(cls, *a, **{**k, "attn_implementation": "eager"})
+        )
+        mode = mode.replace("_eager", "")
 
     times: list[float] = []
 
     class Clock(TrainerCallback):
         def on_step_end(self, trainer: Any, run: Any, event: Any) -> None:
             times.append(time.perf_counter())
+            ATTENTION[:] = [trainer.model.encoder.transformer.config._attn_implementation]
 
     cfg = Config.model_validate(polyhead_config(mode))
     # stop_after_steps stops as Ctrl-C does, after the timed steps
@@ -168,12 +187,14 @@ def child(mode: str, steps: int) -> None:
     torch.manual_seed(0)
     if mode.startswith("hf_"):
         texts, labels = load_sentences(10**9)
-        strategy = mode.removeprefix("hf_").removesuffix("_bf16").replace("grouped", "group_by_length")
-        times = hf_steps(strategy, steps, texts, labels, bf16=mode.endswith("_bf16"))
+        strategy = mode.removeprefix("hf_").removesuffix("_bf16").removesuffix("_eager")
+        times = hf_steps(strategy.replace("grouped", "group_by_length"), steps, texts, labels,
+                         bf16=mode.endswith("_bf16"), attention="eager" if "_eager" in mode else None)  # fmt: skip
     else:
         times = polyhead_steps(mode, steps)
     rate = (len(times) - 10) / (times[-1] - times[9])
-    print(json.dumps({"mode": mode, "steps_per_s": rate, "steps": len(times), "to_first_step_s": times[0] - started}))
+    print(json.dumps({"mode": mode, "steps_per_s": rate, "steps": len(times), "to_first_step_s": times[0] - started,
+                      "attention": ATTENTION[0]}))  # fmt: skip
 
 
 def machine() -> dict[str, Any]:
@@ -195,6 +216,7 @@ def anchor_speed(modes: list[str], runs: int, steps: int, base_src: Path | None)
     median, and each round's ratio to the HF Trainer with group_by_length measured in the same round."""
     rates: dict[str, list[float]] = {m: [] for m in modes}
     first: dict[str, list[float]] = {m: [] for m in modes}
+    attention: dict[str, str] = {}
     for r in range(runs):
         for mode in modes if r % 2 == 0 else modes[::-1]:
             env = dict(os.environ)
@@ -208,6 +230,7 @@ def anchor_speed(modes: list[str], runs: int, steps: int, base_src: Path | None)
             result = json.loads(out.strip().splitlines()[-1])
             rates[mode].append(result["steps_per_s"])
             first[mode].append(result["to_first_step_s"])
+            attention[mode] = result["attention"]
             print(f"round {r} {mode}: {rates[mode][-1]:.3f} steps/s", file=sys.stderr)
     anchor = rates.get(ANCHOR)
     ratios = {m: [a / b for a, b in zip(v, anchor, strict=True)] for m, v in rates.items()} if anchor else {}
@@ -221,6 +244,7 @@ def anchor_speed(modes: list[str], runs: int, steps: int, base_src: Path | None)
         "ratio_vs_hf_grouped_per_round": ratios,
         "multi_task_cost_per_example_vs_single_per_round": cost,
         "to_first_step_s": first,
+        "attention": attention,
         "window": f"steps 10 to {steps}",
     }
 

@@ -33,9 +33,10 @@ logger = logging.getLogger(__name__)
 __all__ = ["DEFAULT_MODEL", "SentenceEncoder", "load_encoder", "load_transformer", "resolve_model_path"]
 
 
-def load_transformer(path: Path, attn_implementation: str = "eager") -> tuple[nn.Module, Any]:
+def load_transformer(path: Path, attn_implementation: str | None = None) -> tuple[nn.Module, Any]:
     """Load an HF encoder and its tokenizer from a local directory (a Hub name is resolved to one first, by
-    :func:`resolve_model_path`), safetensors only, never remote code."""
+    :func:`resolve_model_path`), safetensors only, never remote code. ``attn_implementation``: see
+    :meth:`SentenceEncoder.from_pretrained`."""
     from transformers import AutoModel, AutoTokenizer
 
     if is_hub_snapshot(path):
@@ -61,7 +62,7 @@ def load_transformer(path: Path, attn_implementation: str = "eager") -> tuple[nn
     return model, tokenizer
 
 
-def load_encoder(path: Path, attn_implementation: str = "eager") -> SentenceEncoder:
+def load_encoder(path: Path, attn_implementation: str | None = None) -> SentenceEncoder:
     """The shared encoder of a polyhead model directory, every weight checked."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -146,7 +147,7 @@ class SentenceEncoder(nn.Module):
         projection_dim: int | None = None,
         normalize: bool | None = None,
         max_length: int | None = None,
-        attn_implementation: str = "eager",
+        attn_implementation: str | None = None,
         backend: str = "torch",
         variant: str = "fp32",
         revision: str | None = None,
@@ -161,6 +162,12 @@ class SentenceEncoder(nn.Module):
         (:func:`sentence_transformers_settings`), else mean pooling, L2 normalisation, 256 tokens. With
         ``backend="onnx"`` it runs on onnxruntime (after ``polyhead export``), without torch. ``device``: ``auto``
         (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; default ``auto``.
+
+        ``attn_implementation``: ``None`` (the default) is transformers' own choice, ``"sdpa"`` (torch's
+        ``scaled_dot_product_attention``) where the architecture has it, ``"eager"`` where it doesn't; or name one.
+        On the CPU both give the same numbers to float rounding, in training with dropout too: there SDPA runs
+        torch's math kernel, which draws the dropout masks eager draws (tests/test_attention.py). Export loads
+        with ``"eager"`` (:func:`polyhead.export.onnx.load_for_export`).
         """
         if backend == "onnx":
             from polyhead.onnx_backend import OnnxModel

@@ -173,8 +173,9 @@ class MultiTaskModel(pipeline.PipelineMethods, nn.Module):
         return self.encoder.similarity(a, b, **kwargs)
 
 
-def load_pretrained(path: Path, attn_implementation: str = "eager") -> MultiTaskModel:
-    """A MultiTaskModel from its directory; every weight and every label list is checked."""
+def load_pretrained(path: Path, attn_implementation: str | None = None) -> MultiTaskModel:
+    """A MultiTaskModel from its directory; every weight and every label list is checked. ``attn_implementation``:
+    see :meth:`SentenceEncoder.from_pretrained` (``None``: SDPA where the architecture has it)."""
     config = read_config(path)
     encoder = load_encoder(path, attn_implementation)
     model = MultiTaskModel(encoder, config.tasks)
