@@ -65,6 +65,7 @@ def load_sentences(n: int) -> tuple[list[str], list[str]]:
 # --------------------------------------------------------------------------- 1. against the HF Trainer
 ANCHOR = "hf_grouped"
 ATTENTION: list[str] = []  # the attention implementation the child's model ran with (recorded at its first step)
+TOKENS: list[int] = []  # padded tokens (batch x length) of each batch collated, in order
 MODES = {
     "hf_random": "HF Trainer, DataCollatorWithPadding, random batches",
     "hf_grouped": 'HF Trainer, DataCollatorWithPadding, train_sampling_strategy="group_by_length"',
@@ -79,8 +80,10 @@ MODES = {
     "polyhead_multi_bf16": "polyhead_multi with training.precision: bf16",
     "polyhead_lower3_bf16": "polyhead_lower3 with training.precision: bf16",
     "polyhead_cached_bf16": "polyhead_cached with training.precision: bf16",
-    "polyhead_eager": "polyhead with eager attention (the encoder's default before SDPA, issue 24)",
+    "polyhead_eager": "polyhead with eager attention named explicitly (the library's default)",
     "polyhead_eager_bf16": "polyhead_eager with training.precision: bf16",
+    "polyhead_sdpa": "polyhead with SDPA attention (transformers' default; measured against eager for issue 24)",
+    "polyhead_sdpa_bf16": "polyhead_sdpa with training.precision: bf16",
     "hf_grouped_eager": 'the anchor with attn_implementation="eager"',
 }
 
@@ -111,6 +114,13 @@ def hf_steps(
     model = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=len(names), attn_implementation=attention
     )
+    pad = DataCollatorWithPadding(tokenizer)
+
+    def collator(rows: list[dict[str, Any]]) -> Any:
+        batch = pad(rows)
+        TOKENS.append(batch["input_ids"].numel())
+        return batch
+
     times: list[float] = []
 
     class Clock(TrainerCallback):
@@ -124,7 +134,7 @@ def hf_steps(
             train_sampling_strategy=strategy, use_cpu=True, report_to="none", save_strategy="no",
             eval_strategy="no", disable_tqdm=True, logging_steps=10_000, bf16=bf16,
         )  # fmt: skip
-        Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tokenizer),
+        Trainer(model=model, args=args, train_dataset=data, data_collator=collator,
                 callbacks=[Clock()]).train()  # fmt: skip
     return times
 
@@ -153,18 +163,28 @@ def polyhead_config(mode: str) -> dict[str, Any]:
 
 
 def polyhead_steps(mode: str, steps: int) -> list[float]:
-    """Step end times of ``polyhead train`` (the Trainer, as the CLI runs it) for ``steps`` steps; an ``_eager``
-    mode loads the encoder with eager attention (the library's default before issue 24)."""
+    """Step end times of ``polyhead train`` (the Trainer, as the CLI runs it) for ``steps`` steps; an ``_eager`` or
+    ``_sdpa`` mode loads the encoder with that attention implementation (else the library's default)."""
     from polyhead.config import Config
     from polyhead.modeling.encoder import SentenceEncoder
+    from polyhead.training import step as step_module
     from polyhead.training.trainer import Trainer, TrainerCallback, TrainingInterrupted
 
-    if "_eager" in mode:  # this child process only: the Trainer's encoder load asks for eager attention
+    named = [impl for impl in ("eager", "sdpa") if f"_{impl}" in mode]
+    if named:  # this child process only: the Trainer's encoder load asks for that attention implementation
         load = SentenceEncoder.from_pretrained.__func__  # type: ignore[attr-defined]
         SentenceEncoder.from_pretrained = classmethod(  # type: ignore[method-assign, assignment]
-            lambda cls, *a, **k: load(cls, *a, **{**k, "attn_implementation": "eager"})
+            lambda cls, *a, **k: load(cls, *a, **{**k, "attn_implementation": named[0]})
         )
-        mode = mode.replace("_eager", "")
+        mode = mode.replace(f"_{named[0]}", "")
+    collate = step_module.collate
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        features, targets = collate(*args, **kwargs)
+        TOKENS.append(features["input_ids"].numel())
+        return features, targets
+
+    step_module.collate = counted  # type: ignore[assignment]
 
     times: list[float] = []
 
@@ -193,8 +213,11 @@ def child(mode: str, steps: int) -> None:
     else:
         times = polyhead_steps(mode, steps)
     rate = (len(times) - 10) / (times[-1] - times[9])
+    # the timed steps' batches: 11 to `steps` (the HF Trainer's loader may collate one batch ahead: a shift by one)
+    tokens = statistics.mean(TOKENS[10 : len(times)])
     print(json.dumps({"mode": mode, "steps_per_s": rate, "steps": len(times), "to_first_step_s": times[0] - started,
-                      "attention": ATTENTION[0]}))  # fmt: skip
+                      "attention": ATTENTION[0], "padded_tokens_per_step": tokens,
+                      "padded_tokens_per_s": tokens * rate}))  # fmt: skip
 
 
 def machine() -> dict[str, Any]:
@@ -217,6 +240,7 @@ def anchor_speed(modes: list[str], runs: int, steps: int, base_src: Path | None)
     rates: dict[str, list[float]] = {m: [] for m in modes}
     first: dict[str, list[float]] = {m: [] for m in modes}
     attention: dict[str, str] = {}
+    tokens: dict[str, list[float]] = {m: [] for m in modes}
     for r in range(runs):
         for mode in modes if r % 2 == 0 else modes[::-1]:
             env = dict(os.environ)
@@ -231,6 +255,7 @@ def anchor_speed(modes: list[str], runs: int, steps: int, base_src: Path | None)
             rates[mode].append(result["steps_per_s"])
             first[mode].append(result["to_first_step_s"])
             attention[mode] = result["attention"]
+            tokens[mode].append(result["padded_tokens_per_s"])
             print(f"round {r} {mode}: {rates[mode][-1]:.3f} steps/s", file=sys.stderr)
     anchor = rates.get(ANCHOR)
     ratios = {m: [a / b for a, b in zip(v, anchor, strict=True)] for m, v in rates.items()} if anchor else {}
@@ -245,6 +270,11 @@ def anchor_speed(modes: list[str], runs: int, steps: int, base_src: Path | None)
         "multi_task_cost_per_example_vs_single_per_round": cost,
         "to_first_step_s": first,
         "attention": attention,
+        "padded_tokens_per_s": tokens,
+        "padded_tokens_ratio_vs_hf_grouped_per_round": (
+            {m: [a / b for a, b in zip(v, tokens[ANCHOR], strict=True)] for m, v in tokens.items()}
+            if ANCHOR in tokens else {}
+        ),
         "window": f"steps 10 to {steps}",
     }
 

@@ -170,8 +170,8 @@ def load_for_export(model_dir: Path) -> MultiTaskModel:
             f"{model_dir} is an encoder, not a polyhead model directory: add --output DIR to save it as one "
             "and export it there (export_encoder)"
         )
-    # Eager attention, whatever the library default (SDPA, issue 24): the graph traced is then the one the int8
-    # recipes, the parity gate's thresholds and the measured ONNX/OpenVINO speeds were established on.
+    # Eager attention by name, whatever the library's default: the graph traced is then the one the int8 recipes,
+    # the parity gate's thresholds and the measured ONNX/OpenVINO speeds were established on.
     return MultiTaskModel.from_pretrained(model_dir, device="cpu", attn_implementation="eager").eval()
 
 

@@ -30,10 +30,15 @@ from polyhead.tokens import clip_texts, clip_words, tokenize_words
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_MODEL", "SentenceEncoder", "load_encoder", "load_transformer", "resolve_model_path"]
+__all__ = ["ATTENTION", "DEFAULT_MODEL", "SentenceEncoder", "load_encoder", "load_transformer", "resolve_model_path"]
+
+# The attention kernel the encoder loads with. Eager, not transformers' default SDPA: on the CPU SDPA measured no
+# faster in training (0.93-1.08x eager fp32, 0.88-0.98x bf16: with dropout on, CPU SDPA runs torch's math kernel,
+# eager's operations, and draws the same masks) and slower in bf16 inference (0.85-0.97x); BENCHMARKS.md, issue 24.
+ATTENTION = "eager"
 
 
-def load_transformer(path: Path, attn_implementation: str | None = None) -> tuple[nn.Module, Any]:
+def load_transformer(path: Path, attn_implementation: str | None = ATTENTION) -> tuple[nn.Module, Any]:
     """Load an HF encoder and its tokenizer from a local directory (a Hub name is resolved to one first, by
     :func:`resolve_model_path`), safetensors only, never remote code. ``attn_implementation``: see
     :meth:`SentenceEncoder.from_pretrained`."""
@@ -62,7 +67,7 @@ def load_transformer(path: Path, attn_implementation: str | None = None) -> tupl
     return model, tokenizer
 
 
-def load_encoder(path: Path, attn_implementation: str | None = None) -> SentenceEncoder:
+def load_encoder(path: Path, attn_implementation: str | None = ATTENTION) -> SentenceEncoder:
     """The shared encoder of a polyhead model directory, every weight checked."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -147,7 +152,7 @@ class SentenceEncoder(nn.Module):
         projection_dim: int | None = None,
         normalize: bool | None = None,
         max_length: int | None = None,
-        attn_implementation: str | None = None,
+        attn_implementation: str | None = ATTENTION,
         backend: str = "torch",
         variant: str = "fp32",
         revision: str | None = None,
@@ -163,11 +168,10 @@ class SentenceEncoder(nn.Module):
         ``backend="onnx"`` it runs on onnxruntime (after ``polyhead export``), without torch. ``device``: ``auto``
         (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; default ``auto``.
 
-        ``attn_implementation``: ``None`` (the default) is transformers' own choice, ``"sdpa"`` (torch's
-        ``scaled_dot_product_attention``) where the architecture has it, ``"eager"`` where it doesn't; or name one.
-        On the CPU both give the same numbers to float rounding, in training with dropout too: there SDPA runs
-        torch's math kernel, which draws the dropout masks eager draws (tests/test_attention.py). Export loads
-        with ``"eager"`` (:func:`polyhead.export.onnx.load_for_export`).
+        ``attn_implementation``: ``"eager"`` (the default, see ``ATTENTION``), ``"sdpa"`` (torch's
+        ``scaled_dot_product_attention``), or ``None`` for transformers' own choice (SDPA where the architecture has
+        it). On the CPU eager and SDPA give the same numbers to float rounding, in training with dropout too
+        (tests/test_attention.py).
         """
         if backend == "onnx":
             from polyhead.onnx_backend import OnnxModel

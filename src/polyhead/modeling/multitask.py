@@ -16,7 +16,7 @@ from polyhead.errors import PolyheadError
 from polyhead.modeldir import HEADS_NAME, TaskSpec, read_config, write_card, write_config, write_directory_atomic
 from polyhead.modeldir.hub import resolve_model_dir
 from polyhead.modeling.device import resolve_device
-from polyhead.modeling.encoder import SentenceEncoder, load_encoder, run_padded
+from polyhead.modeling.encoder import ATTENTION, SentenceEncoder, load_encoder, run_padded
 from polyhead.modeling.weights import load_strict, load_weights, save_module
 
 logger = logging.getLogger(__name__)
@@ -173,9 +173,9 @@ class MultiTaskModel(pipeline.PipelineMethods, nn.Module):
         return self.encoder.similarity(a, b, **kwargs)
 
 
-def load_pretrained(path: Path, attn_implementation: str | None = None) -> MultiTaskModel:
+def load_pretrained(path: Path, attn_implementation: str | None = ATTENTION) -> MultiTaskModel:
     """A MultiTaskModel from its directory; every weight and every label list is checked. ``attn_implementation``:
-    see :meth:`SentenceEncoder.from_pretrained` (``None``: SDPA where the architecture has it)."""
+    see :meth:`SentenceEncoder.from_pretrained`."""
     config = read_config(path)
     encoder = load_encoder(path, attn_implementation)
     model = MultiTaskModel(encoder, config.tasks)
