@@ -2,8 +2,8 @@
 
     flock /tmp/polyhead-cpu.lock .venv/bin/python bench/attention_speed.py [--n 5000] [--runs 3]
 
-all-MiniLM-L6-v2 loaded twice, with ``attn_implementation="eager"`` (the default before issue 24) and with the
-default (SDPA); both with polyhead's CPU path (oneDNN linears where the probe chose them). Variants
+all-MiniLM-L6-v2 loaded twice, with ``attn_implementation="eager"`` (polyhead's default) and ``"sdpa"``
+(transformers' default); both with polyhead's CPU path (oneDNN linears where the probe chose them). Variants
 ``{eager,sdpa}_{fp32,bf16}`` (bf16 only on CPUs with AVX512-BF16/AMX), each ``--runs`` times alternating
 (order reversed every other run) over the same ``--n`` real sentences (bench/encode_speed.py's), batch 32 with
 token-sorted batches, as ``encode`` runs by default; then each at batch 1 on ``--batch1-n`` sentences. Records
@@ -63,7 +63,7 @@ def main() -> None:
     load_before = os.getloadavg()
     texts = real_sentences(args.n)
     encoders = {"eager": SentenceEncoder.from_pretrained("default", attn_implementation="eager"),
-                "sdpa": SentenceEncoder.from_pretrained("default")}  # fmt: skip
+                "sdpa": SentenceEncoder.from_pretrained("default", attn_implementation="sdpa")}  # fmt: skip
     attention = {k: e.transformer.config._attn_implementation for k, e in encoders.items()}
     assert attention == {"eager": "eager", "sdpa": "sdpa"}, attention
     precisions = ["fp32", "bf16"] if cpu_supports_bf16() else ["fp32"]
