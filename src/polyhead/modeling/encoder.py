@@ -32,10 +32,10 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ATTENTION", "DEFAULT_MODEL", "SentenceEncoder", "load_encoder", "load_transformer", "resolve_model_path"]
 
-# The attention kernel the encoder loads with. Eager, not transformers' default SDPA: on the CPU SDPA measured no
-# faster in training (0.93-1.08x eager fp32, 0.88-0.98x bf16: with dropout on, CPU SDPA runs torch's math kernel,
-# eager's operations, and draws the same masks) and slower in bf16 inference (0.85-0.97x); BENCHMARKS.md, issue 24.
-ATTENTION = "eager"
+# The attention kernel the loaders ask for: None is transformers' own choice, SDPA where the architecture has it,
+# else eager. On this CPU SDPA measured 0.95-1.15x eager (median 1.10x) in fp32 encoding, the default precision,
+# and 0.85-1.05x in bf16 (BENCHMARKS.md, issue 24). Training asks for eager (polyhead.training.setup.ATTENTION).
+ATTENTION: str | None = None
 
 
 def load_transformer(path: Path, attn_implementation: str | None = ATTENTION) -> tuple[nn.Module, Any]:
@@ -168,10 +168,10 @@ class SentenceEncoder(nn.Module):
         ``backend="onnx"`` it runs on onnxruntime (after ``polyhead export``), without torch. ``device``: ``auto``
         (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; default ``auto``.
 
-        ``attn_implementation``: ``"eager"`` (the default, see ``ATTENTION``), ``"sdpa"`` (torch's
-        ``scaled_dot_product_attention``), or ``None`` for transformers' own choice (SDPA where the architecture has
-        it). On the CPU eager and SDPA give the same numbers to float rounding, in training with dropout too
-        (tests/test_attention.py).
+        ``attn_implementation``: ``None`` (the default, ``ATTENTION``) is transformers' own choice, ``"sdpa"``
+        (torch's ``scaled_dot_product_attention``) where the architecture has it, else ``"eager"``; or name one.
+        On the CPU both give the same numbers to float rounding, in training with dropout too
+        (tests/test_attention.py); ``polyhead train`` loads with eager, export too.
         """
         if backend == "onnx":
             from polyhead.onnx_backend import OnnxModel
