@@ -84,17 +84,9 @@ def test_save_reload_predict_pairs(trained: tuple[Any, dict[str, Any], Path]) ->
     from polyhead.modeling.multitask import MultiTaskModel
 
     trainer, _, model_dir = trained
-    # the trainer's model runs eager attention (training.setup.ATTENTION): loaded the same way, the round trip is
-    # exact; the loaders' default (SDPA) gives the same labels and scores to float rounding
-    assert MultiTaskModel.from_pretrained(model_dir, attn_implementation="eager").predict_pairs(PAIRS) == (
-        trainer.model.predict_pairs(PAIRS)
-    )
     model = MultiTaskModel.from_pretrained(model_dir)
     out = model.predict_pairs(PAIRS)
-    trained_out = trainer.model.predict_pairs(PAIRS)
-    assert [o["same"]["label"] for o in out] == [o["same"]["label"] for o in trained_out]
-    for task, key in (("same", "score"), ("score", "score")):
-        assert np.allclose([o[task][key] for o in out], [o[task][key] for o in trained_out], rtol=0, atol=1e-5)
+    assert out == trainer.model.predict_pairs(PAIRS)
     assert set(out[0]) == {"same", "score"} and out[0]["same"]["label"] in ("same", "different")
     assert out[0]["score"]["score"] > out[1]["score"]["score"]  # same topic scores above different topics
     assert set(model.predict(["the match is here"])[0]) == {"topic"}  # text heads only

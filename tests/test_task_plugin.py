@@ -106,8 +106,7 @@ def test_saves_reloads_and_predicts_the_same(trained: tuple[Any, dict[str, Any],
     from polyhead.modeling.multitask import MultiTaskModel
 
     trainer, _, model_dir = trained
-    # eager attention, as the trainer's model (training.setup.ATTENTION): the round trip is then exact
-    loaded = MultiTaskModel.from_pretrained(model_dir, attn_implementation="eager")
+    loaded = MultiTaskModel.from_pretrained(model_dir)
     assert loaded.tasks["mood"].type == "toy_yes_no"
     predictions = loaded.predict(TEXTS)
     assert predictions == trainer.model.predict(TEXTS)

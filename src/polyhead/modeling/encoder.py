@@ -32,10 +32,11 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ATTENTION", "DEFAULT_MODEL", "SentenceEncoder", "load_encoder", "load_transformer", "resolve_model_path"]
 
-# The attention kernel the loaders ask for: None is transformers' own choice, SDPA where the architecture has it,
-# else eager. On this CPU SDPA measured 0.95-1.15x eager (median 1.10x) in fp32 encoding, the default precision,
-# and 0.85-1.05x in bf16 (BENCHMARKS.md, issue 24). Training asks for eager (polyhead.training.setup.ATTENTION).
-ATTENTION: str | None = None
+# The attention kernel the loaders ask for. Eager, not transformers' default SDPA: on this CPU SDPA measured no
+# faster, in training (fp32 0.93-1.08x eager, bf16 0.87-0.98x, six rounds; with dropout on, CPU SDPA runs torch's
+# math kernel, eager's own operations and masks) or in encoding (fp32 0.95-1.15x, median 1.02x; bf16 0.85-1.05x,
+# median 0.94x; nine runs). BENCHMARKS.md, issue 24. Eager also keeps a trained model and its reload identical.
+ATTENTION: str | None = "eager"
 
 
 def load_transformer(path: Path, attn_implementation: str | None = ATTENTION) -> tuple[nn.Module, Any]:
@@ -168,10 +169,10 @@ class SentenceEncoder(nn.Module):
         ``backend="onnx"`` it runs on onnxruntime (after ``polyhead export``), without torch. ``device``: ``auto``
         (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; default ``auto``.
 
-        ``attn_implementation``: ``None`` (the default, ``ATTENTION``) is transformers' own choice, ``"sdpa"``
-        (torch's ``scaled_dot_product_attention``) where the architecture has it, else ``"eager"``; or name one.
-        On the CPU both give the same numbers to float rounding, in training with dropout too
-        (tests/test_attention.py); ``polyhead train`` loads with eager, export too.
+        ``attn_implementation``: ``"eager"`` (the default, ``ATTENTION``), ``"sdpa"`` (torch's
+        ``scaled_dot_product_attention``), or ``None`` for transformers' own choice (SDPA where the architecture has
+        it). On the CPU the two give the same numbers to float rounding, in training with dropout too
+        (tests/test_attention.py).
         """
         if backend == "onnx":
             from polyhead.onnx_backend import OnnxModel

@@ -20,11 +20,6 @@ from polyhead.tasks import get_task_type
 
 logger = logging.getLogger(__name__)
 
-# Training loads the encoder with eager attention, not the loaders' SDPA: on the CPU SDPA trained no faster (fp32
-# 0.93-1.08x eager, bf16 0.87-0.98x, six rounds; with dropout on, CPU SDPA runs torch's math kernel, eager's own
-# operations and dropout masks, so the weights are the same: tests/test_attention.py). BENCHMARKS.md, issue 24.
-ATTENTION = "eager"
-
 
 @dataclass
 class TaskData:
@@ -124,7 +119,6 @@ def build_model(config: Config, specs: dict[str, TaskSpec]) -> MultiTaskModel:
         enc.model,
         revision=enc.revision,
         device="cpu",  # the trainer moves the model to training.device
-        attn_implementation=ATTENTION,
         pooling=enc.pooling,
         projection_dim=enc.projection_dim,
         normalize=enc.normalize,
