@@ -2,6 +2,9 @@
 
     flock /tmp/polyhead-cpu.lock .venv/bin/python bench/quality/run.py NAME [--seed 42] [--set key=value ...]
     .venv/bin/python bench/quality/run.py --list
+    # longer than one lock acquisition: stop after S seconds (a checkpoint is saved), then continue
+    flock /tmp/polyhead-cpu.lock .venv/bin/python bench/quality/run.py rte --seed 42 --output runs/bench/rte \
+        --time-limit 780 [--resume]
 
 Each run writes bench/results/quality/<NAME>-seed<SEED>.json: the benchmark, config file and resolved
 config, seed, dev and test metrics per task, STS-B test Spearman of the shared embedding after training,
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -46,6 +50,7 @@ BENCHMARKS = {
     "rte": "configs/single/rte.yaml",
     "stsb": "configs/single/stsb.yaml",
     "multi_glue": "configs/glue_mix.yaml",
+    "glue_pairs": "configs/glue_pairs.yaml",
     "multi_absa": "configs/absa_restaurants.yaml",
     "multi_snips": "configs/snips_intent_slots.yaml",
     "multi_mix": "configs/mix_trec_sst2_wikiann.yaml",
@@ -84,11 +89,15 @@ def sts_zero_shot() -> dict:
     }
 
 
-def train_and_evaluate(name: str, seed: int, overrides: list[str]) -> dict:
+def train_and_evaluate(
+    name: str, seed: int, overrides: list[str], out: Path | None, resume: bool, time_limit: float | None
+) -> dict:
+    """Train (continuing ``out`` when ``resume``), then evaluate; exit 1 when ``time_limit`` seconds pass
+    first: the trainer gets Ctrl-C, saves a checkpoint, and the run continues with --resume."""
     from polyhead.evaluation.evaluator import sts_spearman
     from polyhead.modeling.multitask import MultiTaskModel
 
-    out = ROOT / "runs" / "bench" / f"{name}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = (out or ROOT / "runs" / "bench" / f"{name}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     cmd = [
         sys.executable,
         "-m",
@@ -101,12 +110,22 @@ def train_and_evaluate(name: str, seed: int, overrides: list[str]) -> dict:
         "--set",
         f"training.seed={seed}",
         *[x for o in overrides for x in ("--set", o)],
+        *(["--resume"] if resume else []),
     ]
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+    try:
+        proc.wait(timeout=time_limit)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)  # the trainer finishes its step and saves a checkpoint
+        proc.wait()
+    if proc.returncode == 130:
+        sys.exit(f"stopped after --time-limit {time_limit:g} s; continue with --output {out} --resume")
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
     results = json.loads((out / "results.json").read_text())
     model = MultiTaskModel.from_pretrained(out / "model")
     results["sts_spearman_after"] = 100 * sts_spearman(model, read_sts(STS_TEST))
-    results["run_dir"] = str(out.relative_to(ROOT))
+    results["run_dir"] = os.path.relpath(out, ROOT)
     return results
 
 
@@ -119,7 +138,14 @@ def main() -> None:
     parser.add_argument(
         "--tag", help="a variant tried beside the benchmark's own settings (with --set): kept apart in the table"
     )
+    parser.add_argument("--output", type=Path, help="the run directory (default runs/bench/NAME-seedS-TIME)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --output from its checkpoint")
+    parser.add_argument(
+        "--time-limit", type=float, help="stop training after this many seconds, saving a checkpoint (exit 1)"
+    )
     args = parser.parse_args()
+    if args.resume and args.output is None:
+        parser.error("--resume needs --output: the run directory to continue")
     if args.list or not args.name:
         print("\n".join(["sts_zero_shot", *BENCHMARKS]))
         return
@@ -127,7 +153,7 @@ def main() -> None:
     if args.name == "sts_zero_shot":
         result = sts_zero_shot()
     else:
-        result = train_and_evaluate(args.name, args.seed, args.overrides)
+        result = train_and_evaluate(args.name, args.seed, args.overrides, args.output, args.resume, args.time_limit)
     import polyhead
     from polyhead.modeldir import library_versions
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import warnings
@@ -15,6 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results" / "quality"
+TIME_RATIOS = ROOT / "bench" / "results" / "quality_time_ratio.json"  # bench/quality/time_ratio.py
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 START, END = "<!-- quality:start -->", "<!-- quality:end -->"
 
@@ -45,6 +47,8 @@ MULTI = {
         "sentiment": ("sst2", "sentiment"),
         "entities": ("wikiann", "entities"),
     },
+    # sts (STS-B as a cross-encoded pair regression) has no single-task row
+    "glue_pairs": {"entailment": ("rte", "entailment"), "paraphrase": ("mrpc", "paraphrase")},
 }
 SHOWN = {"accuracy": "accuracy", "macro_f1": "macro-F1", "f1": "entity F1"}
 # Reference figures: what a comparable small model should reach, with where the figure comes from.
@@ -62,11 +66,16 @@ REFERENCES = {
 
 
 def load() -> dict[str, list[dict]]:
-    """Results by benchmark; variants run with --tag go under "tried" instead."""
+    """Results by benchmark; variants run with --tag go under "preserve" when they set
+    training.preserve_embedding (their own table, against the same seeds without it), else under "tried"."""
     runs: dict[str, list[dict]] = {}
     for path in sorted(RESULTS.glob("*.json")):
         record = json.loads(path.read_text())
-        runs.setdefault("tried" if record.get("tag") else record["benchmark"], []).append(record)
+        key = record["benchmark"]
+        if record.get("tag"):
+            preserving = any(o.startswith("training.preserve_embedding") for o in record.get("overrides", []))
+            key = "preserve" if preserving else "tried"
+        runs.setdefault(key, []).append(record)
     return runs
 
 
@@ -99,9 +108,59 @@ def verdict(multi: list[float], single: list[float]) -> str:
 
 
 def command(records: list[dict]) -> str:
+    """The records' command without its seed (listed after it): a variant keeps its --set and --tag."""
     seeds = sorted({r["seed"] for r in records})
-    base = records[0]["command"].split(" --seed")[0]
+    base = re.sub(r" --seed \S+", "", records[0]["command"])
     return f"`{base}`" + (f" (seeds {', '.join(map(str, seeds))})" if len(seeds) > 1 else "")
+
+
+def time_ratio(bench: str, tag: str, seeds: list[int]) -> str:
+    """The variant's training time over the benchmark's, both measured alternately in one sitting
+    (bench/quality/time_ratio.py): 'x1.04 (1.02-1.06, seed 42)', or '-' when not measured."""
+    measured = json.loads(TIME_RATIOS.read_text()) if TIME_RATIOS.is_file() else {}
+    shown = []
+    for seed in seeds:
+        if (m := measured.get(f"{bench}-{tag}-seed{seed}")) is not None:
+            low, high = min(m["ratio_per_round"]), max(m["ratio_per_round"])
+            shown.append(f"x{m['ratio_of_medians']:.2f} ({low:.2f}-{high:.2f}, seed {seed})")
+    return "; ".join(shown) or "-"
+
+
+def preservation(runs: dict[str, list[dict]]) -> list[str]:
+    """Each preserve_embedding variant against the benchmark's own runs with the same seeds."""
+    lines = [
+        "### Embedding preservation, same seeds (test split, x100)",
+        "",
+        "Each `training.preserve_embedding` variant against the benchmark's own runs with the same seeds",
+        '("without"); the time ratio is measured by `bench/quality/time_ratio.py`, both sides alternating in',
+        "one sitting (median ratio, range over rounds), since run times hours apart on this shared CPU differ",
+        "several-fold.",
+        "",
+        "| run | variant | task | metric | without | with | difference | verdict | STS-B after: without | "
+        "with | train time with/without | command |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    variants: dict[tuple[str, str], list[dict]] = {}
+    for r in runs["preserve"]:
+        variants.setdefault((r["benchmark"], r["tag"]), []).append(r)
+    for (bench, tag), recs in variants.items():
+        seeds = sorted({r["seed"] for r in recs})
+        base = [r for r in runs.get(bench, []) if r["seed"] in seeds]
+        sts = {
+            side: [r["sts_spearman_after"] for r in rs if r.get("sts_spearman_after") is not None]
+            for side, rs in (("without", base), ("with", recs))
+        }
+        sts_text = " | ".join(stat(v) if v else "-" for v in sts.values())
+        for task, metrics in recs[0]["test"].items():
+            for key in ["f1"] if "precision" in metrics else ["accuracy", "macro_f1"]:
+                without, with_ = metric(base, task, key), metric(recs, task, key)
+                diff = f"{statistics.mean(with_) - statistics.mean(without):+.2f}" if without and with_ else "-"
+                lines.append(
+                    f"| {bench} | {tag} | {task} | {SHOWN[key]} | {stat(without) if without else '-'} | "
+                    f"{stat(with_)} | {diff} | {verdict(with_, without)} | {sts_text} | "
+                    f"{time_ratio(bench, tag, seeds)} | {command(recs)} |"
+                )
+    return [*lines, ""]
 
 
 def render(runs: dict[str, list[dict]]) -> str:
@@ -168,6 +227,8 @@ def render(runs: dict[str, list[dict]]) -> str:
                         f"{diff} | {verdict(mt, st)} | {stat(sts) if sts else '-'} | {command(recs)} |"
                     )
         lines.append("")
+    if runs.get("preserve"):
+        lines += preservation(runs)
     if runs.get("tried"):
         lines += [
             "### Other settings tried (not in the rows above)",
