@@ -51,6 +51,7 @@ BENCHMARKS = {
     "stsb": "configs/single/stsb.yaml",
     "multi_glue": "configs/glue_mix.yaml",
     "glue_pairs": "configs/glue_pairs.yaml",
+    "glue_joint": "configs/glue_joint.yaml",
     "multi_absa": "configs/absa_restaurants.yaml",
     "multi_snips": "configs/snips_intent_slots.yaml",
     "multi_mix": "configs/mix_trec_sst2_wikiann.yaml",

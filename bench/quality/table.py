@@ -49,6 +49,7 @@ MULTI = {
     },
     # sts (STS-B as a cross-encoded pair regression) has no single-task row
     "glue_pairs": {"entailment": ("rte", "entailment"), "paraphrase": ("mrpc", "paraphrase")},
+    "glue_joint": {"entailment": ("rte", "entailment"), "paraphrase": ("mrpc", "paraphrase")},
 }
 SHOWN = {"accuracy": "accuracy", "macro_f1": "macro-F1", "f1": "entity F1"}
 # Reference figures: what a comparable small model should reach, with where the figure comes from.
