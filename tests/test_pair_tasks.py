@@ -163,3 +163,23 @@ def test_bad_pair_data_is_a_one_line_error(tmp_path: Path, tiny_model_dir: Path)
         load_all_data(Config.model_validate(config))
     assert "\n" not in str(info.value)
     assert issubclass(ConfigError, PolyheadError)
+
+
+def test_preservation_on_train_data_needs_a_single_sentence_task(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Cross-encoded pairs have no sentence embedding to preserve: with only pair tasks, data 'train' would
+    silently do nothing, so it is refused in one line that points at a sentence file; with a file it trains."""
+    from polyhead.training.trainer import Trainer
+
+    config = pair_config(tmp_path, tiny_model_dir)
+    del config["tasks"]["topic"]
+    config["training"].update(epochs=1, steps_per_epoch=4, preserve_embedding={"weight": 1.0})
+    match = "no single sentences to preserve on .* set training.preserve_embedding.data"
+    with pytest.raises(ConfigError, match=match) as info:
+        Trainer(Config.model_validate(config), tmp_path / "run").setup()
+    assert "\n" not in str(info.value)
+    sentences = tmp_path / "general.txt"
+    sentences.write_text("\n".join(f"a general sentence number {i}" for i in range(20)) + "\n")
+    config["training"]["preserve_embedding"]["data"] = str(sentences)
+    trainer = Trainer(Config.model_validate(config), tmp_path / "run2")
+    trainer.run()
+    assert trainer.preserve.reference["preserve_embedding"].shape[0] == 20

@@ -51,7 +51,15 @@ MULTI = {
     "glue_pairs": {"entailment": ("rte", "entailment"), "paraphrase": ("mrpc", "paraphrase")},
     "glue_joint": {"entailment": ("rte", "entailment"), "paraphrase": ("mrpc", "paraphrase")},
 }
-SHOWN = {"accuracy": "accuracy", "macro_f1": "macro-F1", "f1": "entity F1"}
+SHOWN = {"accuracy": "accuracy", "macro_f1": "macro-F1", "f1": "entity F1", "spearman": "Spearman"}
+
+
+def primary_keys(metrics: dict) -> list[str]:
+    """The metrics a task's row shows: entity F1 for token tasks, Spearman for regression, else accuracy and
+    macro-F1."""
+    if "precision" in metrics:
+        return ["f1"]
+    return ["spearman"] if "spearman" in metrics else ["accuracy", "macro_f1"]
 # Reference figures: what a comparable small model should reach, with where the figure comes from.
 REFERENCES = {
     "sts_zero_shot": ("82.03", "MTEB STSBenchmark, all-MiniLM-L6-v2 (its own copy of the data)"),
@@ -153,7 +161,7 @@ def preservation(runs: dict[str, list[dict]]) -> list[str]:
         }
         sts_text = " | ".join(stat(v) if v else "-" for v in sts.values())
         for task, metrics in recs[0]["test"].items():
-            for key in ["f1"] if "precision" in metrics else ["accuracy", "macro_f1"]:
+            for key in primary_keys(metrics):
                 without, with_ = metric(base, task, key), metric(recs, task, key)
                 diff = f"{statistics.mean(with_) - statistics.mean(without):+.2f}" if without and with_ else "-"
                 lines.append(

@@ -91,6 +91,12 @@ def prepare(
     if options.data != "train":
         preservation.extra = read_sentences(options, model)
         eligible = {PRESERVE: preservation.extra}
+    elif not eligible:
+        raise ConfigError(
+            f"training.preserve_embedding: data 'train' has no single sentences to preserve on (every task "
+            f"is a cross-encoded pair task: {', '.join(sorted(model.tasks))}); set "
+            f"training.preserve_embedding.data to a file of general sentences, one a line"
+        )
     saved = run_dir / REFERENCE_FILE if run_dir is not None else None
     if resume and saved is not None and saved.is_file():
         preservation.reference = load_file(str(saved))
