@@ -68,6 +68,25 @@ def test_export_writes_both_irs_and_the_gate_passes(exported) -> None:
     assert f"int8 recipe: `{meta['int8_recipe']}`" in card
 
 
+def test_the_ir_has_fused_attention_and_torch_keeps_its_own(exported) -> None:
+    """The graph is captured with SDPA so that OpenVINO runs its fused attention op (eager attention becomes plain
+    MatMuls, slower at batch 1); the PyTorch model is back on its own attention afterwards."""
+    import openvino as ov
+
+    from polyhead.export.onnx import load_for_export
+    from polyhead.export.openvino import sdpa_attention
+    from polyhead.openvino_backend import bin_file
+
+    path, _ = exported
+    xml = path / "openvino_model.xml"
+    ops = [op.get_type_name() for op in ov.Core().read_model(str(xml), str(bin_file(xml))).get_ops()]
+    assert ops.count("ScaledDotProductAttention") == 2  # one per layer of the tiny encoder
+    model = load_for_export(path)
+    with sdpa_attention(model):
+        assert model.encoder.transformer.config._attn_implementation == "sdpa"
+    assert model.encoder.transformer.config._attn_implementation == "eager"
+
+
 def test_openvino_predictions_match_torch(exported) -> None:
     from polyhead.predict import load
 
