@@ -350,14 +350,13 @@ def test_pair_heads_calibrate_on_their_pairs(tiny_model_dir: Path) -> None:
     from polyhead.data.readers import Example
     from polyhead.modeling.encoder import SentenceEncoder
     from polyhead.modeling.multitask import MultiTaskModel
-    from polyhead.training.calibrate import head_data
 
     torch.manual_seed(0)
     encoder = SentenceEncoder.from_pretrained(tiny_model_dir, max_length=32)
     model = MultiTaskModel(encoder, {"same": TaskSpec("pair_classification", ["no", "yes"], dropout=0.0)})
     examples = [Example(a, label, text_pair=b) for a, b, label in
                 [("a cat", "a kitten", "yes"), ("a cat", "the stock market", "no"), ("red car", "blue sky", "no")]]
-    logits, targets = head_data(model, "same", examples, 2, "fp32")
+    logits, targets = model.tasks["same"].task.dev_outputs(model, "same", examples, 2, "fp32")
     assert logits.shape == (3, 2) and targets.tolist() == [1, 0, 0]
     decoded = model.predict_pairs([(ex.text, ex.text_pair or "") for ex in examples])
     probs = torch.softmax(torch.tensor(logits, dtype=torch.float64), 1)[:, 1].numpy()

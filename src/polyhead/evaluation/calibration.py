@@ -121,3 +121,14 @@ def label_threshold(p: np.ndarray, y: np.ndarray) -> float | None:
     t, tp, k = ranked_counts(np.asarray(p, dtype=np.float64), np.asarray(y))
     f1 = 2 * tp / (k + pos)
     return between(t, int(np.argmax(f1)))
+
+
+def entity_threshold(scores: np.ndarray, correct: np.ndarray, gold: int) -> float | None:
+    """The minimum score with the best F1 when only predictions scoring at least it are kept: ``scores`` and
+    ``correct`` of each prediction (an entity), ``gold`` how many there are to find. None when keeping every
+    prediction is best (or there are none)."""
+    if len(scores) == 0:
+        return None
+    t, tp, k = ranked_counts(np.asarray(scores, dtype=np.float64), np.asarray(correct))
+    best = int(np.argmax(2 * tp / np.maximum(k + gold, 1e-12)))
+    return None if best + 1 == len(t) else between(t, best)

@@ -164,10 +164,12 @@ def label_map(value: Any, valid: Callable[[float], bool]) -> bool:
 def check_spec_labels(file: Path, name: str, spec: TaskSpec) -> None:
     """Per-label fields name labels of the task (a threshold for a label the head doesn't have is a typo)."""
     for key in ("class_weights", "pos_weight", "thresholds"):
-        unknown = [label for label in getattr(spec, key) if label not in spec.labels]
+        valid = spec.task.threshold_keys(spec) if key == "thresholds" else spec.labels
+        unknown = [label for label in getattr(spec, key) if label not in valid]
         if unknown:
             raise ModelDirError(
-                f"{file}: tasks.{name}.{key} names unknown label {unknown[0]!r}; labels: {', '.join(spec.labels[:20])}"
+                f"{file}: tasks.{name}.{key} names unknown label {unknown[0]!r}; "
+                f"{'labels' if valid == spec.labels else 'valid'}: {', '.join(valid[:20])}"
             )
 
 

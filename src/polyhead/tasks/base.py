@@ -169,6 +169,23 @@ class TaskType:
         """Why decision thresholds can't be tuned for this head, or None."""
         return None
 
+    def threshold_keys(self, spec: TaskSpec) -> list[str]:
+        """What ``spec.thresholds`` may name: the head's labels (token types: entity types)."""
+        return list(spec.labels)
+
+    def dev_outputs(
+        self, backend: Any, name: str, examples: Sequence[Any], batch_size: int, precision: str
+    ) -> tuple[Any, Any]:
+        """(outputs, targets) of head ``name`` of ``backend`` on ``examples``: what :meth:`fit_temperature`,
+        :meth:`calibration` and :meth:`tune_thresholds` take. Here the raw logits (n, outputs) and
+        :meth:`target_array` of the labels."""
+        from polyhead.predict import head_outputs
+
+        spec = backend.tasks[name]
+        inputs = [(ex.text, ex.text_pair or "") if self.input == "pair" else ex.text for ex in examples]
+        logits = head_outputs(backend, inputs, name, batch_size, precision)
+        return logits, self.target_array(spec, [ex.label for ex in examples])
+
     # ------------------------------------------------------------------ calibration (types in ``options``)
     def target_array(self, spec: TaskSpec, labels: Sequence[Any]) -> np.ndarray:
         """Label values -> what :mod:`polyhead.evaluation.calibration` compares logits with."""
@@ -182,8 +199,9 @@ class TaskType:
         """(confidence, correct) of each decision, with the spec's temperature (for the ECE)."""
         raise NotImplementedError
 
-    def tune_thresholds(self, spec: TaskSpec, logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-        """Decision thresholds chosen on dev (with the spec's temperature): label -> threshold."""
+    def tune_thresholds(self, spec: TaskSpec, logits: Any, targets: Any) -> dict[str, float]:
+        """Decision thresholds chosen on dev (with the spec's temperature) from :meth:`dev_outputs`: label ->
+        threshold."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ prediction

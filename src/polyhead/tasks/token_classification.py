@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -54,7 +54,8 @@ class TokenClassification(TaskType):
     metric_names: ClassVar[tuple[str, ...]] = ("f1", "precision", "recall", "accuracy")
     primary_metric = "f1"
     min_labels = 2
-    options = frozenset({"class_weights", "label_smoothing"})  # weights per tag (B-X and I-X each)
+    # class_weights: per tag (B-X and I-X each); tune_thresholds: a minimum entity score, chosen on dev
+    options = frozenset({"class_weights", "label_smoothing", "tune_thresholds"})
 
     def parse_label(self, raw: Any, source: str, column: str, separator: str | None) -> Any:
         tags = [str(t) for t in raw]
@@ -124,7 +125,8 @@ class TokenClassification(TaskType):
 
     def decode(self, spec: TaskSpec, output: np.ndarray, item: DecodeInput) -> dict[str, Any]:
         assert item.word_ids is not None and item.words is not None
-        return decode_tokens(spec.labels, output, item.word_ids, item.words, item.max_length, item.text)
+        return decode_tokens(spec.labels, output, item.word_ids, item.words, item.max_length, item.text,
+                             spec.thresholds)
 
     def summary(self, decoded: dict[str, Any]) -> str:
         return "; ".join(f"{e['text']} [{e['type']}] {e['score']:.2f}" for e in decoded["entities"]) or "(no entities)"
@@ -134,6 +136,36 @@ class TokenClassification(TaskType):
 
     def prediction_value(self, decoded: dict[str, Any]) -> Any:
         return decoded["tags"]
+
+    # ------------------------------------------------------------------ thresholds
+    def threshold_keys(self, spec: TaskSpec) -> list[str]:
+        return entity_types(spec.labels)
+
+    def dev_outputs(
+        self, backend: Any, name: str, examples: Sequence[Any], batch_size: int, precision: str
+    ) -> tuple[list[list[dict[str, Any]]], list[list[str]]]:
+        """(the entities the head predicts in each example, each example's gold tags)."""
+        from polyhead.predict import predict
+
+        decoded = predict(backend, [ex.words for ex in examples], [name], batch_size, precision)
+        return [d[name]["entities"] for d in decoded], [list(ex.label) for ex in examples]
+
+    def tune_thresholds(
+        self, spec: TaskSpec, entities: list[list[dict[str, Any]]], gold: list[list[str]]
+    ) -> dict[str, float]:
+        """One minimum entity score (the mean of its words' tag probabilities) for every type: the one with the
+        best dev entity F1 (exact spans, micro-averaged, as seqeval counts them); {} when keeping every entity
+        is best. One value, not one per type: rare types have too few dev entities to choose their own."""
+        from polyhead.evaluation.calibration import entity_threshold
+
+        scores, correct, total = [], [], 0
+        for found, tags in zip(entities, gold, strict=True):
+            spans = {(kind, first, last + 1) for kind, first, last, _ in decode_bio(tags, [0.0] * len(tags))}
+            total += len(spans)
+            scores += [e["score"] for e in found]
+            correct += [(e["type"], e["word_start"], e["word_end"]) in spans for e in found]
+        threshold = entity_threshold(np.asarray(scores), np.asarray(correct, dtype=bool), total)
+        return {} if threshold is None else dict.fromkeys(entity_types(spec.labels), threshold)
 
     def metrics(self, gold: list[Any], pred: list[Any], labels: list[str]) -> dict[str, float]:
         from polyhead.evaluation.metrics import entity_metrics
@@ -146,6 +178,11 @@ class TokenClassification(TaskType):
         return entity_report(gold, pred)
 
 
+def entity_types(labels: Sequence[str]) -> list[str]:
+    """The entity types of a BIO label list, in label order."""
+    return list(dict.fromkeys(tag[2:] for tag in labels if tag != "O"))
+
+
 def decode_tokens(
     labels: Sequence[str],
     logits: np.ndarray,
@@ -153,13 +190,15 @@ def decode_tokens(
     words: list[Word],
     max_length: int,
     text: str | None = None,
+    min_scores: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """logits: (seq_len, tags) -> word tags from first sub-tokens -> entity spans with offsets.
 
     Word tags are the most probable BIO-valid sequence (:func:`polyhead.tokens.bio_viterbi`: no entity starts
-    with ``I-``); a word's score is its tag's probability. ``text`` is the raw input (or the words joined by
-    single spaces); an entity's ``text`` is ``text[start:end]``, so spacing inside an entity is kept as the
-    user wrote it.
+    with ``I-``); a word's score is its tag's probability, an entity's the mean of its words'. An entity scoring
+    below ``min_scores[type]`` (dev-tuned thresholds) is dropped and its words tagged ``O``. ``text`` is the raw
+    input (or the words joined by single spaces); an entity's ``text`` is ``text[start:end]``, so spacing inside
+    an entity is kept as the user wrote it.
     """
     positions = first_subtoken_positions(word_ids)
     logits = np.asarray(logits, dtype=np.float64)[: len(word_ids)]
@@ -172,6 +211,12 @@ def decode_tokens(
     best = bio_viterbi(labels, words_lp)
     tags = [labels[b] for b in best]
     scores = [float(np.exp(words_lp[w, b])) if w in positions else 0.0 for w, b in enumerate(best)]
+    spans = decode_bio(tags, scores)
+    if min_scores:
+        for kind, first, last, score in spans:
+            if score < min_scores.get(kind, 0.0):
+                tags[first : last + 1] = ["O"] * (last + 1 - first)
+        spans = [span for span in spans if span[3] >= min_scores.get(span[0], 0.0)]
     entities = [
         {
             "type": kind,
@@ -184,7 +229,7 @@ def decode_tokens(
             "word_end": last + 1,
             "score": score,
         }
-        for kind, first, last, score in decode_bio(tags, scores)
+        for kind, first, last, score in spans
     ]
     # Words after the last one with a sub-token were cut only if the sequence hit max_length; otherwise
     # they are words the tokenizer maps to nothing (e.g. a zero-width space), not truncation.

@@ -9,14 +9,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from polyhead.config import Config
 from polyhead.data.readers import Example
 from polyhead.evaluation.calibration import expected_calibration_error, reliability
 from polyhead.modeldir import TaskSpec
 from polyhead.modeling.multitask import MultiTaskModel
-from polyhead.predict import head_outputs
 from polyhead.training.setup import TaskData
 
 logger = logging.getLogger(__name__)
@@ -26,16 +23,6 @@ def known(spec: TaskSpec, examples: list[Example]) -> list[Example]:
     """The examples whose labels the head has (labels only dev or test hold can't be scored)."""
     return [ex for ex in examples if all(x in spec.labels for x in (ex.label if isinstance(ex.label, list) else
                                                                      [ex.label]))]
-
-
-def head_data(
-    model: MultiTaskModel, name: str, examples: list[Example], batch_size: int, precision: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """(logits (n, outputs), targets) of one head on examples."""
-    spec = model.tasks[name]
-    inputs = [(ex.text, ex.text_pair or "") if spec.task.input == "pair" else ex.text for ex in examples]
-    logits = head_outputs(model, inputs, name, batch_size, precision)
-    return logits, spec.task.target_array(spec, [ex.label for ex in examples])
 
 
 def calibrate_heads(
@@ -49,7 +36,8 @@ def calibrate_heads(
             continue
         spec = model.tasks[name]
         splits = {s: known(spec, getattr(data[name], s)) for s in ("dev", "test")}
-        fitted = {s: head_data(model, name, ex, batch_size, precision) for s, ex in splits.items() if ex}
+        spec.thresholds = {}  # fitted on the head's own decisions
+        fitted = {s: spec.task.dev_outputs(model, name, ex, batch_size, precision) for s, ex in splits.items() if ex}
         if "dev" not in fitted:
             logger.warning("task %s: no dev examples with known labels: not calibrated", name)
             continue
