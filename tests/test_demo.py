@@ -117,6 +117,14 @@ def test_demo_runs_end_to_end_on_the_tiny_encoder(tmp_path: Path, tiny_model_dir
     assert f"--config{tmp_path / 'run' / 'config.yaml'}--split" in "".join(text.split())  # wrapped or not
     metrics = evaluate_model(tmp_path / "run" / "model", load_config(tmp_path / "run" / "config.yaml"), "test")
     assert set(metrics) == {"topic", "sentiment", "entities"}
+    # the entity head's minimum entity score (tune_thresholds in the demo config) is what the model saved
+    import json
+
+    from polyhead.modeldir import read_config
+
+    tuned = json.loads((tmp_path / "run" / "results.json").read_text())["calibration"]["entities"]["thresholds"]
+    assert read_config(tmp_path / "run" / "model").tasks["entities"].thresholds == tuned
+    assert "calibration entities: threshold" in flat
 
 
 def test_predictions_read_as_sentences_with_typed_entities() -> None:

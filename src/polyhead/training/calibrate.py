@@ -69,10 +69,20 @@ def calibration_lines(report: dict[str, Any]) -> list[str]:
         for s in ("dev", "test"):
             if f"{s}_ece_before" in entry:
                 parts.append(f"{s} ECE {entry[f'{s}_ece_before']:.4f} -> {entry[f'{s}_ece_after']:.4f}")
-        if "thresholds" in entry:
-            parts.append("thresholds " + ", ".join(f"{k} {v:.3f}" for k, v in entry["thresholds"].items()))
+        found = entry.get("thresholds")
+        if found is not None:
+            parts.append(threshold_text(found))
         lines.append(f"calibration {name}: " + "; ".join(parts))
     return lines
+
+
+def threshold_text(thresholds: dict[str, float]) -> str:
+    values = set(thresholds.values())
+    if not thresholds:
+        return "thresholds: none (every decision as the head makes it was best on dev)"
+    if len(values) == 1 and len(thresholds) > 1:  # a token head's one minimum entity score
+        return f"threshold {values.pop():.3f} for all of {', '.join(thresholds)}"
+    return "thresholds " + ", ".join(f"{k} {v:.3f}" for k, v in thresholds.items())
 
 
 def write_reliability(out: Path, report: dict[str, Any]) -> Path | None:
