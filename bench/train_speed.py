@@ -71,6 +71,7 @@ MODES = {
     "hf_grouped": 'HF Trainer, DataCollatorWithPadding, train_sampling_strategy="group_by_length"',
     "polyhead": "polyhead Trainer, configs/single/sst2.yaml settings (fp32)",
     "polyhead_base": "the same on the code before issue 24 (--base-src)",
+    "polyhead_base_bf16": "polyhead_bf16 on the code of --base-src",
     "polyhead_mkl": "polyhead, POLYHEAD_ONEDNN=0 (torch's nn.Linear everywhere)",
     "polyhead_bf16": "polyhead, training.precision: bf16",
     "polyhead_multi": "polyhead, two classification heads on the same sentences",
@@ -193,6 +194,10 @@ def polyhead_steps(mode: str, steps: int) -> list[float]:
             times.append(time.perf_counter())
             ATTENTION[:] = [trainer.model.encoder.transformer.config._attn_implementation]
 
+    with contextlib.suppress(ImportError):  # as `polyhead train` does (absent from the code of older --base-src)
+        from polyhead.runtime import keep_freed_memory
+
+        keep_freed_memory()
     cfg = Config.model_validate(polyhead_config(mode))
     # stop_after_steps stops as Ctrl-C does, after the timed steps
     with tempfile.TemporaryDirectory() as tmp, contextlib.suppress(TrainingInterrupted):
@@ -246,7 +251,7 @@ def anchor_speed(modes: list[str], runs: int, steps: int, base_src: Path | None)
             env = dict(os.environ)
             if mode == "polyhead_mkl":
                 env["POLYHEAD_ONEDNN"] = "0"
-            if mode == "polyhead_base":
+            if mode.startswith("polyhead_base"):
                 assert base_src is not None, "polyhead_base needs --base-src"
                 env["PYTHONPATH"] = str(base_src)
             cmd = [sys.executable, __file__, "--child", mode.replace("_base", ""), "--steps", str(steps)]

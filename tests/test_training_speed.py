@@ -1,6 +1,7 @@
 """Issue 24's training-step optimisations leave results unchanged: fused AdamW gives the for-loop AdamW's
 weights to float rounding, clipping skips only a multiply by exactly 1.0, and a pass's batches are built once
-(the same batches as before). Speed itself is measured by bench/train_speed.py, never asserted here."""
+(the same batches as before), and keeping freed memory (``polyhead train``'s malloc setting) changes no
+weight. Speed itself is measured by bench/train_speed.py, never asserted here."""
 
 from __future__ import annotations
 
@@ -100,3 +101,52 @@ def test_adamw_is_fused_only_where_torch_has_the_kernel() -> None:
     assert cpu.defaults["fused"] is True
     meta = build_adamw([{"params": [torch.nn.Parameter(torch.zeros(3, device="meta"))], "lr": 0.1}])
     assert meta.defaults["fused"] is None  # torch picks its own implementation (fused=True would fail at step)
+
+
+# Trains the tiny config in a fresh process (malloc settings are per process), after keep_freed_memory() when
+# argv[3] is "keep"; prints whether it was applied and a digest of the final weights.
+TRAIN_DIGEST = """
+import hashlib, json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[4])
+from helpers import tiny_config
+from polyhead.config import Config
+from polyhead.runtime import cpu_supports_bf16, keep_freed_memory
+from polyhead.training.loop import train_stage
+from polyhead.training.trainer import Trainer
+
+applied = keep_freed_memory() if sys.argv[3] == "keep" else None
+tmp = Path(sys.argv[2])
+precision = "bf16" if cpu_supports_bf16() else "fp32"
+cfg = tiny_config(tmp, Path(sys.argv[1]), epochs=1, steps_per_epoch=6, log_with=[], precision=precision)
+trainer = Trainer(Config.model_validate(cfg), tmp / "run")
+trainer.setup()
+run, state = trainer.start_stage(0)
+for _ in train_stage(run, state):
+    pass
+digest = hashlib.sha256()
+for name, value in sorted(trainer.model.state_dict().items()):
+    digest.update(name.encode() + value.detach().float().numpy().tobytes())
+print(json.dumps({"applied": applied, "precision": precision, "weights": digest.hexdigest()}))
+"""
+
+
+def test_keeping_freed_memory_trains_to_the_same_weights(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """``polyhead train``'s malloc setting (runtime.keep_freed_memory) changes where tensors live, not what
+    they hold: bf16 (where the CPU has it) training gives the same weights to the bit with and without it."""
+    import json
+    import platform
+    import subprocess
+    import sys
+
+    tests = Path(__file__).resolve().parent
+    results = []
+    for mode in ("keep", "default"):
+        (tmp_path / mode).mkdir()
+        args = [sys.executable, "-c", TRAIN_DIGEST, str(tiny_model_dir), str(tmp_path / mode), mode, str(tests)]
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    keep, default = results
+    assert keep["applied"] is (platform.libc_ver()[0] == "glibc")  # elsewhere a no-op that says so
+    assert keep["weights"] == default["weights"]

@@ -26,7 +26,7 @@ from polyhead.errors import PolyheadError
 from polyhead.extras import require
 from polyhead.interrupt import quiet_exit, reliable_ctrl_c
 from polyhead.outputs import check_output_dir, check_output_file, check_output_files, save_npy_atomic
-from polyhead.runtime import configure_process, setup_logging
+from polyhead.runtime import configure_process, keep_freed_memory, setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="polyhead: one encoder, many task heads.")
 console = Console()
@@ -230,6 +230,7 @@ def train(
         out = DistContext.create().broadcast_object(out)  # one run directory, named by the main process
     if int(os.environ.get("RANK", "0")) == 0:
         console.print(f"[bold]polyhead train[/] {config} -> {out}")
+    keep_freed_memory()  # the step's memory stays warm (polyhead.runtime; BENCHMARKS.md, training speed)
     trainer = Trainer(cfg, out, resume=resume, show_progress=not quiet, report=console.print)
     try:
         trainer.run()
