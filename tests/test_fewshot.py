@@ -92,6 +92,63 @@ def test_multilabel_pairs_target_the_label_overlap() -> None:
     assert 0 < min(t for t in target if t > 0) < 1  # partial overlaps exist: {x, y} with {x}
 
 
+def test_self_pairs_make_each_example_one_of_its_own_positive_partners() -> None:
+    labels = ["a", "a", "b", "b", "b"]
+    first, second, target = fewshot.sample_pairs(sets_of(labels), 40, seed=3, self_pairs=True)
+    for i in range(len(labels)):
+        partners = {b for a, b, t in zip(first, second, target, strict=True) if a == i and t == 1.0}
+        assert partners == {j for j in range(len(labels)) if labels[j] == labels[i]}  # itself included
+    assert all(a != b for a, b in zip(*fewshot.sample_pairs(sets_of(labels), 40, seed=3)[:2], strict=True))
+
+
+def distinct_pairs(labels: list[str], same: bool, self_pairs: bool) -> set[tuple[int, int]]:
+    n = len(labels)
+    return {(i, j) for i in range(n) for j in range(i if self_pairs else i + 1, n) if (labels[i] == labels[j]) == same}
+
+
+@pytest.mark.parametrize("self_pairs", [True, False])
+def test_all_pairs_cycles_every_distinct_pair_evenly(self_pairs: bool) -> None:
+    labels = ["a", "a", "a", "b", "b"]  # 6 positive pairs i <= j (4 without i == j), 6 negative ones
+    sets = sets_of(labels)
+    first, second, target = fewshot.all_pairs(sets, 2, seed=[4, 1], self_pairs=self_pairs)
+    assert (first, second, target) == fewshot.all_pairs(sets, 2, seed=[4, 1], self_pairs=self_pairs)
+    assert (first, second) != fewshot.all_pairs(sets, 2, seed=[4, 2], self_pairs=self_pairs)[:2]
+    assert len(first) == 2 * 2 * len(labels)  # per_example x examples of each kind
+    assert target == [1.0, 0.0] * (2 * len(labels))  # positives and negatives alternate
+    pairs = list(zip(first, second, strict=True))
+    for same in (True, False):
+        mine = [p for p, t in zip(pairs, target, strict=True) if (t == 1.0) == same]
+        assert all(a <= b for a, b in mine)
+        assert set(mine) == distinct_pairs(labels, same, self_pairs)
+        uses = [mine.count(p) for p in set(mine)]
+        assert max(uses) - min(uses) <= 1, uses  # cycled: no pair used twice before every pair is used once
+    assert {labels[a] for a, t in zip(first, target, strict=True) if t == 1.0} == set(labels)
+
+
+def test_all_pairs_draws_distinct_random_pairs_on_large_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    labels = ["a"] * 30 + ["b"] * 20 + ["c"] * 10
+    sets = sets_of(labels)
+    monkeypatch.setattr(fewshot, "MAX_ENUMERATED", 100)  # 1830 pairs: drawn, not listed
+    first, second, target = fewshot.all_pairs(sets, 3, seed=9)
+    assert (first, second, target) == fewshot.all_pairs(sets, 3, seed=9)
+    assert len(first) == 2 * 3 * len(labels)
+    assert target == [1.0, 0.0] * (3 * len(labels))
+    pairs = list(zip(first, second, strict=True))
+    assert len(set(pairs)) == len(pairs)  # 180 of each kind exist many times over: no pair twice
+    for (a, b), t in zip(pairs, target, strict=True):
+        assert a <= b and (labels[a] == labels[b]) == (t == 1.0)
+    assert {labels[a] for a, t in zip(first, target, strict=True) if t == 1.0} == set(labels)
+    assert {labels[x] for a, b, t in zip(first, second, target, strict=True) if t == 0.0 for x in (a, b)} == set(labels)
+
+
+def test_all_pairs_on_multilabel_sets_target_the_label_overlap() -> None:
+    sets = sets_of([["x", "y"], ["x"], ["y"], ["z"], ["z", "x"], [""], [""]])
+    first, second, target = fewshot.all_pairs(sets, 3, seed=2)
+    for a, b, t in zip(first, second, target, strict=True):
+        assert t == pytest.approx(len(sets[a] & sets[b]) / len(sets[a] | sets[b]))
+    assert 0 < min(t for t in target if t > 0) < 1
+
+
 def test_label_sets_treat_no_label_as_a_class() -> None:
     examples = [Example("a", ["x"]), Example("b", []), Example("c", [])]
     assert fewshot.label_sets("multilabel", examples) == [frozenset({"x"}), frozenset({""}), frozenset({""})]

@@ -40,6 +40,7 @@ Tracker = Literal["tensorboard", "wandb", "mlflow"]
 PreserveLoss = Literal["cosine", "mse"]
 SplitRole = Literal["train", "dev", "test"]
 WeightMode = Literal["balanced"]  # class_weights / pos_weight computed from the training split
+PairSampling = Literal["per_example", "all_pairs"]  # training.few_shot.pair_sampling (training/fewshot.py)
 
 
 class Strict(BaseModel):
@@ -236,6 +237,12 @@ class FewShotConfig(Strict):
     lr: float = Field(2e-5, gt=0, description="the encoder's learning rate in the contrastive stage")
     head_lr: float = Field(1e-2, gt=0, description="the heads' learning rate on the frozen, fine-tuned encoder")
     head_steps: int = Field(200, gt=0, description="optimizer steps of the heads stage (cached embeddings)")
+    pair_sampling: PairSampling = Field(
+        "all_pairs",
+        description="all_pairs: SetFit's, every pair of examples in a seeded order, cycled; per_example: "
+        "partners drawn for each example (docs/training-guide.md#few-shot)",
+    )
+    self_pairs: bool = Field(True, description="an example paired with itself counts as a positive pair (SetFit)")
 
 
 def default_trackers() -> list[Tracker]:

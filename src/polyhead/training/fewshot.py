@@ -4,10 +4,13 @@ SetFit (Tunstall et al. 2022) fine-tunes a sentence transformer on pairs drawn f
 a classifier on the embeddings. Here the same two phases are stages of the plan, so checkpoints, exact
 resume, Ctrl-C, logging, several processes and embedding preservation work as for any stage:
 
-1. ``few_shot`` (contrastive): the encoder only. For every training example of every few-shot task,
-   ``training.few_shot.pairs_per_example`` partners that share a label and as many that share none are
-   drawn (seeded); the loss is the mean squared error between the pair's cosine similarity and the
-   Jaccard overlap of their label sets (1 or 0 for single-label tasks: SetFit's ``CosineSimilarityLoss``).
+1. ``few_shot`` (contrastive): the encoder only. Each few-shot task gets ``training.few_shot.pairs_per_example``
+   x examples pairs that share a label and as many that share none (seeded). ``pair_sampling: all_pairs``
+   (the default) is SetFit's rule: every pair of examples, an example with itself included
+   (``self_pairs``), listed in a seeded order and cycled, so each distinct pair is used as often as any
+   other of its kind; ``per_example`` draws the partners for each example in turn. The loss is the mean
+   squared error between the pair's cosine similarity and the Jaccard overlap of their label sets (1 or 0
+   for single-label tasks: SetFit's ``CosineSimilarityLoss``).
    The tasks of one config draw pairs of their own, so several few-shot heads shape one encoder.
 2. ``few_shot_heads``: the few-shot tasks' heads on the frozen, fine-tuned encoder (cached embeddings:
    no encoder pass per step) with a head learning rate, for ``head_steps`` steps.
@@ -97,11 +100,11 @@ def check_classes(task: str, sets: list[frozenset[str]], examples: Sequence[Exam
 
 
 def sample_pairs(
-    sets: list[frozenset[str]], per_example: int, seed: int | Sequence[int]
+    sets: list[frozenset[str]], per_example: int, seed: int | Sequence[int], self_pairs: bool = False
 ) -> tuple[list[int], list[int], list[float]]:
     """Seeded contrastive pairs: for each example ``per_example`` partners sharing a label (positives) and
     ``per_example`` sharing none (negatives), when such partners exist. ``sets``: each example's non-empty
-    label set (``label_sets``).
+    label set (``label_sets``). ``self_pairs``: the example itself is one of its positive partners.
 
     Returns:
         first, second: Example indices of each pair; target: the Jaccard overlap of their label sets.
@@ -114,8 +117,8 @@ def sample_pairs(
     first: list[int] = []
     second: list[int] = []
     for i, labels in enumerate(sets):
-        positives = sorted({j for label in labels for j in by_label[label] if j != i})
-        others = len(sets) - 1 - len(positives)  # examples sharing no label with this one
+        positives = sorted({j for label in labels for j in by_label[label] if self_pairs or j != i})
+        others = len(sets) - 1 - len(positives) + self_pairs  # examples sharing no label with this one
         negatives = [j for j in range(len(sets)) if j != i and not labels & sets[j]] if others * 4 < len(sets) else None
         for _ in range(per_example):
             if positives:
@@ -125,8 +128,75 @@ def sample_pairs(
             if partner is not None:
                 first.append(i)
                 second.append(partner)
-    target = [len(sets[a] & sets[b]) / len(sets[a] | sets[b]) for a, b in zip(first, second, strict=True)]
-    return first, second, target
+    return first, second, jaccard(sets, first, second)
+
+
+def jaccard(sets: list[frozenset[str]], first: list[int], second: list[int]) -> list[float]:
+    return [len(sets[a] & sets[b]) / len(sets[a] | sets[b]) for a, b in zip(first, second, strict=True)]
+
+
+MAX_ENUMERATED = 4_000_000  # all_pairs lists every pair up to this many; above, it draws pairs at random
+
+
+def all_pairs(
+    sets: list[frozenset[str]], per_example: int, seed: int | Sequence[int], self_pairs: bool = True
+) -> tuple[list[int], list[int], list[float]]:
+    """SetFit's pairs (``ContrastiveDataset`` with ``num_iterations``): every pair ``i <= j`` of examples
+    (``i == j`` too with ``self_pairs``) in a seeded order, split into positives (sharing a label) and
+    negatives, each list cycled to ``per_example x len(sets)`` pairs, so that every distinct pair is used
+    as often as any other of its kind (to one). With more than ``MAX_ENUMERATED`` pairs, distinct pairs are
+    drawn at random instead (what the first pairs of a shuffled list are), a kind's list only cycling
+    when it runs out. Positives and negatives alternate.
+
+    Returns:
+        first, second: Example indices of each pair; target: the Jaccard overlap of their label sets.
+    """
+    rng = np.random.default_rng(seed)
+    n, want = len(sets), per_example * len(sets)
+    vocab = {label: k for k, label in enumerate(sorted(set().union(*sets)))}
+    member = np.zeros((n, len(vocab)), dtype=bool)  # (examples, labels)
+    for i, labels in enumerate(sets):
+        member[i, [vocab[label] for label in labels]] = True
+    if n * (n + 1) // 2 - (0 if self_pairs else n) <= MAX_ENUMERATED:
+        a, b = np.triu_indices(n, 0 if self_pairs else 1)
+        order = rng.permutation(len(a))
+        a, b = a[order], b[order]
+    else:  # enough random pairs that each kind has `want` distinct ones, or all of them
+        a, b = random_pairs(rng, member, want, self_pairs)
+    shared = (member[a] & member[b]).any(axis=1)  # (pairs,)
+    kinds = [(a[shared], b[shared]), (a[~shared], b[~shared])]
+    first: list[int] = []
+    second: list[int] = []
+    for k in range(want):
+        for left, right in kinds:
+            if len(left):
+                first.append(int(left[k % len(left)]))
+                second.append(int(right[k % len(left)]))
+    return first, second, jaccard(sets, first, second)
+
+
+def random_pairs(
+    rng: np.random.Generator, member: np.ndarray, want: int, self_pairs: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct pairs ``i <= j`` drawn at random (for ``all_pairs`` on large sets) until ``want`` positives
+    and ``want`` negatives are found, or a draw finds no new positive (a rare class: they are then cycled).
+    ``member``: (examples, labels) bool."""
+    n = len(member)
+    seen: dict[tuple[int, int], bool] = {}
+    counts = [0, 0]  # negatives, positives
+    while min(counts) < want:
+        i, j = rng.integers(n, size=(2, 4 * want))
+        i, j = np.minimum(i, j), np.maximum(i, j)
+        keep = i <= j if self_pairs else i < j
+        before = list(counts)
+        for x, y, pos in zip(i[keep], j[keep], (member[i[keep]] & member[j[keep]]).any(axis=1), strict=True):
+            if (int(x), int(y)) not in seen and counts[int(pos)] < want:
+                seen[int(x), int(y)] = bool(pos)
+                counts[int(pos)] += 1
+        if any(counts[k] == before[k] < want for k in (0, 1)):  # a kind this rare: keep what was found
+            break
+    pairs = np.array(list(seen), dtype=np.int64).reshape(-1, 2)
+    return pairs[:, 0], pairs[:, 1]
 
 
 def draw_negative(
@@ -161,19 +231,24 @@ class PairGroup(EncodedGroup):
         return len(self.first)
 
 
+# training.few_shot.pair_sampling -> the sampler (config.PairSampling: tests/test_config_choices.py)
+PAIR_SAMPLERS = {"per_example": sample_pairs, "all_pairs": all_pairs}
+
+
 def pair_groups(
     config: Config, tasks: list[str], data: dict[str, Any], groups: dict[str, EncodedGroup]
 ) -> dict[str, PairGroup]:
     """One pair group per few-shot task, named ``few_shot:<task>``, its pairs a function of the seed."""
     out = {}
-    per_example = config.training.few_shot.pairs_per_example
+    fs = config.training.few_shot
     for task in tasks:
         source = next(g for g in groups.values() if task in g.tasks)
         examples = data[task].train
         sets = label_sets(config.tasks[task].type, examples)
         check_classes(task, sets, examples)
         seed = [config.training.seed, zlib.crc32(task.encode())]
-        first, second, target = sample_pairs(sets, per_example, seed)
+        sampler = PAIR_SAMPLERS[fs.pair_sampling]
+        first, second, target = sampler(sets, fs.pairs_per_example, seed, fs.self_pairs)
         out[f"{CONTRASTIVE}:{task}"] = PairGroup(f"{CONTRASTIVE}:{task}", [], [], source, first, second, target)
         logger.info("few-shot %s: %d pairs from %d examples", task, len(first), len(examples))
     return out
