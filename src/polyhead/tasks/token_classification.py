@@ -211,12 +211,12 @@ def decode_tokens(
     best = bio_viterbi(labels, words_lp)
     tags = [labels[b] for b in best]
     scores = [float(np.exp(words_lp[w, b])) if w in positions else 0.0 for w, b in enumerate(best)]
-    spans = decode_bio(tags, scores)
-    if min_scores:
-        for kind, first, last, score in spans:
-            if score < min_scores.get(kind, 0.0):
-                tags[first : last + 1] = ["O"] * (last + 1 - first)
-        spans = [span for span in spans if span[3] >= min_scores.get(span[0], 0.0)]
+    spans = []
+    for kind, first, last, score in decode_bio(tags, scores):
+        if min_scores and score < min_scores.get(kind, 0.0):
+            tags[first : last + 1] = ["O"] * (last + 1 - first)
+        else:
+            spans.append((kind, first, last, score))
     entities = [
         {
             "type": kind,

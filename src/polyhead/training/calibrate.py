@@ -35,7 +35,8 @@ def calibrate_heads(
         if not (task.calibrate or task.tune_thresholds):
             continue
         spec = model.tasks[name]
-        splits = {s: known(spec, getattr(data[name], s)) for s in ("dev", "test")}
+        # test only for the ECE of calibration; thresholds fit on dev alone
+        splits = {s: known(spec, getattr(data[name], s)) for s in (("dev", "test") if task.calibrate else ("dev",))}
         spec.thresholds = {}  # fitted on the head's own decisions
         fitted = {s: spec.task.dev_outputs(model, name, ex, batch_size, precision) for s, ex in splits.items() if ex}
         if "dev" not in fitted:

@@ -182,7 +182,7 @@ def random_pairs(
     and ``want`` negatives are found, or a draw finds no new positive (a rare class: they are then cycled).
     ``member``: (examples, labels) bool."""
     n = len(member)
-    seen: dict[tuple[int, int], bool] = {}
+    seen: dict[tuple[int, int], None] = {}  # distinct pairs in the order found
     counts = [0, 0]  # negatives, positives
     while min(counts) < want:
         i, j = rng.integers(n, size=(2, 4 * want))
@@ -191,7 +191,7 @@ def random_pairs(
         before = list(counts)
         for x, y, pos in zip(i[keep], j[keep], (member[i[keep]] & member[j[keep]]).any(axis=1), strict=True):
             if (int(x), int(y)) not in seen and counts[int(pos)] < want:
-                seen[int(x), int(y)] = bool(pos)
+                seen[int(x), int(y)] = None
                 counts[int(pos)] += 1
         if any(counts[k] == before[k] < want for k in (0, 1)):  # a kind this rare: keep what was found
             break
