@@ -165,21 +165,39 @@ def test_bad_pair_data_is_a_one_line_error(tmp_path: Path, tiny_model_dir: Path)
     assert issubclass(ConfigError, PolyheadError)
 
 
-def test_preservation_on_train_data_needs_a_single_sentence_task(tmp_path: Path, tiny_model_dir: Path) -> None:
-    """Cross-encoded pairs have no sentence embedding to preserve: with only pair tasks, data 'train' would
-    silently do nothing, so it is refused in one line that points at a sentence file; with a file it trains."""
+def test_preservation_on_pair_tasks_alone_uses_each_text_of_the_pairs(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Cross-encoded pairs have no sentence embedding to preserve: with only pair tasks, data 'train' takes
+    the pairs' texts, each alone and each once, as one more group (it once trained silently without the term);
+    a file of general sentences replaces them."""
+    from polyhead.training import preserve
     from polyhead.training.trainer import Trainer
 
     config = pair_config(tmp_path, tiny_model_dir)
     del config["tasks"]["topic"]
-    config["training"].update(epochs=1, steps_per_epoch=4, preserve_embedding={"weight": 1.0})
-    match = "no single sentences to preserve on .* set training.preserve_embedding.data"
-    with pytest.raises(ConfigError, match=match) as info:
-        Trainer(Config.model_validate(config), tmp_path / "run").setup()
-    assert "\n" not in str(info.value)
+    config["training"].update(epochs=1, steps_per_epoch=6, preserve_embedding={"weight": 1.0})
+    config["training"]["sampling"] = {"strategy": "round_robin"}  # the sentences' turn every third step
+    trainer = Trainer(Config.model_validate(config), tmp_path / "run")
+    trainer.setup()
+    examples = [trainer.data[t].train for t in config["tasks"]]
+    texts = {text for rows in examples for ex in rows for text in (ex.text, ex.text_pair)}
+    assert len(texts) < sum(2 * len(rows) for rows in examples)  # both tasks read one file: each text kept once
+    kept = preserve.pair_texts(examples)
+    assert len(kept) == len(texts) and set(kept) == texts
+    assert set(trainer.preserve.reference) == {preserve.PRESERVE}
+    assert trainer.preserve.reference[preserve.PRESERVE].shape[0] == len(texts)
+    encoded = trainer.model.encoder.tokenize_lists(kept)
+    assert [it["enc"]["input_ids"] for it in trainer.preserve.extra.items] == [e["input_ids"] for e in encoded]
+    trainer = Trainer(Config.model_validate(config), tmp_path / "run1")
+    trainer.run()
+    lines = [json.loads(line) for line in (tmp_path / "run1" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("train/loss/preserve_embedding", 0) > 0 for r in lines)
+    config["training"]["preserve_embedding"]["limit"] = 3
+    trainer = Trainer(Config.model_validate(config), tmp_path / "run2")
+    trainer.setup()
+    assert trainer.preserve.reference[preserve.PRESERVE].shape[0] == 3
     sentences = tmp_path / "general.txt"
     sentences.write_text("\n".join(f"a general sentence number {i}" for i in range(20)) + "\n")
-    config["training"]["preserve_embedding"]["data"] = str(sentences)
-    trainer = Trainer(Config.model_validate(config), tmp_path / "run2")
+    config["training"]["preserve_embedding"] = {"weight": 1.0, "data": str(sentences)}
+    trainer = Trainer(Config.model_validate(config), tmp_path / "run3")
     trainer.run()
     assert trainer.preserve.reference["preserve_embedding"].shape[0] == 20

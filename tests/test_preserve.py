@@ -124,3 +124,25 @@ def test_bad_options_are_one_line_errors(tmp_path: Path, tiny_model_dir: Path) -
         cfg["tasks"]["preserve_embedding"] = cfg["tasks"].pop("topic")
         cfg["training"]["preserve_embedding"] = {}
         Config.model_validate(cfg)
+
+
+def test_many_general_sentences_neither_starve_the_tasks_nor_stretch_the_epoch(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """10x more sentences than task examples: drawn as often as the average task, and an epoch of derived
+    length is still a pass over the tasks' data (divided by their share of the draws)."""
+    from polyhead.training import plan
+
+    sentences = tmp_path / "general.txt"
+    sentences.write_text("\n".join(f"a general sentence number {i}" for i in range(3000)) + "\n")
+    cfg = config(tmp_path, tiny_model_dir, {"data": str(sentences)})
+    cfg.training.steps_per_epoch = None
+    trainer = Trainer(cfg, tmp_path / "run")
+    trainer.setup()
+    run, _ = trainer.start_stage(0)
+    probabilities = run.sampler.probabilities
+    tasks = {g: len(grp) for g, grp in trainer.groups.items()}
+    assert sum(tasks.values()) < 300 and len(tasks) == 1
+    assert probabilities[preserve.PRESERVE] == pytest.approx(0.5)  # one task group: every other draw
+    assert run.steps_per_epoch == plan.epoch_steps(tasks, probabilities, cfg.training.batch_size, 1)
+    assert run.steps_per_epoch == 2 * -(-max(tasks.values()) // cfg.training.batch_size)

@@ -28,6 +28,20 @@ def test_target_probabilities() -> None:
     assert TaskSampler(SIZES, "round_robin").probabilities["b"] == pytest.approx(1 / 3)
 
 
+def test_auxiliary_group_is_drawn_as_often_as_the_average_task() -> None:
+    """The preservation sentences: their share does not grow with their number (a big file would starve tasks)."""
+    sizes = {**SIZES, "extra": 50_000}
+    proportional = TaskSampler(sizes, "proportional", auxiliary="extra").probabilities
+    assert proportional["extra"] == pytest.approx(700 / 2800)  # mean task size 700, of 2100 + 700
+    assert proportional["c"] / proportional["a"] == pytest.approx(16)  # the tasks keep their ratios
+    assert TaskSampler(sizes, "temperature", 2.0, auxiliary="extra").probabilities["extra"] == pytest.approx(
+        (70 / 3) / (70 + 70 / 3)
+    )
+    assert TaskSampler(sizes, "round_robin", auxiliary="extra").probabilities["extra"] == pytest.approx(1 / 4)
+    assert TaskSampler({"extra": 5}, auxiliary="extra").probabilities == {"extra": 1.0}
+    assert TaskSampler(sizes, "proportional").probabilities["extra"] > 0.9  # without: by size
+
+
 def test_round_robin_exact_cycle() -> None:
     sampler = TaskSampler(SIZES, "round_robin")
     assert [sampler.sample() for _ in range(7)] == ["a", "b", "c", "a", "b", "c", "a"]

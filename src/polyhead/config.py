@@ -222,10 +222,12 @@ class PreserveEmbeddingConfig(Strict):
 
     weight: float = Field(1.0, gt=0, description="multiplies the preservation loss, added to the task losses")
     data: str = Field(
-        "train", description="'train' (the training sentences: no extra encoder pass) or a file, a sentence a line"
+        "train",
+        description="'train' (the training sentences: no extra encoder pass; with only cross-encoded pair tasks, "
+        "the pairs' texts each alone) or a file, a sentence a line",
     )
     loss: PreserveLoss = "cosine"
-    limit: int | None = Field(None, gt=0, description="read at most this many sentences of the file")
+    limit: int | None = Field(None, gt=0, description="use at most this many sentences of the file or the pairs")
 
 
 class FewShotConfig(Strict):

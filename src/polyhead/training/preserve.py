@@ -8,7 +8,9 @@ batch's sentences to the task losses.
 
 ``data: train`` compares on the training sentences themselves, reusing the encoder pass the heads already
 run (no extra forward). A file of general sentences becomes one more batch group, drawn by the task sampler
-like a task's data, whose only loss is this one. Stages whose encoder is frozen skip it.
+as often as the average task's group whatever its size, whose only loss is this one; so do the texts of the
+pairs (each alone) when every task cross-encodes pairs and ``data`` is ``train``. Stages whose encoder is
+frozen skip it.
 """
 
 from __future__ import annotations
@@ -80,23 +82,28 @@ def prepare(
     run_dir: Path | None,
     resume: bool,
     save: bool = True,
+    pair_texts: list[str] | None = None,
 ) -> Preservation:
     """The reference vectors: loaded from ``run_dir`` when resuming a run that saved them, else computed from
     the current (starting) encoder and saved there. Groups whose inputs are cross-encoded pairs are left out
-    (their pooled vector is not a sentence embedding)."""
+    (their pooled vector is not a sentence embedding); when every group is one, ``data: train`` compares on
+    ``pair_texts`` (the pairs' texts, each alone) as a group of its own."""
     preservation = Preservation(options.weight, options.loss)
     eligible = {
         g: grp for g, grp in groups.items() if not any(model.tasks[t].task.input == "pair" for t in grp.tasks)
     }
-    if options.data != "train":
-        preservation.extra = read_sentences(options, model)
+    if options.data != "train" or not eligible:
+        if options.data != "train":
+            lines = read_sentences(options)
+        elif pair_texts:
+            lines = pair_texts
+        else:
+            raise ConfigError(
+                "training.preserve_embedding: data 'train' has no sentences to preserve on; set "
+                "training.preserve_embedding.data to a file of general sentences, one a line"
+            )
+        preservation.extra = sentence_group(model, lines[: options.limit] if options.limit else lines)
         eligible = {PRESERVE: preservation.extra}
-    elif not eligible:
-        raise ConfigError(
-            f"training.preserve_embedding: data 'train' has no single sentences to preserve on (every task "
-            f"is a cross-encoded pair task: {', '.join(sorted(model.tasks))}); set "
-            f"training.preserve_embedding.data to a file of general sentences, one a line"
-        )
     saved = run_dir / REFERENCE_FILE if run_dir is not None else None
     if resume and saved is not None and saved.is_file():
         preservation.reference = load_file(str(saved))
@@ -122,16 +129,23 @@ def reference_vectors(
     return out
 
 
-def read_sentences(options: PreserveEmbeddingConfig, model: MultiTaskModel) -> EncodedGroup:
-    """The general sentences of ``options.data`` (one a line), tokenised as a group with no tasks."""
+def read_sentences(options: PreserveEmbeddingConfig) -> list[str]:
+    """The general sentences of the file ``options.data``, one a line."""
     path = resolve_path(options.data)
     if not path.is_file():
         raise ConfigError(
             f"training.preserve_embedding.data: {options.data!r} is neither 'train' nor a file (one sentence a line)"
         )
-    lines = read_text_lines(path, "training.preserve_embedding.data")
-    if options.limit:
-        lines = lines[: options.limit]
+    return read_text_lines(path, "training.preserve_embedding.data")
+
+
+def sentence_group(model: MultiTaskModel, lines: list[str]) -> EncodedGroup:
+    """Sentences to preserve on, tokenised as a group with no tasks."""
     group = EncodedGroup(PRESERVE, [])
     group.items = [{"enc": enc, "labels": {}} for enc in model.encoder.tokenize_lists(lines)]
     return group
+
+
+def pair_texts(examples: list[list[Any]]) -> list[str]:
+    """Both texts of every pair in ``examples`` (one list per task), each once, in the order first seen."""
+    return list(dict.fromkeys(text for rows in examples for ex in rows for text in (ex.text, ex.text_pair) if text))

@@ -15,11 +15,17 @@ class TaskSampler:
     """Deterministic under a seed; ``state_dict`` makes a resumed run draw the same sequence.
 
     Probabilities: round_robin uniform (and cycling in order); proportional size / total; temperature
-    size^(1/T), normalised (T=1 is proportional, large T tends to uniform).
+    size^(1/T), normalised (T=1 is proportional, large T tends to uniform). An ``auxiliary`` group (the
+    embedding preservation's sentences) is drawn as often as the average task group, whatever its size.
     """
 
     def __init__(
-        self, sizes: dict[str, int], strategy: str = "proportional", temperature: float = 2.0, seed: int = 0
+        self,
+        sizes: dict[str, int],
+        strategy: str = "proportional",
+        temperature: float = 2.0,
+        seed: int = 0,
+        auxiliary: str | None = None,
     ) -> None:
         if strategy not in SAMPLING_STRATEGIES:
             raise ConfigError(f"training.sampling.strategy {strategy!r}; valid: {', '.join(SAMPLING_STRATEGIES)}")
@@ -35,6 +41,9 @@ class TaskSampler:
             weights = [float(n) for n in sizes.values()]
         else:
             weights = [float(n) ** (1.0 / temperature) for n in sizes.values()]
+        if auxiliary in sizes and len(sizes) > 1:
+            others = [w for name, w in zip(self.names, weights, strict=True) if name != auxiliary]
+            weights[self.names.index(auxiliary)] = sum(others) / len(others)
         total = sum(weights)
         self.probabilities = {name: w / total for name, w in zip(self.names, weights, strict=True)}
         self.rng = random.Random(seed)

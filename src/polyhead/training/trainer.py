@@ -142,10 +142,12 @@ class Trainer:
         }
         self.preserve = None
         if cfg.training.preserve_embedding is not None:  # reference vectors of the starting encoder, once
+            pairs = [self.data[t].train for t, spec in specs.items() if spec.task.input == "pair"]
             self.preserve = preserve.prepare(
                 cfg.training.preserve_embedding, self.model, self.groups, cfg.training.eval_batch_size,
                 cfg.training.precision, self.out if self.accelerator is not None else None,  # setup() alone: no files
                 self.resume, save=self.dist.is_main,
+                pair_texts=preserve.pair_texts(pairs),
             )  # fmt: skip
         self.sts_pairs = read_sts(cfg)
         self.audit, t = ShardAudit(self.dist), cfg.training
@@ -293,12 +295,15 @@ class Trainer:
         if encoder_frozen and cfg.cache_embeddings:
             cache = EmbeddingCache.build(self.model, groups, cfg.eval_batch_size, cfg.precision)
         sizes = {g: len(grp) for g, grp in groups.items()}
-        sampler = TaskSampler(sizes, cfg.sampling.strategy, cfg.sampling.temperature, seed=cfg.seed + index)
+        sampler = TaskSampler(
+            sizes, cfg.sampling.strategy, cfg.sampling.temperature, seed=cfg.seed + index, auxiliary=preserve.PRESERVE
+        )
         batch_size = stage.batch_size or cfg.batch_size
+        task_sizes = {g: n for g, n in sizes.items() if g != preserve.PRESERVE}  # an epoch: a pass over tasks' data
         steps_per_epoch = (
             stage.steps
             or cfg.steps_per_epoch
-            or plan.epoch_steps(sizes, sampler.probabilities, batch_size, cfg.gradient_accumulation)
+            or plan.epoch_steps(task_sizes, sampler.probabilities, batch_size, cfg.gradient_accumulation)
         )
         total = steps_per_epoch * stage.epochs
         scheduler = torch.optim.lr_scheduler.LambdaLR(
