@@ -17,6 +17,7 @@ from polyhead.runtime import PRECISIONS
 from polyhead.training.distributed import TRACKER_PACKAGES
 from polyhead.training.fewshot import PAIR_SAMPLERS
 from polyhead.training.freezing import FREEZE_MODES
+from polyhead.training.plan import WARMUP_STEPS
 from polyhead.training.sampling import SAMPLING_STRATEGIES
 
 RUNTIME_VALUES = {
@@ -28,6 +29,7 @@ RUNTIME_VALUES = {
     "Activation": tuple(ACTIVATIONS),
     "Tracker": tuple(TRACKER_PACKAGES),
     "PairSampling": tuple(PAIR_SAMPLERS),
+    "WarmupRule": tuple(WARMUP_STEPS),
 }
 
 

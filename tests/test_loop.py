@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from helpers import tiny_config
@@ -86,3 +87,29 @@ def test_a_frozen_encoder_runs_without_dropout(tmp_path: Path, tiny_model_dir: P
     model = run.step.model
     assert event.state.global_step == 1
     assert not model.encoder.training and all(head.training for head in model.heads.values())
+
+
+def test_the_stage_schedule_follows_the_warmup_rule(tmp_path: Path, tiny_model_dir: Path) -> None:
+    # 2 epochs x 3 steps, warmup_ratio 0.25: 1.5 steps -> int 1 (polyhead) or ceil 2 (transformers)
+    factors = {}
+    for rule in ("polyhead", "transformers"):
+        scheduler = {"warmup_ratio": 0.25, "warmup_rule": rule}
+        run, _ = start(tmp_path / rule, tiny_model_dir, scheduler=scheduler)
+        factors[rule] = [run.step.scheduler.lr_lambdas[0](s) for s in range(6)]  # type: ignore[attr-defined]
+    assert factors["polyhead"] == pytest.approx([0.5, 1.0, 0.8, 0.6, 0.4, 0.2])
+    assert factors["transformers"] == pytest.approx([0.0, 0.5, 1.0, 0.75, 0.5, 0.25])
+
+
+def test_the_transformers_warmup_leaves_the_weights_alone_on_the_first_step(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """Its first step runs at lr 0 (AdamW's moments move, the weights and their decay don't); the second moves."""
+    run, state = start(tmp_path, tiny_model_dir, scheduler={"warmup_ratio": 0.25, "warmup_rule": "transformers"})
+    model = run.step.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loop = train_stage(run, state)
+    next(e for e in loop if isinstance(e, StepEnd))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    next(e for e in loop if isinstance(e, StepEnd))
+    loop.close()
+    assert not all(torch.equal(before[k], v) for k, v in model.state_dict().items())

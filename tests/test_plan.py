@@ -34,6 +34,28 @@ def test_cosine_and_constant_schedules() -> None:
     assert [plan.lr_factor(s, "constant", 1, 5) for s in range(4)] == [0.5, 1.0, 1.0, 1.0]
 
 
+def test_transformers_warmup_rule_starts_at_zero() -> None:
+    # transformers' get_linear_schedule_with_warmup: step / warmup during warmup, then the same decay
+    values = [plan.lr_factor(s, "linear", 3, 30, "transformers") for s in range(5)]
+    assert values == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0, 26 / 27])
+    assert [plan.lr_factor(s, "linear", 3, 30) for s in range(5)] == pytest.approx([1 / 4, 2 / 4, 3 / 4, 1.0, 26 / 27])
+    assert [plan.lr_factor(s, "constant", 2, 5, "transformers") for s in range(3)] == [0.0, 0.5, 1.0]
+    assert plan.lr_factor(0, "linear", 0, 4, "transformers") == 1.0  # no warmup: no step at lr 0
+
+
+def test_warmup_steps_round_down_or_up_by_rule() -> None:
+    assert [plan.warmup_steps(0.1, n) for n in (9, 10, 30, 31)] == [0, 1, 3, 3]
+    assert [plan.warmup_steps(0.1, n, "transformers") for n in (9, 10, 30, 31)] == [1, 1, 3, 4]
+    assert plan.warmup_steps(0.0, 30, "transformers") == 0
+
+
+def test_an_unknown_warmup_rule_is_a_config_error(tmp_path: Path, tiny_model_dir: Path) -> None:
+    raw = tiny_config(tmp_path, tiny_model_dir, scheduler={"warmup_rule": "hf"})
+    with pytest.raises(ValueError, match="warmup_rule") as err:
+        Config.model_validate(raw)
+    assert "'polyhead' or 'transformers'" in str(err.value)
+
+
 def test_lr_lambda_drives_lambdalr_through_the_same_values() -> None:
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=0.1)

@@ -33,6 +33,7 @@ SimilarityLoss = Literal["cosine", "cosent"]
 FreezeMode = Literal["none", "all", "encoder", "embeddings"]
 UnfreezeUnit = Literal["steps", "epochs"]
 SchedulerType = Literal["linear", "cosine", "constant"]
+WarmupRule = Literal["polyhead", "transformers"]  # training.scheduler.warmup_rule (training/plan.py)
 SamplingStrategy = Literal["round_robin", "proportional", "temperature"]
 Precision = Literal["fp32", "bf16", "fp16"]
 LossWeighting = Literal["static", "uncertainty"]
@@ -186,6 +187,10 @@ class OptimizerConfig(Strict):
 class SchedulerConfig(Strict):
     type: SchedulerType = "linear"
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    warmup_rule: WarmupRule = Field(
+        "polyhead", description="polyhead: int(ratio x steps) warmup steps, factor (s+1)/(warmup+1); transformers: "
+        "ceil(ratio x steps), factor s/warmup, the first step at lr 0 (HF Trainer, SetFit): docs/config.md",
+    )
 
 
 class SamplingConfig(Strict):

@@ -54,11 +54,28 @@ def stage_from_config(i: int, s: StageConfig, config: Config) -> Stage:
     )
 
 
-def lr_factor(step: int, kind: str, warmup: int, total: int) -> float:
+# training.scheduler.warmup_rule -> the warmup length from (ratio, total steps) (config.WarmupRule)
+WARMUP_STEPS: dict[str, Callable[[float, int], int]] = {
+    "polyhead": lambda ratio, total: int(ratio * total),
+    # transformers' TrainingArguments.get_warmup_steps (the HF Trainer, sentence-transformers, SetFit)
+    "transformers": lambda ratio, total: math.ceil(ratio * total),
+}
+
+
+def warmup_steps(ratio: float, total: int, rule: str = "polyhead") -> int:
+    """Warmup steps of a ``total``-step schedule with ``training.scheduler.warmup_ratio`` ``ratio``."""
+    return WARMUP_STEPS[rule](ratio, total)
+
+
+def lr_factor(step: int, kind: str, warmup: int, total: int, rule: str = "polyhead") -> float:
     """The learning-rate multiplier after ``step`` optimizer steps: linear warmup over ``warmup`` steps,
-    then ``constant``, ``cosine`` decay to 0 or (any other kind) linear decay to 0 at ``total``."""
+    then ``constant``, ``cosine`` decay to 0 or (any other kind) linear decay to 0 at ``total``.
+
+    Warmup ``rule`` ``polyhead``: ``(step + 1) / (warmup + 1)``, so the first step already moves the weights;
+    ``transformers``: ``step / warmup`` as ``get_linear_schedule_with_warmup``, the first step at lr 0 (it
+    only feeds AdamW's moment estimates). The decay after warmup is the same for both."""
     if step < warmup:
-        return (step + 1) / (warmup + 1)
+        return step / warmup if rule == "transformers" else (step + 1) / (warmup + 1)
     if kind == "constant":
         return 1.0
     progress = (step - warmup) / max(1, total - warmup)
@@ -67,11 +84,11 @@ def lr_factor(step: int, kind: str, warmup: int, total: int) -> float:
     return max(0.0, 1.0 - progress)
 
 
-def lr_lambda(kind: str, warmup: int, total: int) -> Callable[[int], float]:
+def lr_lambda(kind: str, warmup: int, total: int, rule: str = "polyhead") -> Callable[[int], float]:
     """``lr_factor`` with the schedule fixed, for ``torch.optim.lr_scheduler.LambdaLR``."""
 
     def fn(step: int) -> float:
-        return lr_factor(step, kind, warmup, total)
+        return lr_factor(step, kind, warmup, total, rule)
 
     return fn
 

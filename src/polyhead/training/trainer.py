@@ -306,8 +306,10 @@ class Trainer:
             or plan.epoch_steps(task_sizes, sampler.probabilities, batch_size, cfg.gradient_accumulation)
         )
         total = steps_per_epoch * stage.epochs
+        sched = cfg.scheduler
+        warmup = plan.warmup_steps(sched.warmup_ratio, total, sched.warmup_rule)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, plan.lr_lambda(cfg.scheduler.type, int(cfg.scheduler.warmup_ratio * total), total)
+            optimizer, plan.lr_lambda(sched.type, warmup, total, sched.warmup_rule)
         )
         step = (fewshot.ContrastiveStep if stage.pair_tasks else TrainStep)(
             model=self.model,
