@@ -82,22 +82,20 @@ def prepare(
     run_dir: Path | None,
     resume: bool,
     save: bool = True,
-    pair_texts: list[str] | None = None,
+    pair_examples: list[list[Any]] | None = None,
 ) -> Preservation:
     """The reference vectors: loaded from ``run_dir`` when resuming a run that saved them, else computed from
     the current (starting) encoder and saved there. Groups whose inputs are cross-encoded pairs are left out
     (their pooled vector is not a sentence embedding); when every group is one, ``data: train`` compares on
-    ``pair_texts`` (the pairs' texts, each alone) as a group of its own."""
+    the texts of ``pair_examples`` (the pair tasks' training examples, one list per task), each alone, as a
+    group of its own."""
     preservation = Preservation(options.weight, options.loss)
     eligible = {
         g: grp for g, grp in groups.items() if not any(model.tasks[t].task.input == "pair" for t in grp.tasks)
     }
     if options.data != "train" or not eligible:
-        if options.data != "train":
-            lines = read_sentences(options)
-        elif pair_texts:
-            lines = pair_texts
-        else:
+        lines = read_sentences(options) if options.data != "train" else pair_texts(pair_examples or [])
+        if not lines:
             raise ConfigError(
                 "training.preserve_embedding: data 'train' has no sentences to preserve on; set "
                 "training.preserve_embedding.data to a file of general sentences, one a line"

@@ -142,12 +142,11 @@ class Trainer:
         }
         self.preserve = None
         if cfg.training.preserve_embedding is not None:  # reference vectors of the starting encoder, once
-            pairs = [self.data[t].train for t, spec in specs.items() if spec.task.input == "pair"]
             self.preserve = preserve.prepare(
                 cfg.training.preserve_embedding, self.model, self.groups, cfg.training.eval_batch_size,
                 cfg.training.precision, self.out if self.accelerator is not None else None,  # setup() alone: no files
                 self.resume, save=self.dist.is_main,
-                pair_texts=preserve.pair_texts(pairs),
+                pair_examples=[self.data[t].train for t, spec in specs.items() if spec.task.input == "pair"],
             )  # fmt: skip
         self.sts_pairs = read_sts(cfg)
         self.audit, t = ShardAudit(self.dist), cfg.training
