@@ -293,3 +293,53 @@ def test_the_training_guide_example_is_a_valid_config() -> None:
     assert [name for name, task in config.tasks.items() if task.few_shot] == ["intent", "topics"]
     stages = fewshot.add_stages(config, plan.resolve_stages(config))
     assert [s.name for s in stages] == ["few_shot", "few_shot_heads"]
+
+
+def test_encode_once_gives_the_same_loss_and_gradients_from_fewer_encoder_rows(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    trainer = Trainer(Config.model_validate(toy_config(tmp_path, tiny_model_dir)), tmp_path / "run")
+    trainer.setup()
+    run, _ = trainer.start_stage(0)
+    step, group = run.step, run.step.groups["few_shot:topic"]
+    assert isinstance(group, fewshot.PairGroup) and group.encode_once
+    trainer.model.eval()  # no dropout: encoding a sentence once or twice is the same function
+    widths: list[int] = []
+    hook = trainer.model.encoder.register_forward_hook(lambda m, args, out: widths.append(len(args[0]["input_ids"])))
+    local = list(range(32))  # 12 examples: 32 pairs repeat sentences
+    rows = {group.first[k] for k in local} | {group.second[k] for k in local}
+    selves = {group.first[k] for k in local if group.first[k] == group.second[k]}
+    assert selves  # a self pair's two sides stay two rows (dropout makes them differ)
+    results = []
+    for once in (True, False):
+        group.encode_once = once
+        trainer.model.zero_grad()
+        loss = step.forward_batch("few_shot:topic", local)["topic"]
+        loss.backward()
+        grads = [p.grad.clone() for p in trainer.model.encoder.parameters() if p.grad is not None]
+        results.append((loss.detach(), grads))
+    hook.remove()
+    assert widths == [len(rows) + len(selves), 64] and len(rows) <= 12
+    torch.testing.assert_close(results[0][0], results[1][0])
+    assert len(results[0][1]) == len(results[1][1]) > 0
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_distinct_rows_keep_a_self_pairs_two_sides() -> None:
+    rows = [0, 1, 2, 1, 1, 3]  # pairs (0, 1), (1, 1), (2, 3)
+    encoded, where = fewshot.distinct(rows, 3)
+    assert [encoded[w] for w in where.tolist()] == rows
+    assert sorted(encoded) == [0, 1, 1, 2, 3] and where[1] != where[4]  # example 1: its self pair's two rows
+
+
+def test_few_shot_batching_is_its_own_option(tmp_path: Path, tiny_model_dir: Path) -> None:
+    cfg = toy_config(tmp_path, tiny_model_dir)
+    cfg["training"]["few_shot"]["bucket_by_length"] = False
+    trainer = Trainer(Config.model_validate(cfg), tmp_path / "run")
+    trainer.setup()
+    assert [trainer.start_stage(i)[0].bucket_by_length for i in (0, 1)] == [False, True]
+    cfg["training"]["few_shot"]["bucket_by_length"] = True
+    trainer = Trainer(Config.model_validate(cfg), tmp_path / "run2")
+    trainer.setup()
+    assert trainer.start_stage(0)[0].bucket_by_length is True

@@ -250,6 +250,12 @@ class FewShotConfig(Strict):
         "partners drawn for each example (docs/training-guide.md#few-shot)",
     )
     self_pairs: bool = Field(True, description="an example paired with itself counts as a positive pair (SetFit)")
+    bucket_by_length: bool = Field(
+        True, description="batch pairs of similar total length together (faster); false: at random, as SetFit does"
+    )
+    encode_once: bool = Field(
+        True, description="encode each distinct sentence of a pair batch once (fewer rows when examples are few)"
+    )
 
 
 def default_trackers() -> list[Tracker]:

@@ -64,7 +64,7 @@ def add_stages(config: Config, stages: list[Stage]) -> list[Stage]:
     fs, t = config.training.few_shot, config.training
     contrastive = Stage(
         CONTRASTIVE, [], fs.epochs, t.freeze, None, OptimizerConfig(lr=fs.lr, weight_decay=t.optimizer.weight_decay),
-        pair_tasks=tasks, batch_size=fs.batch_size,
+        pair_tasks=tasks, batch_size=fs.batch_size, bucket_by_length=fs.bucket_by_length,
     )  # fmt: skip
     if t.stages:
         return [contrastive, *stages]
@@ -215,12 +215,14 @@ def draw_negative(
 @dataclass
 class PairGroup(EncodedGroup):
     """Contrastive pairs of one task, as a batch group: row ``k`` pairs ``source.items[first[k]]`` with
-    ``source.items[second[k]]``; ``target[k]`` is their label overlap."""
+    ``source.items[second[k]]``; ``target[k]`` is their label overlap. ``encode_once``: a batch runs each
+    distinct example through the encoder once (``training.few_shot.encode_once``)."""
 
     source: EncodedGroup = field(default_factory=lambda: EncodedGroup("", []))
     first: list[int] = field(default_factory=list)
     second: list[int] = field(default_factory=list)
     target: list[float] = field(default_factory=list)
+    encode_once: bool = True
 
     @property
     def lengths(self) -> list[int]:
@@ -249,9 +251,22 @@ def pair_groups(
         seed = [config.training.seed, zlib.crc32(task.encode())]
         sampler = PAIR_SAMPLERS[fs.pair_sampling]
         first, second, target = sampler(sets, fs.pairs_per_example, seed, fs.self_pairs)
-        out[f"{CONTRASTIVE}:{task}"] = PairGroup(f"{CONTRASTIVE}:{task}", [], [], source, first, second, target)
+        name = f"{CONTRASTIVE}:{task}"
+        out[name] = PairGroup(name, [], [], source, first, second, target, fs.encode_once)
         logger.info("few-shot %s: %d pairs from %d examples", task, len(first), len(examples))
     return out
+
+
+def distinct(rows: list[int], n: int) -> tuple[list[int], torch.Tensor]:
+    """The examples a pair batch encodes, and each row's position among them: ``rows`` are the ``n`` first
+    sentences then their ``n`` partners; the encoder runs once per distinct example, ``embeddings[where]``
+    gives every row's. An example paired with itself keeps two rows, so that dropout still makes its two sides
+    differ (what a self pair learns from); other repeats share one row, and with dropout one mask."""
+    keys = np.asarray(rows, dtype=np.int64)
+    keys[n:] = np.where(keys[n:] == keys[:n], -1 - keys[n:], keys[n:])  # a self pair's partner: a key of its own
+    unique, where = np.unique(keys, return_inverse=True)
+    encoded = np.where(unique < 0, -1 - unique, unique)
+    return encoded.tolist(), torch.from_numpy(where.reshape(-1))
 
 
 @dataclass
@@ -271,16 +286,19 @@ class ContrastiveStep(TrainStep):
             losses[PRESERVE] = torch.zeros((), device=self.device)
         if local:
             rows = [group.first[k] for k in local] + [group.second[k] for k in local]
-            features = pad_batch([group.source.items[i]["enc"] for i in rows], self.model.encoder.pad_token_id)
+            encoded, where = distinct(rows, len(local)) if group.encode_once else (rows, None)
+            features = pad_batch([group.source.items[i]["enc"] for i in encoded], self.model.encoder.pad_token_id)
             features = {k: v.to(self.device) for k, v in features.items()}
             target = torch.tensor([group.target[k] for k in local], device=self.device)
             with autocast(self.precision, self.device):
                 feats = self.model.encoder(features)
-                emb = feats["sentence_embedding"].float()  # (2 * batch, dim): first sentences, then partners
+                emb = feats["sentence_embedding"].float()  # (encoded, dim)
+                if where is not None:
+                    emb = emb[where.to(self.device)]  # (2 * batch, dim): first sentences, then partners
                 cos = F.cosine_similarity(emb[: len(local)], emb[len(local) :], dim=-1)  # (batch,)
                 losses[task] = F.mse_loss(cos, target)
                 if preserving and self.preserve is not None:
-                    losses[PRESERVE] = self.preserve.term(group.source.name, rows, feats)  # type: ignore[assignment]
+                    losses[PRESERVE] = self.preserve.term(group.source.name, encoded, feats)  # type: ignore[assignment]
         if self.dist.distributed:  # each shard's mean, weighted by its share of the global batch
             count = torch.tensor([float(len(local))])
             total = float(self.dist.all_sum(count.clone())[0])

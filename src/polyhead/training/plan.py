@@ -33,6 +33,7 @@ class Stage:
     pair_tasks: list[str] = field(default_factory=list)
     steps: int | None = None  # optimizer steps per epoch (None: training.steps_per_epoch, else one pass)
     batch_size: int | None = None  # None: training.batch_size
+    bucket_by_length: bool | None = None  # None: training.bucket_by_length
 
 
 def resolve_stages(config: Config) -> list[Stage]:

@@ -337,7 +337,7 @@ class Trainer:
             batch_size=batch_size,
             accumulation=cfg.gradient_accumulation,
             seed=cfg.seed,
-            bucket_by_length=cfg.bucket_by_length,
+            bucket_by_length=cfg.bucket_by_length if stage.bucket_by_length is None else stage.bucket_by_length,
         )
         if checkpoint is not None:
             state = restore_training_checkpoint(checkpoint, run, self.weighting, self.dist, self.config.training.seed)
