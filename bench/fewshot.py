@@ -178,6 +178,10 @@ def main() -> None:
     parser.add_argument("--systems", nargs="+", default=["polyhead", "setfit"], choices=["polyhead", "setfit"])
     parser.add_argument("--few-shot", default="{}", help="JSON: other training.few_shot options for polyhead")
     parser.add_argument("--training", default="{}", help="JSON: other training options for polyhead")
+    parser.add_argument(
+        "--seed-offset", type=int, default=0,
+        help="training seed = sample + this (the sampled examples stay the sample's): the training-noise check",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     # `timeout` sends SIGTERM: leave through an exception, so subprocess.run kills a running SetFit child too
@@ -197,16 +201,18 @@ def main() -> None:
                 n = len(sample_per_class(rows, args.per_class, sample))
                 pairs = args.pairs if args.max_pairs is None else max(1, min(args.pairs, args.max_pairs // (2 * n)))
                 order = args.systems if sample % 2 == 0 else list(reversed(args.systems))
+                seed = sample + args.seed_offset
                 for system in order:
                     run_dir = tmp / f"{name}_{sample}_{system}"
                     if system == "polyhead":
                         result = run_polyhead(
-                            train, test, pairs, sample, run_dir, json.loads(args.few_shot), json.loads(args.training)
+                            train, test, pairs, seed, run_dir, json.loads(args.few_shot), json.loads(args.training)
                         )
                     else:
                         assert python is not None
-                        result = run_setfit(python, train, test, model, pairs, sample, run_dir)
-                    row = {"dataset": name, "sample": sample, "system": system, "examples": n, "pairs": pairs, **result}
+                        result = run_setfit(python, train, test, model, pairs, seed, run_dir)
+                    row = {"dataset": name, "sample": sample, "seed": seed, "system": system, "examples": n}
+                    row |= {"pairs": pairs, **result}
                     record["rows"].append(row)
                     print(json.dumps(row), flush=True)
                     out_path.parent.mkdir(parents=True, exist_ok=True)

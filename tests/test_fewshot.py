@@ -310,20 +310,48 @@ def test_encode_once_gives_the_same_loss_and_gradients_from_fewer_encoder_rows(
     rows = {group.first[k] for k in local} | {group.second[k] for k in local}
     selves = {group.first[k] for k in local if group.first[k] == group.second[k]}
     assert selves  # a self pair's two sides stay two rows (dropout makes them differ)
-    results = []
+    results, rows_encoded = [], []
     for once in (True, False):
         group.encode_once = once
+        widths.clear()
         trainer.model.zero_grad()
         loss = step.forward_batch("few_shot:topic", local)["topic"]
         loss.backward()
         grads = [p.grad.clone() for p in trainer.model.encoder.parameters() if p.grad is not None]
         results.append((loss.detach(), grads))
+        rows_encoded.append(sum(widths))
     hook.remove()
-    assert widths == [len(rows) + len(selves), 64] and len(rows) <= 12
+    assert rows_encoded == [len(rows) + len(selves), 64] and len(rows) <= 12
     torch.testing.assert_close(results[0][0], results[1][0])
     assert len(results[0][1]) == len(results[1][1]) > 0
     for a, b in zip(results[0][1], results[1][1], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_length_chunks_cut_where_padding_shrinks() -> None:
+    lengths = [30, 5, 6, 31, 5, 7, 29, 6, 32, 5]
+    chunks = fewshot.length_chunks(lengths)
+    assert sorted(i for c in chunks for i in c) == list(range(10))
+    assert [sorted(lengths[i] for i in c) for c in chunks] == [[5, 5, 5, 6, 6, 7], [29, 30, 31, 32]]
+    assert fewshot.length_chunks([10] * 12) == [list(range(12))]  # nothing to gain: one pass
+    assert len(fewshot.length_chunks([5, 40, 5, 40])) == 1  # under min_rows a side
+    assert fewshot.length_chunks([]) == []
+
+
+def test_encoding_by_length_equals_one_padded_pass(tmp_path: Path, tiny_model_dir: Path) -> None:
+    trainer = Trainer(Config.model_validate(toy_config(tmp_path, tiny_model_dir)), tmp_path / "run")
+    trainer.setup()
+    step = trainer.start_stage(0)[0].step
+    assert isinstance(step, fewshot.ContrastiveStep)
+    trainer.model.eval()
+    words = ["pizza", "guitar", "rain", "snow", "piano", "bread", "drums", "wind", "pasta"]
+    texts = [" ".join(words[: 1 + i % 3] if i % 2 else words + words[: i % 5]) for i in range(12)]
+    encs = trainer.model.encoder.tokenize_lists(texts)  # 6 short, 6 long
+    assert len(fewshot.length_chunks([len(e["input_ids"]) for e in encs])) > 1
+    whole = trainer.model.encoder(fewshot.pad_batch(encs, trainer.model.encoder.pad_token_id))
+    parts = step.encode_by_length(encs)
+    for key in ("sentence_embedding", "pooled_embedding"):
+        torch.testing.assert_close(parts[key], whole[key], rtol=1e-5, atol=1e-6)
 
 
 def test_distinct_rows_keep_a_self_pairs_two_sides() -> None:

@@ -269,6 +269,23 @@ def distinct(rows: list[int], n: int) -> tuple[list[int], torch.Tensor]:
     return encoded.tolist(), torch.from_numpy(where.reshape(-1))
 
 
+def length_chunks(lengths: list[int], min_rows: int = 4, keep: float = 0.8) -> list[list[int]]:
+    """Positions of ``lengths`` in runs of similar length: sorted by length, cut in two where the two runs pad
+    to the fewest tokens, and again inside each run, while a cut pads at most ``keep`` of the tokens the run
+    pads to alone and leaves ``min_rows`` rows a side (each run is one encoder call)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+
+    def cut(run: list[int]) -> list[list[int]]:
+        n, longest = len(run), lengths[run[-1]]
+        splits = [(i * lengths[run[i - 1]] + (n - i) * longest, i) for i in range(min_rows, n - min_rows + 1)]
+        if not splits or min(splits)[0] > keep * n * longest:
+            return [run]
+        i = min(splits)[1]
+        return cut(run[:i]) + cut(run[i:])
+
+    return cut(order) if order else []
+
+
 @dataclass
 class ContrastiveStep(TrainStep):
     """The contrastive stage's step: pair groups give ``(cos(a, b) - overlap)^2`` averaged over the batch,
@@ -287,11 +304,9 @@ class ContrastiveStep(TrainStep):
         if local:
             rows = [group.first[k] for k in local] + [group.second[k] for k in local]
             encoded, where = distinct(rows, len(local)) if group.encode_once else (rows, None)
-            features = pad_batch([group.source.items[i]["enc"] for i in encoded], self.model.encoder.pad_token_id)
-            features = {k: v.to(self.device) for k, v in features.items()}
             target = torch.tensor([group.target[k] for k in local], device=self.device)
             with autocast(self.precision, self.device):
-                feats = self.model.encoder(features)
+                feats = self.encode_by_length([group.source.items[i]["enc"] for i in encoded])
                 emb = feats["sentence_embedding"].float()  # (encoded, dim)
                 if where is not None:
                     emb = emb[where.to(self.device)]  # (2 * batch, dim): first sentences, then partners
@@ -305,6 +320,25 @@ class ContrastiveStep(TrainStep):
             share = self.dist.world * len(local) / max(total, 1.0)
             losses = {t: v * share for t, v in losses.items()}
         return losses
+
+    def encode_by_length(self, encs: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        """``sentence_embedding`` and ``pooled_embedding`` (rows, dim) of ``encs``, in their order, from one
+        encoder pass per run of similar lengths (:func:`length_chunks`): a pair batch drawn at random mixes
+        short sentences with long ones, and each run pads only to its own longest. The same function of the
+        rows as one padded pass (rows do not interact in the encoder)."""
+        chunks = length_chunks([len(e["input_ids"]) for e in encs])
+        parts = []
+        for chunk in chunks:
+            features = pad_batch([encs[i] for i in chunk], self.model.encoder.pad_token_id)
+            out = self.model.encoder({k: v.to(self.device) for k, v in features.items()})
+            parts.append((out["sentence_embedding"], out["pooled_embedding"]))
+        if len(parts) == 1:
+            return {"sentence_embedding": parts[0][0], "pooled_embedding": parts[0][1]}
+        back = torch.from_numpy(np.argsort(np.concatenate(chunks))).to(self.device)  # concatenated -> given order
+        return {
+            "sentence_embedding": torch.cat([p[0] for p in parts])[back],
+            "pooled_embedding": torch.cat([p[1] for p in parts])[back],
+        }
 
     def total_loss(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pair losses summed as they come (one task per batch), plus the weighted preservation loss; the
