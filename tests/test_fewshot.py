@@ -247,7 +247,7 @@ def test_several_few_shot_heads_share_one_encoder(tmp_path: Path, tiny_model_dir
     cfg = tiny_config(
         tmp_path,
         tiny_model_dir,
-        few_shot={"pairs_per_example": 8, "epochs": 2, "lr": 1e-3, "head_steps": 100, "head_lr": 5e-2},
+        few_shot={"pairs_per_example": 8, "epochs": 3, "lr": 1e-3, "head_steps": 100, "head_lr": 5e-2},
     )
     del cfg["tasks"]["entities"]
     cfg["tasks"]["topic"]["few_shot"] = cfg["tasks"]["sentiment"]["few_shot"] = True

@@ -251,7 +251,7 @@ class FewShotConfig(Strict):
     )
     self_pairs: bool = Field(True, description="an example paired with itself counts as a positive pair (SetFit)")
     bucket_by_length: bool = Field(
-        True, description="batch pairs of similar total length together (faster); false: at random, as SetFit does"
+        False, description="false: pairs batched at random, as SetFit does; true: pairs of similar length together"
     )
     encode_once: bool = Field(
         True, description="encode each distinct sentence of a pair batch once (fewer rows when examples are few)"
