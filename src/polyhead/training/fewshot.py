@@ -278,10 +278,8 @@ def length_chunks(lengths: list[int], min_rows: int = 4, keep: float = 0.8) -> l
     def cut(run: list[int]) -> list[list[int]]:
         n, longest = len(run), lengths[run[-1]]
         splits = [(i * lengths[run[i - 1]] + (n - i) * longest, i) for i in range(min_rows, n - min_rows + 1)]
-        if not splits or min(splits)[0] > keep * n * longest:
-            return [run]
-        i = min(splits)[1]
-        return cut(run[:i]) + cut(run[i:])
+        padded, i = min(splits, default=(n * longest, n))
+        return cut(run[:i]) + cut(run[i:]) if padded <= keep * n * longest else [run]
 
     return cut(order) if order else []
 
