@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +77,9 @@ def write_config(tmp_path: Path, config: dict[str, Any], name: str = "config.yam
     path = tmp_path / name
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def interruptible() -> None:
+    """``preexec_fn`` for a child that is sent SIGINT: Python's own Ctrl-C handling, even when the tests run with
+    SIGINT ignored (a script's ``make test &``), which a polyhead command would otherwise keep ignoring."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

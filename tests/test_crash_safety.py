@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import tiny_config, write_config
+from helpers import interruptible, tiny_config, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -106,7 +106,8 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path: Path, tiny_m
     config = write_config(tmp_path, cfg)
     run = tmp_path / "run"
     child = subprocess.Popen(
-        train_cmd(config, run, "--set", "training.seed=7"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        train_cmd(config, run, "--set", "training.seed=7"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=interruptible,
     )
     deadline = time.time() + 120
     while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().strip()):

@@ -7,17 +7,28 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from polyhead.interrupt import reliable_ctrl_c
+from helpers import interruptible
+from polyhead.interrupt import reliable_ctrl_c, sigint_handler
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_an_interrupt_swallowed_in_a_destructor_is_raised_again() -> None:
+@pytest.fixture
+def python_sigint() -> Iterator[None]:
+    """Python's own Ctrl-C handler during the test, whatever the suite started with (``make test &``: ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupt_swallowed_in_a_destructor_is_raised_again(python_sigint: None) -> None:
     """Python loses a KeyboardInterrupt raised inside ``__del__`` ("Exception ignored"); it must surface."""
 
     class Sends:
@@ -33,7 +44,7 @@ def test_an_interrupt_swallowed_in_a_destructor_is_raised_again() -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored afterwards
 
 
-def test_no_second_interrupt_while_the_first_unwinds_or_after() -> None:
+def test_no_second_interrupt_while_the_first_unwinds_or_after(python_sigint: None) -> None:
     """Click turns the interrupt into Abort; a slow unwind or a slow "aborted" must not get a second one.
 
     CI saw exit -2 after "aborted": the repeat timer raised a new KeyboardInterrupt while the CLI printed
@@ -56,6 +67,37 @@ def test_no_second_interrupt_while_the_first_unwinds_or_after() -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_an_ignored_ctrl_c_stays_ignored() -> None:
+    """Started with SIGINT ignored (a script's ``polyhead train ... &``): Python keeps it ignored, so does polyhead."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with reliable_ctrl_c(repeat=0.05), sigint_handler(lambda *_: None):
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL
+            os.kill(os.getpid(), signal.SIGINT)  # ignored: nothing is raised
+            time.sleep(0.2)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_handlers_are_left_alone_outside_the_main_thread(python_sigint: None) -> None:
+    """Python sets signal handlers from the main thread only (ValueError elsewhere): a trainer run from a worker
+    thread (a notebook, a web app) trains without one."""
+    seen: list[object] = []
+
+    def work() -> None:
+        with reliable_ctrl_c(), sigint_handler(lambda *_: None):
+            seen.append(signal.getsignal(signal.SIGINT))
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert seen == [signal.default_int_handler]
+    with sigint_handler(lambda *_: None):  # in the main thread it is set, and restored after
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 # What a shell shows as 130: exit status 130, or death by SIGINT (Python's own convention for an interrupted
 # program, reported by every shell as 128 + 2). Under heavy load the training-setup case ended by SIGINT after
 # printing "aborted" in two full-suite runs (cause not found: a second interrupt is excluded by quiet_exit);
@@ -73,7 +115,7 @@ def started_main(proc: subprocess.Popen) -> bool:
 def interrupt(args: list[str], settle: float = 3.0) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen([sys.executable, "-m", "polyhead", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=interruptible)
     for _ in range(1200):
         if proc.poll() is not None or started_main(proc):
             break

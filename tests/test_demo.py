@@ -183,6 +183,18 @@ def test_demo_refuses_a_missing_sts_file_before_running(tmp_path: Path) -> None:
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_demo_with_a_missing_encoder_or_a_zero_sample_is_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    demo = [sys.executable, "-m", "polyhead", "demo", "--quick", "--output", str(tmp_path / "run")]
+    proc = subprocess.run([*demo, "--encoder", str(tmp_path / "no-model")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "no-model" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    proc = subprocess.run([*demo, "--sample", "0"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "--sample" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
 @pytest.mark.parametrize("name", ["topic", "sentiment", "entities"])
 def test_demo_config_tasks(name: str) -> None:
     from polyhead.demo import load_demo_config

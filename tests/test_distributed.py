@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import make_tiny_model_dir
-from helpers import tiny_config, write_config
+from helpers import interruptible, tiny_config, write_config
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.training.distributed import DistContext
 
@@ -59,6 +59,9 @@ def _worker(rank: int, port: int, out: str) -> None:
     ctx.wait()
     with open(f"{out}.{rank}", "w") as f:
         json.dump({"world": ctx.world, "grad": p.grad.tolist(), "gathered": got}, f)
+    # gloo's threads left to the interpreter's exit aborted a worker once ("terminate called without an
+    # active exception", SIGABRT): the group is shut down before the process ends
+    torch.distributed.destroy_process_group()
 
 
 def test_two_gloo_processes(tmp_path) -> None:
@@ -204,7 +207,8 @@ def test_ctrl_c_stops_every_process_at_one_step_with_a_checkpoint(no_dropout_con
     out = tmp_path / "interrupted"
     cmd = [sys.executable, "-m", "polyhead", "train", str(no_dropout_config), "--output", str(out), "--quiet"]
     cmd += ["--num-processes", "2", "--set", "training.epochs=500"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=interruptible)
     deadline = time.time() + 300
     while not (out / "checkpoints" / "latest.json").is_file() and time.time() < deadline:
         time.sleep(0.5)

@@ -52,13 +52,14 @@ def run_installed(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProc
 
 
 @pytest.mark.slow
-def test_installed_wheel_runs_the_demo(installed: Path, tmp_path: Path) -> None:
+def test_installed_wheel_runs_the_demo(installed: Path, tmp_path: Path, tiny_model_dir: Path) -> None:
     where = run_installed(installed, tmp_path, "-c", "import polyhead; print(polyhead.__file__)")
     assert where.returncode == 0, where.stderr
     assert Path(where.stdout.strip()).is_relative_to(installed), f"not the wheel's copy: {where.stdout}"
 
+    # the tiny encoder and 200 sentences a dataset: the package's files are what is tested, not MiniLM (a minute)
     proc = run_installed(installed, tmp_path, "-m", "polyhead", "demo", "--quick", "--output", "run",
-                         "--data-dir", "data")
+                         "--data-dir", "data", "--encoder", str(tiny_model_dir), "--sample", "200")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for name in ("model/polyhead.json", "model/model.safetensors", "model/heads.safetensors", "config.yaml"):
         assert (tmp_path / "run" / name).is_file(), name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,17 @@ def test_two_group_training_writes_a_complete_run(tmp_path: Path, tiny_model_dir
     pred = model.predict(["goal is great today match"])[0]
     assert pred["topic"]["label"] == "sport"
     assert set(model.tasks["entities"].labels) == {"O", "B-PER", "I-PER"}
+
+
+def test_trains_from_a_worker_thread(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Python sets signal handlers from the main thread only: run from another thread (a notebook, a web app),
+    training goes without its Ctrl-C handler instead of failing with ValueError."""
+    cfg = make(tmp_path, tiny_model_dir, epochs=1, steps_per_epoch=2)
+    results: list[dict] = []
+    thread = threading.Thread(target=lambda: results.append(Trainer(cfg, tmp_path / "run").run()))
+    thread.start()
+    thread.join()
+    assert len(results) == 1 and set(results[0]["dev"]) == {"topic", "sentiment", "entities"}
 
 
 def test_resume_continues_exactly(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -294,13 +294,19 @@ def demo(
     quick: Annotated[bool, typer.Option("--quick", help="A few steps only: checks the whole path in seconds.")] = False,
     data_only: Annotated[bool, typer.Option("--data-only", help="Only write the data splits.")] = False,
     sts: Annotated[Path | None, typer.Option(help="STS-B test TSV: the embedding before/after training.")] = None,
+    encoder: Annotated[
+        str | None, typer.Option(help="Encoder instead of the demo config's: a Hub name or a model directory.")
+    ] = None,
+    sample: Annotated[
+        int | None, typer.Option(min=1, help="At most this many sentences drawn from each dataset (seeded).")
+    ] = None,
 ) -> None:
     """Train and show a three-task model (topic, sentiment, entities) on real data from pip packages."""
     from polyhead.demo import run_demo
     from polyhead.demo_data import write_demo_data
 
     if data_only:
-        counts = write_demo_data(data_dir)
+        counts = write_demo_data(data_dir, sample=sample)
         console.print(f"wrote demo data to {data_dir}: {counts}")
         return
     from polyhead.modeldir import check_new_directory
@@ -308,7 +314,7 @@ def demo(
     out = output or default_run_dir("demo")
     check_new_directory(out, "--output", "choose another --output")
     console.print(f"[bold]polyhead demo[/]: run directory {out} (each run gets its own; nothing is overwritten)")
-    run_demo(out, data_dir, quick, console, sts_file=sts)
+    run_demo(out, data_dir, quick, console, sample=sample, encoder_model=encoder, sts_file=sts)
 
 
 @app.command()

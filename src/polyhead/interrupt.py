@@ -5,6 +5,9 @@ Python raises KeyboardInterrupt wherever the main thread is when SIGINT arrives;
 runs on to the end and exits 0 (seen in ``predict --file`` while tokenising). So after the first Ctrl-C the
 interrupt is raised again every ``repeat`` seconds until it surfaces. Set up by the CLI entry point only (a
 library leaves its host's signals alone); the trainer installs its own handler while it trains.
+
+A process started with Ctrl-C ignored (a script's ``cmd &``, ``trap '' INT``) keeps ignoring it, as Python itself
+does, and so does code running outside the main thread, where Python can't set handlers.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any
 
 
 def surfaced(exc: BaseException | None) -> bool:
@@ -27,10 +32,30 @@ def surfaced(exc: BaseException | None) -> bool:
     return False
 
 
+def may_handle_sigint() -> bool:
+    """Whether a handler may be set: the main thread, and SIGINT not ignored by whoever started the process."""
+    main = threading.current_thread() is threading.main_thread()
+    return main and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+
+
+@contextlib.contextmanager
+def sigint_handler(handler: Callable[[int, Any], Any]) -> Iterator[None]:
+    """``handler`` for SIGINT within the block, the previous one restored after (nothing changes unless
+    ``may_handle_sigint``)."""
+    if not may_handle_sigint():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @contextlib.contextmanager
 def reliable_ctrl_c(repeat: float = 1.0) -> Iterator[None]:
     """Within the block, a Ctrl-C raises KeyboardInterrupt and keeps raising it until it is not swallowed."""
-    if not hasattr(signal, "setitimer"):  # pragma: no cover - platforms without interval timers
+    if not hasattr(signal, "setitimer") or not may_handle_sigint():  # setitimer: not on Windows
         yield
         return
     pending = False

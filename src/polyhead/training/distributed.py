@@ -19,6 +19,7 @@ from torch import nn
 
 from polyhead.errors import PolyheadError
 from polyhead.extras import installed
+from polyhead.interrupt import sigint_handler
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +30,7 @@ TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "m
 TRACKER_INSTALL = {"tensorboard": "'polyhead[plots]'", "wandb": "wandb", "mlflow": "mlflow"}
 
 
-def create_accelerator(
-    log_with: Sequence[str] = (), project_dir: Path | None = None, cpu: bool | None = None
-) -> Any:
+def create_accelerator(log_with: Sequence[str] = (), project_dir: Path | None = None, cpu: bool | None = None) -> Any:
     """An ``accelerate.Accelerator`` for this process: gloo on CPUs, NCCL on GPUs; trackers for ``log_with``.
 
     Raises:
@@ -167,7 +166,6 @@ def launch_processes(polyhead_args: Sequence[str], num_processes: int) -> int:
     """
     import io
     import os
-    import signal
     import socket
     import subprocess
     import sys
@@ -199,15 +197,12 @@ def launch_processes(polyhead_args: Sequence[str], num_processes: int) -> int:
         env["ACCELERATE_USE_CPU"] = "true"
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // num_processes)))
     interrupted = []
-    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))  # the workers handle Ctrl-C
-    try:
+    with sigint_handler(lambda *_: interrupted.append(True)):  # the workers handle Ctrl-C
         proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
         assert proc.stderr is not None
         # newline="": progress bars' carriage returns pass through as they are
         launcher_failed = forward_stderr(io.TextIOWrapper(proc.stderr, encoding="utf-8", errors="replace", newline=""))
         status = proc.wait()
-    finally:
-        signal.signal(signal.SIGINT, previous)
     if interrupted and status:
         return 130
     if status and launcher_failed:

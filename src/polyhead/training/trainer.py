@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ import yaml
 from polyhead.config import Config
 from polyhead.data.collate import EncodedGroup, encode_group
 from polyhead.fileio import write_text_atomic
+from polyhead.interrupt import sigint_handler
 from polyhead.modeldir import save_training_card
 from polyhead.modeling.device import resolve_device
 from polyhead.modeling.multitask import MultiTaskModel
@@ -197,14 +197,12 @@ class Trainer:
             self.dist,
         )  # fmt: skip
         self.stop_after = stop_after_steps
-        previous_handler = signal.getsignal(signal.SIGINT)
-        signal.signal(signal.SIGINT, self.on_sigint)
         try:
-            for index in range(state.stage, len(self.stages)):
-                self.run_stage(index, checkpoint if index == state.stage else None)
-                checkpoint = None
+            with sigint_handler(self.on_sigint):
+                for index in range(state.stage, len(self.stages)):
+                    self.run_stage(index, checkpoint if index == state.stage else None)
+                    checkpoint = None
         finally:
-            signal.signal(signal.SIGINT, previous_handler)
             self.log.close()
         return self.finish(time.time() - started + state.elapsed)
 
