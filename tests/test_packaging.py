@@ -63,4 +63,10 @@ def test_installed_wheel_runs_the_demo(installed: Path, tmp_path: Path, tiny_mod
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for name in ("model/polyhead.json", "model/model.safetensors", "model/heads.safetensors", "config.yaml"):
         assert (tmp_path / "run" / name).is_file(), name
+    # the two options took effect: the run trained the tiny encoder on 200-sentence samples
+    import yaml
+
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["encoder"]["model"] == str(tiny_model_dir)
+    rows = sum(len(f.read_text().splitlines()) - 1 for f in (tmp_path / "data").glob("sentiment_*.tsv"))
+    assert rows == 200, rows
     assert "--config run/config.yaml" in proc.stdout  # the evaluate hint names a file that exists anywhere
