@@ -78,6 +78,21 @@ def test_binary_f1_is_the_positive_class() -> None:
     gold, pred = ["paraphrase", "paraphrase", "not_paraphrase"], ["paraphrase", "not_paraphrase", "not_paraphrase"]
     # positive "paraphrase" (last in sorted order): P = 1, R = 1/2 -> F1 = 2/3
     assert task.metrics(gold, pred, ["not_paraphrase", "paraphrase"])["f1"] == pytest.approx(2 / 3)
+    # of a label and its negation the label, whatever the sort order: positive "entailment", P = 1, R = 1/2
+    gold, pred = ["entailment", "entailment", "not_entailment"], ["entailment", "not_entailment", "not_entailment"]
+    assert task.metrics(gold, pred, ["entailment", "not_entailment"])["f1"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize(("labels", "positive"), [
+    (["not_entailment", "entailment"], "entailment"), (["duplicate", "not duplicate"], "duplicate"),
+    (["related", "unrelated"], "related"), (["Non-toxic", "toxic"], "toxic"), (["match", "mismatch"], "match"),
+    (["0", "1"], "1"), (["yes", "no"], "yes"), (["negative", "positive"], "positive"), (["ham", "spam"], "spam"),
+    (["contradiction", "entailment"], "entailment"),
+])
+def test_the_positive_class(labels: list[str], positive: str) -> None:
+    from polyhead.tasks.classification import positive_label
+
+    assert positive_label(labels) == positive
 
 
 def test_save_reload_predict_pairs(trained: tuple[Any, dict[str, Any], Path]) -> None:

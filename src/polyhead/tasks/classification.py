@@ -26,11 +26,21 @@ def label_index(spec: TaskSpec, label: str, source: str) -> int:
         raise DataError(f"{source}: label {label!r} is not in the label list {spec.labels[:10]}") from None
 
 
+NEGATIONS = ("not", "non", "no", "un", "in", "mis")  # "not_entailment", "non-toxic", "unrelated", "incorrect"
+
+
 def positive_label(labels: list[str]) -> str:
     """The positive class of a two-class task (whose F1 a binary pair task reports, whose probability a tuned
-    threshold applies to): the last label in sorted order ("1" of 0/1, "paraphrase" of
-    not_paraphrase/paraphrase, "yes", "true", "positive")."""
-    return sorted(labels)[-1]
+    threshold applies to): of a label and its negation, the label ("entailment" of entailment/not_entailment,
+    "duplicate" of duplicate/not_duplicate, "related" of related/unrelated); otherwise the last label in
+    sorted order ("1" of 0/1, "yes", "true", "positive", "paraphrase" of not_paraphrase/paraphrase)."""
+    ordered = sorted(labels)
+    if len(ordered) == 2:
+        for label, other in (ordered, ordered[::-1]):
+            negated = other.lower().replace("-", "_").replace(" ", "_")
+            if any(negated in (f"{word}{label.lower()}", f"{word}_{label.lower()}") for word in NEGATIONS):
+                return label
+    return ordered[-1]
 
 
 def weight_tensor(weights: dict[str, float], labels: list[str], like: torch.Tensor) -> torch.Tensor | None:
