@@ -231,6 +231,19 @@ def test_bad_inputs_name_the_file_column_and_row(tmp_path: Path, shared_data: Pa
         read_examples(tmp_path / "plain", "classification", ReaderOptions(format="hf"))
 
 
+def test_integer_labels_stored_as_floats_are_the_same_classes(tmp_path: Path) -> None:
+    """pandas stores an integer column with a gap as float64: its 1.0 is the class "1" an int column gives,
+    and a missing label (NaN) is an error, not a class "nan"."""
+    pq.write_table(pa.table({"text": ["a", "b"], "label": [0, 1]}), tmp_path / "ints.parquet")
+    pq.write_table(pa.table({"text": ["a", "b"], "label": [0.0, 1.0]}), tmp_path / "floats.parquet")
+    assert [e.label for e in read_examples(tmp_path / "ints.parquet", "pair_classification",
+                                           ReaderOptions(pair_column="text"))] == ["0", "1"]
+    assert [e.label for e in read_examples(tmp_path / "floats.parquet", "classification")] == ["0", "1"]
+    pq.write_table(pa.table({"text": ["a", "b"], "label": [0.0, float("nan")]}), tmp_path / "gap.parquet")
+    with pytest.raises(DataError, match=r"gap.parquet row 1: label nan in 'label' is not a class name"):
+        read_examples(tmp_path / "gap.parquet", "classification")
+
+
 # ---------------------------------------------------------------------- config and training
 def arrow_config(tmp_path: Path, shared_data: Path, model_dir: Path) -> dict[str, Any]:
     """SST-2 rows in a DatasetDict (ClassLabel) and WNUT-17 rows in Parquet (ClassLabel sequence)."""

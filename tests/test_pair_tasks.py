@@ -81,6 +81,9 @@ def test_binary_f1_is_the_positive_class() -> None:
     # of a label and its negation the label, whatever the sort order: positive "entailment", P = 1, R = 1/2
     gold, pred = ["entailment", "entailment", "not_entailment"], ["entailment", "not_entailment", "not_entailment"]
     assert task.metrics(gold, pred, ["entailment", "not_entailment"])["f1"] == pytest.approx(2 / 3)
+    # a gold label the head doesn't know (dev / test labels not seen in train) counts as not the positive class
+    gold = ["entailment", "entailment", "neutral"]
+    assert task.metrics(gold, pred, ["entailment", "not_entailment"])["f1"] == pytest.approx(2 / 3)
 
 
 @pytest.mark.parametrize(("labels", "positive"), [

@@ -95,6 +95,10 @@ def test_balanced_weights_are_scikit_learns() -> None:
     assert token == pytest.approx({"O": 6 / (3 * 3), "B-PER": 6 / (3 * 2), "I-PER": 6 / 3})
     sets = [["x"], ["x", "y"], [], ["x"]]
     assert get_task_type("multilabel").class_weight_values("balanced", ["x", "y"], sets, "k") == {"x": 1 / 3, "y": 3.0}
+    # a label on every row has no negatives: weight 1 (not 0, which would drop its positives from the loss)
+    everywhere = [["x"], ["x", "y"], ["x"], ["x"]]
+    assert get_task_type("multilabel").class_weight_values("balanced", ["x", "y"], everywhere, "k") == {"x": 1.0,
+                                                                                                      "y": 3.0}
     mapping = get_task_type("classification").class_weight_values({"b": 5}, ["a", "b"], train, "k")
     assert mapping == {"a": 1.0, "b": 5.0}
 
@@ -342,6 +346,35 @@ def test_training_fits_temperature_and_thresholds_on_dev(tmp_path: Path, tiny_mo
     confidence = np.array([p["score"] for p in preds])
     correct = np.array([p["label"] == g for p, g in zip(preds, gold, strict=True)], dtype=float)
     assert expected_calibration_error(confidence, correct) == pytest.approx(cal["topic"]["dev_ece_after"], abs=1e-5)
+
+
+def test_a_dev_set_that_cannot_calibrate_leaves_the_head_as_it_was(
+    tmp_path: Path, tiny_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A dev split of one class drives the fitted temperature to its limit (every probability 0 or 1) and any
+    threshold fits it: the head keeps temperature 1 and its own decisions, with a warning."""
+    from polyhead.data.readers import Example
+    from polyhead.modeling.encoder import SentenceEncoder
+    from polyhead.modeling.multitask import MultiTaskModel
+    from polyhead.training.calibrate import calibrate_heads
+    from polyhead.training.setup import TaskData
+
+    raw = tiny_config(tmp_path, tiny_model_dir)
+    raw["tasks"] = {"sentiment": {**raw["tasks"]["sentiment"], "tune_thresholds": True, "calibrate": True}}
+    config = load_config(write_config(tmp_path, raw))
+    torch.manual_seed(0)
+    model = MultiTaskModel(SentenceEncoder.from_pretrained(tiny_model_dir, max_length=32),
+                           {"sentiment": TaskSpec("classification", ["neg", "pos"], dropout=0.0)})
+    head = [m for m in model.heads["sentiment"].modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():  # a head sure of "pos" for every text, right on every dev row
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([-3.0, 3.0]))
+    dev = [Example(f"a fine text {i}", "pos") for i in range(4)]
+    with caplog.at_level("WARNING"):
+        report = calibrate_heads(config, model, {"sentiment": TaskData([], dev=dev)}, 4, "fp32")
+    assert report["sentiment"]["temperature"] == 1.0 and model.tasks["sentiment"].temperature == 1.0
+    assert report["sentiment"]["thresholds"] == {} and model.tasks["sentiment"].thresholds == {}
+    assert "too few to fit a temperature on" in caplog.text and "all of one class" in caplog.text
 
 
 def test_pair_heads_calibrate_on_their_pairs(tiny_model_dir: Path) -> None:

@@ -130,5 +130,6 @@ def entity_threshold(scores: np.ndarray, correct: np.ndarray, gold: int) -> floa
     if len(scores) == 0:
         return None
     t, tp, k = ranked_counts(np.asarray(scores, dtype=np.float64), np.asarray(correct))
-    best = int(np.argmax(2 * tp / np.maximum(k + gold, 1e-12)))
+    f1 = 2 * tp / np.maximum(k + gold, 1e-12)
+    best = len(f1) - 1 - int(np.argmax(f1[::-1]))  # of equal F1s the loosest cut: keep what costs nothing
     return None if best + 1 == len(t) else between(t, best)

@@ -11,6 +11,7 @@ it without torch. Methods that need torch import it when called.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -97,7 +98,10 @@ class TaskType:
     # ------------------------------------------------------------------ labels
     def parse_label(self, raw: Any, source: str, column: str, separator: str | None) -> Any:
         """A raw label from a data file (``source`` is file:line, ``column`` its column) -> the label value."""
-        if isinstance(raw, list | dict) or raw is None or str(raw).strip() == "":
+        if isinstance(raw, float) and raw.is_integer():
+            raw = int(raw)  # a pandas integer column with a gap is float64: its 1.0 is the class "1" of the others
+        nan = isinstance(raw, float) and not math.isfinite(raw)
+        if isinstance(raw, list | dict) or raw is None or nan or str(raw).strip() == "":
             raise DataError(f"{source}: label {raw!r} in {column!r} is not a class name")
         return str(raw).strip()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
     from polyhead.modeldir.spec import TaskSpec
 
+logger = logging.getLogger(__name__)
 
 def label_index(spec: TaskSpec, label: str, source: str) -> int:
     try:
@@ -160,5 +162,8 @@ class Classification(TaskType):
         """The positive class's threshold with the best dev macro F1."""
         positive = positive_label(spec.labels)
         index = spec.labels.index(positive)
+        if len(set(np.asarray(targets).tolist())) < 2:
+            logger.warning("thresholds: the dev examples are all of one class; kept the head's own decisions")
+            return {}
         probs = calibration.probabilities(logits, "softmax", spec.temperature)
         return {positive: calibration.binary_threshold(probs[:, index], targets == index)}

@@ -53,11 +53,11 @@ class MultiLabel(TaskType):
         self, setting: Any, labels: list[str], train: Sequence[Any], where: str
     ) -> dict[str, float]:
         """``pos_weight``: ``balanced`` is negatives / positives per label in train (BCEWithLogitsLoss's
-        convention; labels without positives weigh 1), or a {label: weight} mapping."""
+        convention; labels without positives, or on every row, weigh 1), or a {label: weight} mapping."""
         if setting != "balanced":
             return super().class_weight_values(setting, labels, train, where)
         counts, n = self.label_counts(train), len(train)
-        return {label: (n - counts[label]) / counts[label] if counts[label] else 1.0 for label in labels}
+        return {label: (n - counts[label]) / counts[label] if 0 < counts[label] < n else 1.0 for label in labels}
 
     def encode_target(self, spec: TaskSpec, label: Any, word_ids: Sequence[int | None] | None, source: str) -> Any:
         return [label_index(spec, x, source) for x in label]

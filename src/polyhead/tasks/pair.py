@@ -33,7 +33,8 @@ class PairClassification(Classification):
 
         out = super().metrics(gold, pred, labels)
         if len(labels) == 2:
-            out["f1"] = float(f1_score(gold, pred, pos_label=positive_label(labels), average="binary", zero_division=0))
+            # the positive class's F1 (average="binary" would refuse gold labels the head doesn't know)
+            out["f1"] = float(f1_score(gold, pred, labels=[positive_label(labels)], average="macro", zero_division=0))
         else:
             out["f1"] = out["macro_f1"]
         return out

@@ -9,9 +9,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from polyhead.config import Config
 from polyhead.data.readers import Example
-from polyhead.evaluation.calibration import expected_calibration_error, reliability
+from polyhead.evaluation.calibration import MAX_T, MIN_T, expected_calibration_error, reliability
 from polyhead.modeldir import TaskSpec
 from polyhead.modeling.multitask import MultiTaskModel
 from polyhead.training.setup import TaskData
@@ -47,6 +49,11 @@ def calibrate_heads(
             spec.temperature = 1.0
             before = {s: spec.task.calibration(spec, *v) for s, v in fitted.items()}
             spec.temperature = spec.task.fit_temperature(spec, *fitted["dev"])
+            problem = unfit_temperature(spec.temperature, before["dev"][1])
+            if problem:
+                logger.warning("task %s: %s (%d dev examples): too few to fit a temperature on; kept 1.0",
+                               name, problem, len(splits["dev"]))
+                spec.temperature = 1.0
             after = {s: spec.task.calibration(spec, *v) for s, v in fitted.items()}
             entry["temperature"] = spec.temperature
             for s in fitted:
@@ -60,6 +67,17 @@ def calibrate_heads(
             entry["thresholds"] = dict(spec.thresholds)
         report[name] = entry
     return report
+
+
+def unfit_temperature(temperature: float, right: np.ndarray) -> str | None:
+    """Why a temperature fitted on dev says nothing, or None: every dev decision right (or every one wrong)
+    lets the dev NLL fall without end as T goes to 0 (to infinity), typical of a tiny or one-class dev split;
+    a fit that stopped at its bounds is the same."""
+    if right.all() or not right.any():
+        return f"the head decides {'every' if right.all() else 'no'} dev example right"
+    if not MIN_T * 1.01 < temperature < MAX_T / 1.01:
+        return f"the fitted temperature reached its limit ({temperature:.3g})"
+    return None
 
 
 def calibration_lines(report: dict[str, Any]) -> list[str]:
