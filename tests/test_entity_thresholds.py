@@ -39,6 +39,9 @@ def test_entity_threshold_is_the_f1_best_cut() -> None:
     assert entity_threshold(scores, correct, gold=3) == pytest.approx((0.8 + 0.3) / 2)
     assert entity_threshold(scores, np.array([True, True, True, False, True]), gold=10) is None  # keeping all wins
     assert entity_threshold(np.array([]), np.array([], dtype=bool), gold=4) is None
+    # equal F1s (here 0 at every cut): the loosest cut, i.e. keep every entity, nothing saved
+    assert entity_threshold(np.array([0.9, 0.5, 0.4]), np.array([False] * 3), gold=3) is None
+    assert entity_threshold(np.array([0.9, 0.5, 0.4]), np.array([True, False, False]), gold=1) == pytest.approx(0.7)
 
 
 def test_decoding_drops_entities_below_their_types_minimum() -> None:

@@ -137,3 +137,8 @@ def test_cli_evaluate_prints_and_carries_the_reports(trained: tuple[Path, Path],
     lines = [line for line in again.stderr.splitlines() if line.strip()]
     assert again.returncode == 2 and len(lines) == 1, again.stderr
     assert "--plot-dir" in lines[0] and "topic_confusion.png already exists; pass --overwrite" in lines[0]
+    # a config whose task type isn't the head's would read the data as something else
+    other = run_cli("evaluate", str(model_dir), "--config", str(config), "--set", "tasks.topic.type=multilabel")
+    lines = [line for line in other.stderr.splitlines() if line.strip()]
+    assert other.returncode == 2 and len(lines) == 1, other.stderr
+    assert "tasks.topic.type: multilabel in the config, classification in the model" in lines[0]

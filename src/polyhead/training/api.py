@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from polyhead.config import Config
-from polyhead.errors import PolyheadError
+from polyhead.errors import ConfigError, PolyheadError
 
 
 def train(config: Config, output_dir: str | Path, resume: bool = False, show_progress: bool = False) -> dict[str, Any]:
@@ -34,6 +34,10 @@ def evaluate_model(
             f"the model's tasks ({', '.join(model.tasks)}) and the config's ({', '.join(config.tasks)}) "
             "have none in common"
         )
+    for name in shared:  # the data is read as the config's type says: it must be the head's
+        if config.tasks[name].type != model.tasks[name].type:
+            raise ConfigError(f"tasks.{name}.type: {config.tasks[name].type} in the config, "
+                              f"{model.tasks[name].type} in the model {model_dir}; they must match")
     results: dict[str, dict[str, Any]] = {}
     for name in shared:
         examples = getattr(load_task_data(name, config.tasks[name], config.training.seed), split)
