@@ -111,7 +111,7 @@ def test_save_reload_predict_pairs(trained: tuple[Any, dict[str, Any], Path]) ->
     # batched == one by one (padding and segment ids of a pair don't depend on its neighbours)
     alone = [model.predict_pairs([p])[0]["score"]["score"] for p in PAIRS]
     assert np.allclose(alone, [o["score"]["score"] for o in out], atol=1e-5)
-    with pytest.raises(PolyheadError, match="take pairs: use predict_pairs"):
+    with pytest.raises(PolyheadError, match="take pairs of texts: predict_pairs in Python"):
         model.predict(["x"], tasks=["same"])
     with pytest.raises(PolyheadError, match="pair 0 must be two texts"):
         model.predict_pairs([("only one",)])
@@ -144,6 +144,13 @@ def test_served(trained: tuple[Any, dict[str, Any], Path]) -> None:
         assert res.json()["predictions"] == json.loads(json.dumps(model.predict_pairs(PAIRS)))
         assert client.post("/predict", json={"texts": ["a"], "pairs": [["a", "b"]]}).status_code == 422
         assert client.post("/predict", json={"pairs": [["a"]]}).status_code == 422
+        # errors name the request's own field: the pair and its side, not a flattened list of texts
+        res = client.post("/predict", json={"pairs": [["a", "b"], ["c", "d"], ["e", " "]]})
+        assert res.status_code == 422 and res.json()["error"].startswith("pairs[2][1]: empty text"), res.json()
+        res = client.post("/similarity", json={"pairs": [["a", "b"], ["", "d"]]})
+        assert res.status_code == 422 and res.json()["error"].startswith("pairs[1][0]: empty text"), res.json()
+        res = client.post("/predict", json={"texts": ["x"], "tasks": ["same"]})
+        assert res.status_code == 422 and "'pairs' over HTTP" in res.json()["error"], res.json()
         health = client.get("/health").json()
         assert health["tasks"]["same"]["input"] == "pair" and health["tasks"]["topic"]["input"] == "text"
 
@@ -160,6 +167,10 @@ def test_cli_predict_pairs(trained: tuple[Any, dict[str, Any], Path], tmp_path: 
     assert bad.returncode == 2 and "text_a<TAB>text_b" in bad.stderr and "Traceback" not in bad.stderr
     bad = subprocess.run([*run, "--pair", "no separator"], capture_output=True, text=True)
     assert bad.returncode == 2 and "TEXT_A ||| TEXT_B" in bad.stderr
+    from polyhead.data.lines import gather_pairs
+
+    with pytest.raises(PolyheadError, match="one '|||'"):  # not silently ("a", "b ||| c")
+        gather_pairs(["a ||| b ||| c"], None)
 
 
 def test_bad_pair_data_is_a_one_line_error(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -180,6 +191,11 @@ def test_bad_pair_data_is_a_one_line_error(tmp_path: Path, tiny_model_dir: Path)
     with pytest.raises(DataError, match=r"empty.tsv:2: empty text in 'sentence2'") as info:
         load_all_data(Config.model_validate(config))
     assert "\n" not in str(info.value)
+    numbers = tmp_path / "numbers.jsonl"  # JSON values that aren't text are named for what they are
+    numbers.write_text('{"label": "same", "sentence1": "the goal", "sentence2": 5}\n')
+    config["tasks"]["same"]["data"]["train"] = str(numbers)
+    with pytest.raises(DataError, match=r"numbers.jsonl:1: column 'sentence2' should hold text, got int 5"):
+        load_all_data(Config.model_validate(config))
     assert issubclass(ConfigError, PolyheadError)
 
 

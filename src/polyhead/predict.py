@@ -382,10 +382,9 @@ def tasks_for(tasks: Mapping[str, TaskSpec], names: Sequence[str] | None, kind: 
     asked = check_tasks(tasks, names)
     wrong = [t for t in asked if names is not None and tasks[t].task.predicts and tasks[t].task.input != kind]
     if wrong:
-        call = "predict_pairs (pairs of texts)" if kind == "text" else "predict (single texts)"
-        raise PolyheadError(
-            f"task(s) {', '.join(map(repr, wrong))} take {'pairs' if kind == 'text' else 'single texts'}: use {call}"
-        )
+        how = ("pairs of texts: predict_pairs in Python, --pair / --pairs-file on the CLI, 'pairs' over HTTP"
+               if kind == "text" else "single texts: predict in Python, texts / --file on the CLI, 'texts' over HTTP")
+        raise PolyheadError(f"task(s) {', '.join(map(repr, wrong))} take {how}")
     return [t for t in asked if tasks[t].task.predicts and tasks[t].task.input == kind]
 
 

@@ -64,8 +64,9 @@ def gather_pairs(pairs: list[str] | None, file: Path | None) -> list[tuple[str, 
         out = []
         for value in pairs or []:
             a, sep, b = value.partition(PAIR_SEPARATOR.strip())
-            if not sep or not a.strip() or not b.strip():
-                raise PolyheadError(f"--pair {value!r}: write the two texts as 'TEXT_A ||| TEXT_B'")
+            if not sep or not a.strip() or not b.strip() or PAIR_SEPARATOR.strip() in b:
+                raise PolyheadError(f"--pair {value!r}: write the two texts as 'TEXT_A ||| TEXT_B' (one '|||'; "
+                                    "texts holding '|||' go in a --pairs-file)")
             check_argument_text(value, "--pair")
             out.append((a.strip(), b.strip()))
         return out

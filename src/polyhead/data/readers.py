@@ -226,17 +226,22 @@ def field(path: Path, n: int, record: dict[str, Any], key: str) -> Any:
 
 def sentence_example(path: Path, n: int, record: dict[str, Any], task: TaskType, options: ReaderOptions) -> Example:
     source = f"{path}:{n}"
-    text = field(path, n, record, options.text_column)
-    if not isinstance(text, str) or not text.strip():
-        raise DataError(f"{source}: empty text in {options.text_column!r}")
+    text = text_value(source, field(path, n, record, options.text_column), options.text_column)
     raw = field(path, n, record, options.label_column)
     pair = None
     if options.pair_column:
-        pair = field(path, n, record, options.pair_column)
-        if not isinstance(pair, str) or not pair.strip():
-            raise DataError(f"{source}: empty text in {options.pair_column!r}")
+        pair = text_value(source, field(path, n, record, options.pair_column), options.pair_column)
     label = task.parse_label(raw, source, options.label_column, options.label_separator)
-    return Example(text=text.strip(), label=label, text_pair=pair.strip() if pair else None, source=source)
+    return Example(text=text, label=label, text_pair=pair, source=source)
+
+
+def text_value(source: str, value: Any, column: str) -> str:
+    """A text field, stripped; a number, list or null there (JSONL) or an empty one is a one-line error."""
+    if not isinstance(value, str):
+        raise DataError(f"{source}: column {column!r} should hold text, got {type(value).__name__} {value!r:.60}")
+    if not value.strip():
+        raise DataError(f"{source}: empty text in {column!r}")
+    return value.strip()
 
 
 def jsonl_token_rows(path: Path, lines: Iterable[str], task: TaskType, options: ReaderOptions) -> Iterator[Example]:

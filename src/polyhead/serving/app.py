@@ -144,20 +144,24 @@ def create_app(model: Predictor, settings: ServeSettings | None = None) -> FastA
                 401, "api_key", 0, "missing or wrong API key (send X-API-Key or Authorization: Bearer)"
             )
 
-    def check_texts(texts: list[str], count: int | None = None) -> None:
-        """Limits: ``count`` inputs (texts, or pairs) per request, characters per text."""
-        count = len(texts) if count is None else count
-        if count > settings.max_texts:
+    def check_texts(items: Sequence[str | tuple[str, str]], field: str = "texts") -> None:
+        """Limits: inputs (texts, or pairs) per request, characters per text; errors name the request's field
+        (``texts[3]``, ``pairs[2][1]``)."""
+        if len(items) > settings.max_texts:
             raise LimitError(422, "max_texts", settings.max_texts,
-                             f"{count} texts exceed max_texts={settings.max_texts} per request")
-        for i, text in enumerate(texts):
-            bad = invalid_text(text) or ("" if text.strip() else "empty text (nothing to read)")
-            if bad:
-                raise PolyheadError(f"texts[{i}]: {bad}")
-            if len(text) > settings.max_chars:
-                raise LimitError(422, "max_chars", settings.max_chars,
-                                 f"texts[{i}] has {len(text)} characters, "
-                                 f"over max_chars={settings.max_chars}")
+                             f"{len(items)} {field} exceed max_texts={settings.max_texts} per request")
+        for i, item in enumerate(items):
+            for where, text in ([(f"{field}[{i}]", item)] if isinstance(item, str) else
+                                [(f"{field}[{i}][{j}]", t) for j, t in enumerate(item)]):
+                check_text(where, text)
+
+    def check_text(where: str, text: str) -> None:
+        bad = invalid_text(text) or ("" if text.strip() else "empty text (nothing to read)")
+        if bad:
+            raise PolyheadError(f"{where}: {bad}")
+        if len(text) > settings.max_chars:
+            raise LimitError(422, "max_chars", settings.max_chars,
+                             f"{where} has {len(text)} characters, over max_chars={settings.max_chars}")
 
     guarded = [Depends(check_key)]
 
@@ -199,7 +203,7 @@ def create_app(model: Predictor, settings: ServeSettings | None = None) -> FastA
     async def predict(body: PredictRequest) -> Any:
         kind = "pairs" if body.pairs is not None else "predict"
         items: list[Any] = list(body.pairs) if body.pairs is not None else list(body.texts or [])
-        check_texts([t for item in items for t in ((item,) if isinstance(item, str) else item)], len(items))
+        check_texts(items, kind if kind == "pairs" else "texts")
         if body.tasks is not None:
             unknown = [t for t in body.tasks if t not in model.tasks]
             if unknown:
@@ -217,13 +221,14 @@ def create_app(model: Predictor, settings: ServeSettings | None = None) -> FastA
     @app.post("/similarity", dependencies=guarded)
     async def similarity(body: SimilarityRequest) -> Any:
         if body.pairs:
+            check_texts(body.pairs, "pairs")
             left, right = [a for a, _ in body.pairs], [b for _, b in body.pairs]
-            check_texts(left + right)
             vectors = await batcher.submit(("embed", None), left + right)
             a, b = np.stack(vectors[: len(left)]), np.stack(vectors[len(left):])
             return {"scores": cosine_rows(a, b).tolist()}
         if body.query is not None and body.texts:
-            check_texts([body.query, *body.texts])
+            check_text("query", body.query)
+            check_texts(body.texts)
             vectors = await batcher.submit(("embed", None), [body.query, *body.texts])
             q, rest = np.stack(vectors[:1]), np.stack(vectors[1:])
             return {"scores": (unit(rest) @ unit(q)[0]).tolist()}
