@@ -47,6 +47,8 @@ def test_bad_rows_name_the_file_and_line(model_dir: Path, tmp_path: Path, capsys
         ("e.csv", "text,n\nfine,1\n\"two\nlines\",2\nthree,fields,here\n", "e.csv:5: 3 fields, but the header names 2"),
         ("f.txt", b"fine\n\xff\xfe bad\n", "f.txt:2: not UTF-8 text"),
         ("g.csv", "", "g.csv is empty: the first line must name the columns"),
+        # an empty text is named by its line, not by its place in a chunk
+        ("h.tsv", "text\tn\nfine\t1\nok\t2\n \t3\n", "h.tsv:4: empty text in column 'text'"),
     ]
     for name, content, message in cases:
         result, out = predict(capsys, monkeypatch, model_dir, write(tmp_path / name, content))

@@ -243,6 +243,8 @@ def text_value(values: dict[str, Any], column: str, where: tuple[str, int], word
     """A text (a string; with ``words_ok`` also a list of word strings) from one row, or a one-line error."""
     value = present(values, column, where)
     if isinstance(value, str):
+        if not value.strip():  # refused here, where the row is known (prediction only knows its chunk)
+            raise DataError(f"{where_text(where)}: empty text in column {column!r}; give a text with something to read")
         return value
     if words_ok and isinstance(value, Sequence) and value and all(isinstance(w, str) and w for w in value):
         return list(value)
