@@ -182,6 +182,20 @@ def test_the_cli_reports_a_single_example_class(
     assert refused.value.code == 2
     assert f"error: {train}:14: tasks.topic.few_shot needs at least 2" in " ".join(err.split())
     assert "class 'lonely' has 1" in " ".join(err.split()) and "Traceback" not in err
+    # refused before the model loads, and the run directory is left empty: the same command runs once fixed
+    assert "parameters train" not in capsys.readouterr().out + err
+    assert list((tmp_path / "r").iterdir()) == []
+    train.write_text(train.read_text() + "lonely\tand a second one\n")
+    monkeypatch.setattr(sys, "argv", ["polyhead", "train", str(tmp_path / "c.yaml"), "--output", str(tmp_path / "r"),
+                                      "--quiet"])
+    main()
+    assert (tmp_path / "r" / "model" / "polyhead.json").is_file()
+
+
+def test_a_multilabel_row_without_labels_is_named_as_such() -> None:
+    examples = [Example("a", ["x"]), Example("b", ["x"]), Example("c", [], source="train.jsonl:3")]
+    with pytest.raises(DataError, match=r"train.jsonl:3: .* class \(no label\) has 1"):
+        fewshot.check_classes("tags", fewshot.label_sets("multilabel", examples), examples)
 
 
 # ------------------------------------------------------------------------------------------ config and plan

@@ -92,10 +92,11 @@ def check_classes(task: str, sets: list[frozenset[str]], examples: Sequence[Exam
     single = sorted(label for label, rows in counts.items() if len(rows) == 1)
     if single:
         where = examples[counts[single[0]][0]].source or f"tasks.{task}.data.train"
-        more = f" (and {len(single) - 1} more: {', '.join(map(repr, single[1:4]))})" if len(single) > 1 else ""
+        named = [repr(label) if label else "(no label)" for label in single]  # "": the rows without a label
+        more = f" (and {len(single) - 1} more: {', '.join(named[1:4])})" if len(single) > 1 else ""
         raise DataError(
             f"{where}: tasks.{task}.few_shot needs at least 2 training examples of every class to pair; "
-            f"class {single[0]!r} has 1{more}. Add an example of it, or drop few_shot for this task"
+            f"class {named[0]} has 1{more}. Add an example of it, or drop few_shot for this task"
         )
 
 

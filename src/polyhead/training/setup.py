@@ -101,6 +101,10 @@ def build_specs(config: Config, data: dict[str, TaskData]) -> dict[str, TaskSpec
             pos_weight=task_type.class_weight_values(task.pos_weight, labels, train, f"{key}.pos_weight"),
             label_smoothing=task.label_smoothing,
         )
+        if task.few_shot:  # every class can be paired: checked here, before the model loads
+            from polyhead.training.fewshot import check_classes, label_sets
+
+            check_classes(name, label_sets(task.type, data[name].train), data[name].train)
         problem = task_type.threshold_problem(specs[name]) if task.tune_thresholds else None
         if problem:
             raise ConfigError(f"tasks.{name}.tune_thresholds: {problem}")

@@ -26,6 +26,7 @@ import yaml
 
 from polyhead.config import Config
 from polyhead.data.collate import EncodedGroup, encode_group
+from polyhead.errors import PolyheadError
 from polyhead.fileio import write_text_atomic
 from polyhead.interrupt import sigint_handler
 from polyhead.modeldir import save_training_card
@@ -57,7 +58,7 @@ from polyhead.training.results import (
     run_results,
     write_results,
 )
-from polyhead.training.rundir import check_same_config, prepare_output, refuse_non_empty
+from polyhead.training.rundir import RUN_MARKER, check_same_config, prepare_output, refuse_non_empty
 from polyhead.training.sampling import TaskSampler
 from polyhead.training.setup import TaskData, build_model, build_specs, load_all_data, task_groups
 from polyhead.training.state import TrainState
@@ -166,12 +167,18 @@ class Trainer:
         if not self.dist.is_main:
             self.report = lambda item: None  # one report, from the main process
             self.show_progress = False
+        fresh = not self.resume  # a new run: prepare_output found the directory empty or absent
         self.resume = prepare_output(self.out, self.resume, self.dist)
         checkpoint = latest_checkpoint(self.out) if self.resume else None
         if checkpoint is not None:
             check_same_config(self.config.model_dump(mode="json"), self.out)
         started = time.time()
-        self.setup()
+        try:
+            self.setup()
+        except PolyheadError:  # bad data or labels: a new run that never started leaves an empty directory
+            if fresh and self.dist.is_main and {p.name for p in self.out.iterdir()} <= {RUN_MARKER}:
+                (self.out / RUN_MARKER).unlink(missing_ok=True)
+            raise
         if self.dist.is_main and checkpoint is None:  # a resumed run keeps the file it was checked against
             dump = yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
             write_text_atomic(self.out / "config.yaml", dump)
