@@ -108,6 +108,16 @@ def test_weights_naming_unknown_labels_are_one_line_errors() -> None:
         get_task_type("classification").class_weight_values({"bogus": 2}, ["a", "b"], ["a"], "tasks.t.class_weights")
 
 
+def test_weights_yaml_reads_as_strings_are_numbers() -> None:
+    import yaml
+
+    from polyhead.config import TaskConfig
+
+    raw = yaml.safe_load("type: classification\ndata: {train: t.tsv}\nclass_weights: {a: 1e3, b: 2}")
+    assert raw["class_weights"]["a"] == "1e3"  # YAML 1.1: an exponent without a dot is a string
+    assert TaskConfig.model_validate(raw).class_weights == {"a": 1000.0, "b": 2}
+
+
 @pytest.mark.parametrize(
     ("task", "override", "message"),
     [

@@ -100,6 +100,16 @@ class HeadConfig(Strict):
     loss: SimilarityLoss = "cosent"
 
 
+def number_or_text(value: Any) -> Any:
+    """A string that spells a number (YAML's ``1e3``) as that float; anything else as it was."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 class TaskConfig(Strict):
     type: str = Field(..., description="a registered task type (polyhead.tasks)")
     data: DataConfig
@@ -128,7 +138,8 @@ class TaskConfig(Strict):
     def label_weights(cls, value: Any) -> Any:
         # one clear message instead of pydantic's per-member union errors
         ok = value is None or value == "balanced"
-        if isinstance(value, dict):
+        if isinstance(value, dict):  # YAML reads 1e3 (no dot) as a string, as pydantic's float fields accept it
+            value = {k: number_or_text(w) for k, w in value.items()}
             ok = all(isinstance(w, int | float) and not isinstance(w, bool) and 0 < w < float("inf")
                      for w in value.values())
         if not ok:

@@ -304,11 +304,11 @@ class Trainer:
         )
         batch_size = stage.batch_size or cfg.batch_size
         task_sizes = {g: n for g, n in sizes.items() if g != preserve.PRESERVE}  # an epoch: a pass over tasks' data
-        steps_per_epoch = (
-            stage.steps
-            or cfg.steps_per_epoch
-            or plan.epoch_steps(task_sizes, sampler.probabilities, batch_size, cfg.gradient_accumulation)
-        )
+        one_pass = plan.epoch_steps(task_sizes, sampler.probabilities, batch_size, cfg.gradient_accumulation)
+        steps_per_epoch = stage.steps or cfg.steps_per_epoch or one_pass
+        if stage.pair_tasks and not stage.steps and steps_per_epoch < one_pass:
+            logger.warning("training.steps_per_epoch=%d sets the %s stage's epochs too: %d of the %d steps its pairs "
+                           "take", steps_per_epoch, stage.name, steps_per_epoch, one_pass)
         total = steps_per_epoch * stage.epochs
         sched = cfg.scheduler
         warmup = plan.warmup_steps(sched.warmup_ratio, total, sched.warmup_rule)
