@@ -223,6 +223,10 @@ def test_plan_adds_a_contrastive_and_a_heads_stage(tmp_path: Path, tiny_model_di
     assert (stages[1].tasks, stages[1].pair_tasks, stages[1].batch_size) == ([], ["topic", "sentiment"], 16)
     assert stages[2].tasks == ["topic", "sentiment"] and stages[2].freeze.mode == "encoder"
     assert stages[2].steps == 200 and stages[2].optimizer.head_lr == 1e-2
+    cfg["training"]["freeze"] = {"heads": ["sentiment"]}  # a frozen head stays frozen in the heads stage too
+    config = Config.model_validate(cfg)
+    assert fewshot.add_stages(config, plan.resolve_stages(config))[2].freeze.heads == ["sentiment"]
+    del cfg["training"]["freeze"]
     cfg["training"]["stages"] = [{"tasks": ["topic", "sentiment", "entities"], "epochs": 2}]
     config = Config.model_validate(cfg)
     assert [s.name for s in fewshot.add_stages(config, plan.resolve_stages(config))] == ["few_shot", "stage1"]

@@ -66,6 +66,17 @@ def test_multilabel_report_equals_scikit_learn() -> None:
     assert report["label_counts"]["y"] == {"tn": 3, "fp": 1, "fn": 1, "tp": 1}
     assert report["label_counts"]["z"] == {"tn": 4, "fp": 0, "fn": 0, "tp": 2}
     assert [w["label"] for w in report["worst_labels"]] == ["x", "y"]  # z has no errors: not listed
+    # printed too, not only in --json
+    from rich.console import Console
+
+    from polyhead.display import report_tables
+
+    console = Console(record=True, width=120)
+    for table in report_tables("tags", report):
+        console.print(table)
+    text = console.export_text()
+    assert "tags: per label decisions" in text and "tags: labels with the most errors" in text
+    assert any(line.split()[:5] == ["│", "x", "│", "2", "│"] for line in text.splitlines()), text
 
 
 def test_entity_report_equals_seqeval_per_type() -> None:

@@ -89,6 +89,21 @@ def report_tables(task: str, report: dict[str, Any], max_matrix: int = 15) -> li
         for label, row in zip(confusion["labels"], confusion["matrix"], strict=True):
             matrix.add_row(cell(label, 30), *(str(n) for n in row))
         tables.append(matrix)
+    counts = report.get("label_counts")  # multilabel: each label's 2x2 counts instead of a matrix
+    if counts is not None and len(counts) <= max_matrix:
+        table = Table(title=f"{task}: per label decisions")
+        for name in ("label", "true pos.", "false pos.", "false neg.", "true neg."):
+            table.add_column(name, justify="left" if name == "label" else "right")
+        for label, c in counts.items():
+            table.add_row(cell(label, 40), *(str(c[k]) for k in ("tp", "fp", "fn", "tn")))
+        tables.append(table)
+    if report.get("worst_labels"):
+        table = Table(title=f"{task}: labels with the most errors")
+        for name in ("label", "false positives", "false negatives"):
+            table.add_column(name, justify="left" if name == "label" else "right")
+        for row in report["worst_labels"]:
+            table.add_row(cell(row["label"], 40), str(row["false_positives"]), str(row["false_negatives"]))
+        tables.append(table)
     pairs = report.get("worst_confused") or []
     if pairs:
         worst = Table(title=f"{task}: most confused (gold -> predicted)")

@@ -69,7 +69,7 @@ def add_stages(config: Config, stages: list[Stage]) -> list[Stage]:
     if t.stages:
         return [contrastive, *stages]
     heads = Stage(
-        HEADS, tasks, 1, FreezeConfig(mode="encoder"), None,
+        HEADS, tasks, 1, FreezeConfig(mode="encoder", heads=t.freeze.heads), None,  # training.freeze.heads hold
         OptimizerConfig(lr=fs.head_lr, head_lr=fs.head_lr, weight_decay=t.optimizer.weight_decay), steps=fs.head_steps,
     )  # fmt: skip
     others = [name for name in config.tasks if name not in tasks]
