@@ -227,12 +227,29 @@ def test_plan_adds_a_contrastive_and_a_heads_stage(tmp_path: Path, tiny_model_di
     config = Config.model_validate(cfg)
     assert fewshot.add_stages(config, plan.resolve_stages(config))[2].freeze.heads == ["sentiment"]
     del cfg["training"]["freeze"]
+    cfg["training"]["freeze"] = {"mode": "encoder"}  # nothing for the contrastive stage to train
+    config = Config.model_validate(cfg)
+    with pytest.raises(ConfigError, match="few_shot trains the encoder on pairs, and training.freeze.mode: encoder"):
+        fewshot.add_stages(config, plan.resolve_stages(config))
+    del cfg["training"]["freeze"]
     cfg["training"]["stages"] = [{"tasks": ["topic", "sentiment", "entities"], "epochs": 2}]
     config = Config.model_validate(cfg)
     assert [s.name for s in fewshot.add_stages(config, plan.resolve_stages(config))] == ["few_shot", "stage1"]
     del cfg["tasks"]["topic"]["few_shot"], cfg["tasks"]["sentiment"]["few_shot"]
     config = Config.model_validate(cfg)
     assert [s.name for s in fewshot.add_stages(config, plan.resolve_stages(config))] == ["stage1"]
+
+
+def test_stages_that_train_no_few_shot_head_are_reported(
+    tmp_path: Path, tiny_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = tiny_config(tmp_path, tiny_model_dir)
+    cfg["tasks"]["topic"]["few_shot"] = True
+    cfg["training"]["stages"] = [{"tasks": ["sentiment", "entities"], "epochs": 1}]
+    config = Config.model_validate(cfg)
+    with caplog.at_level("WARNING"):
+        fewshot.add_stages(config, plan.resolve_stages(config))
+    assert "training.stages train no head of topic" in caplog.text
 
 
 # ------------------------------------------------------------------------------------------ training

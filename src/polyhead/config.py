@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from polyhead.errors import ConfigError
 from polyhead.extras import installed
-from polyhead.yamlcheck import apply_override, check_yaml, key_lines, parse_override
+from polyhead.yamlcheck import apply_override, check_yaml, key_lines, number_or_text, parse_override
 
 TASK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 MAX_WIDTH = 65536  # largest head layer / projection: bounds what a typo can make polyhead allocate
@@ -98,16 +98,6 @@ class HeadConfig(Strict):
     dropout: float = Field(0.1, ge=0, lt=1)
     threshold: float = Field(0.5, gt=0, lt=1)
     loss: SimilarityLoss = "cosent"
-
-
-def number_or_text(value: Any) -> Any:
-    """A string that spells a number (YAML's ``1e3``) as that float; anything else as it was."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
 
 
 class TaskConfig(Strict):

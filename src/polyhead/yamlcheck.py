@@ -101,3 +101,14 @@ def key_lines(text: str) -> dict[tuple[str, ...], int]:
     if root is not None:
         walk(root, ())
     return lines
+
+
+def number_or_text(value: Any) -> Any:
+    """A string that spells a number (YAML 1.1 reads ``1e3``, without a dot, as a string) as that float;
+    anything else as it was."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from polyhead.config import Config, FreezeConfig, OptimizerConfig
 from polyhead.data.collate import EncodedGroup
 from polyhead.data.readers import Example
-from polyhead.errors import DataError
+from polyhead.errors import ConfigError, DataError
 from polyhead.modeling.batching import pad_batch
 from polyhead.modeling.encoder import autocast
 from polyhead.tasks import get_task_type
@@ -62,6 +62,16 @@ def add_stages(config: Config, stages: list[Stage]) -> list[Stage]:
     if not tasks:
         return stages
     fs, t = config.training.few_shot, config.training
+    if t.freeze.mode == "encoder":
+        raise ConfigError(
+            f"tasks {', '.join(tasks)}: few_shot trains the encoder on pairs, and training.freeze.mode: encoder "
+            "leaves it nothing to train; drop few_shot (the heads alone then train on the frozen encoder) or the freeze"
+        )
+    if t.stages:
+        left = [task for task in tasks if not any(task in stage.tasks for stage in stages)]
+        if left:
+            logger.warning("training.stages train no head of %s: after the contrastive stage their heads stay as "
+                           "initialised; name them in a stage", ", ".join(left))
     contrastive = Stage(
         CONTRASTIVE, [], fs.epochs, t.freeze, None, OptimizerConfig(lr=fs.lr, weight_decay=t.optimizer.weight_decay),
         pair_tasks=tasks, batch_size=fs.batch_size, bucket_by_length=fs.bucket_by_length,
