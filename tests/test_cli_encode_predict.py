@@ -94,6 +94,22 @@ def test_encode_non_utf8_file(tmp_path: Path, capsys, monkeypatch) -> None:
 def test_encode_missing_file(tmp_path: Path, capsys, monkeypatch) -> None:
     result = run_main(capsys, monkeypatch, "encode", "--file", str(tmp_path / "nope.txt"))
     assert_user_error(result, "no such file")
+    assert_user_error(run_main(capsys, monkeypatch, "encode", "--file", str(tmp_path)), "a directory; give a text file")
+
+
+def test_lines_from_a_pipe() -> None:
+    """--file /dev/stdin or <(...): a pipe is read like a file."""
+    import os
+
+    from polyhead.data.lines import read_text_lines
+
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"first\n\nsecond\n")
+    os.close(write_end)
+    try:
+        assert read_text_lines(Path(f"/dev/fd/{read_end}")) == ["first", "second"]
+    finally:
+        os.close(read_end)
 
 
 def test_encode_no_texts(capsys, monkeypatch) -> None:

@@ -13,7 +13,9 @@ LINE_END = re.compile(r"\r\n|\r|\n")
 def read_text_lines(file: Path, option: str = "--file") -> list[str]:
     """Non-empty lines of a UTF-8 text file, or a one-line error. Lines end at ``\\n``, ``\\r\\n`` or ``\\r`` only:
     U+2028/U+2029, U+0085 and the other characters ``str.splitlines`` breaks at stay inside the text."""
-    if not file.is_file():
+    if file.is_dir():
+        raise PolyheadError(f"{option} {file}: a directory; give a text file")
+    if not file.exists():  # a pipe (/dev/stdin, <(...)) is read like a file
         raise PolyheadError(f"{option} {file}: no such file")
     try:
         lines = [line.strip() for line in LINE_END.split(file.read_text(encoding="utf-8-sig"))]
