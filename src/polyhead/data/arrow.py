@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from polyhead.data.readers import Example, ReaderOptions
+from polyhead.data.readers import Example, ReaderOptions, text_value
 from polyhead.errors import DataError
 from polyhead.tasks import TaskType
 
@@ -213,18 +213,10 @@ def make_example(where: str, row: int, values: dict[str, Any], task: TaskType, o
     source = f"{where} row {row}"
     if task.level == "token":
         return token_example(source, values, task, options)
-    text = text_value(source, options.text_column, values[options.text_column])
-    pair = text_value(source, options.pair_column, values[options.pair_column]) if options.pair_column else None
+    text = text_value(source, values[options.text_column], options.text_column)
+    pair = text_value(source, values[options.pair_column], options.pair_column) if options.pair_column else None
     label = task.parse_label(values[options.label_column], source, options.label_column, options.label_separator)
     return Example(text=text, label=label, text_pair=pair, source=source)
-
-
-def text_value(source: str, column: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise DataError(f"{source}: column {column!r} should hold text, got {type(value).__name__} {value!r}")
-    if not value.strip():
-        raise DataError(f"{source}: empty text in {column!r}")
-    return value.strip()
 
 
 def token_example(source: str, values: dict[str, Any], task: TaskType, options: ReaderOptions) -> Example:

@@ -236,7 +236,8 @@ def sentence_example(path: Path, n: int, record: dict[str, Any], task: TaskType,
 
 
 def text_value(source: str, value: Any, column: str) -> str:
-    """A text field, stripped; a number, list or null there (JSONL) or an empty one is a one-line error."""
+    """A text field, stripped; a number, list or null there (JSONL, Parquet, datasets) or an empty one is a
+    one-line error."""
     if not isinstance(value, str):
         raise DataError(f"{source}: column {column!r} should hold text, got {type(value).__name__} {value!r:.60}")
     if not value.strip():
