@@ -84,7 +84,7 @@ class Classification(TaskType):
     def build_labels(self, labels: Sequence[Any], source: str) -> list[str]:
         found = sorted(self.label_counts(labels))
         if len(found) < 2:
-            raise DataError(f"{source}: a classification task needs at least 2 labels in train, found {found}")
+            raise DataError(f"{source}: a {self.name} task needs at least 2 labels in train, found {found}")
         return found
 
     def encode_target(self, spec: TaskSpec, label: Any, word_ids: Sequence[int | None] | None, source: str) -> Any:
