@@ -100,8 +100,8 @@ class TaskType:
         """A raw label from a data file (``source`` is file:line, ``column`` its column) -> the label value."""
         if isinstance(raw, float) and raw.is_integer():
             raw = int(raw)  # a pandas integer column with a gap is float64: its 1.0 is the class "1" of the others
-        nan = isinstance(raw, float) and not math.isfinite(raw)
-        if isinstance(raw, list | dict) or raw is None or nan or str(raw).strip() == "":
+        not_finite = isinstance(raw, float) and not math.isfinite(raw)  # NaN: a missing label
+        if isinstance(raw, list | dict) or raw is None or not_finite or str(raw).strip() == "":
             raise DataError(f"{source}: label {raw!r} in {column!r} is not a class name")
         return str(raw).strip()
 

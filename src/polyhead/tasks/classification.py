@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+
 def label_index(spec: TaskSpec, label: str, source: str) -> int:
     try:
         return spec.labels.index(label)
@@ -38,10 +39,10 @@ def positive_label(labels: list[str]) -> str:
     sorted order ("1" of 0/1, "yes", "true", "positive", "paraphrase" of not_paraphrase/paraphrase)."""
     ordered = sorted(labels)
     if len(ordered) == 2:
-        for label, other in (ordered, ordered[::-1]):
-            negated = other.lower().replace("-", "_").replace(" ", "_")
-            if any(negated in (f"{word}{label.lower()}", f"{word}_{label.lower()}") for word in NEGATIONS):
-                return label
+        plain = [label.lower().replace("-", "_").replace(" ", "_") for label in ordered]
+        for i in (0, 1):  # is the other label this one negated?
+            if any(plain[1 - i] in (f"{word}{plain[i]}", f"{word}_{plain[i]}") for word in NEGATIONS):
+                return ordered[i]
     return ordered[-1]
 
 
@@ -162,7 +163,7 @@ class Classification(TaskType):
         """The positive class's threshold with the best dev macro F1."""
         positive = positive_label(spec.labels)
         index = spec.labels.index(positive)
-        if len(set(np.asarray(targets).tolist())) < 2:
+        if np.unique(targets).size < 2:
             logger.warning("thresholds: the dev examples are all of one class; kept the head's own decisions")
             return {}
         probs = calibration.probabilities(logits, "softmax", spec.temperature)
